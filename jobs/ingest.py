@@ -1,0 +1,471 @@
+"""The ingest job: fetch a source, parse it, and replace each quarter's data atomically.
+
+`run_ingest` is the RQ job; the CLI runs the same function in the foreground.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from config import load_settings
+from jobs import runtime
+from jobs.images import NotAnImage, publish_file, sniff_image
+from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
+from jobs.quarters import build_quarter, campaign_totals
+from jobs.sources import SourceError, image_banner_id, open_source, sha256_of
+from models import (
+    Banner,
+    BannerStat,
+    CampaignStat,
+    Click,
+    Conversion,
+    ImpressionCount,
+    IngestFile,
+    IngestRun,
+    LoadedFile,
+    Plan,
+    bump_data_version,
+    db,
+    utcnow,
+)
+
+log = logging.getLogger("bannerservice.ingest")
+
+QUARTERS = (1, 2, 3, 4)
+CSV_NAMES = ("impressions.csv", "clicks.csv", "conversions.csv")
+BATCH = 1000
+
+
+class IngestBusy(Exception):
+    """Another ingest is queued or running."""
+
+    def __init__(self, run):
+        self.run = run
+        what = f"run #{run.id} is {run.status}" if run else "another ingest holds the lock"
+        super().__init__(f"an ingest is already in progress: {what}")
+
+
+def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None):
+    """Load `source` (a directory or s3://bucket/prefix; default INGEST_SOURCE) into the database.
+
+    Called by an RQ worker with the `run_id` that `request_ingest` created and locked, or
+    directly (CLI, schedule) without one: then it takes the lock itself and raises
+    IngestBusy when another run holds it. Returns the finished IngestRun's id.
+    `on_progress(done, total, stage)` is for a foreground caller's progress bar.
+    """
+    ctx = runtime.context()
+    settings = ctx.settings
+    source = source or settings.ingest_source
+    if run_id is None:
+        run = _start_locked_run(ctx, source, trigger, user)
+    else:
+        run = IngestRun.get_by_id(run_id)
+        runtime.hold_lock(ctx, run.id)
+    run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
+    run.save()
+    tracker = _Progress(ctx, run, on_progress)
+    log.info("run=%s start source=%s trigger=%s user=%s", run.id, source, trigger, user)
+    try:
+        outcome = _ingest(ctx, run, source, tracker)
+        run.status = outcome.status
+        run.error = outcome.error
+    except Exception as exc:  # the record must say what happened, whatever happened
+        log.exception("run=%s failed", run.id)
+        run.status, run.error = IngestRun.FAILED, _describe_error(exc)
+    finally:
+        run.finished_at = utcnow()
+        run.progress, run.stage = 1.0, "done"
+        run.save()
+        runtime.release_lock(ctx, run.id)
+    log.info("run=%s end status=%s error=%s", run.id, run.status, run.error)
+    return run.id
+
+
+def request_ingest(source=None, trigger="manual", user=None):
+    """Queue an ingest for a worker unless one is queued or running; returns the new IngestRun.
+
+    Raises IngestBusy (with the active run) otherwise, so a second request never queues twice.
+    """
+    ctx = runtime.context()
+    source = source or ctx.settings.ingest_source
+    run = _start_locked_run(ctx, source, trigger, user, status=IngestRun.QUEUED)
+    try:
+        job = ctx.queue().enqueue(
+            run_ingest, source, trigger, user, run.id,
+            job_id=f"ingest-{run.id}", job_timeout=3600, result_ttl=86400, failure_ttl=7 * 86400,
+        )
+    except Exception as exc:
+        run.status, run.error, run.finished_at = IngestRun.FAILED, f"could not queue: {exc}", utcnow()
+        run.save()
+        runtime.release_lock(ctx, run.id)
+        raise
+    run.job_id = job.id
+    run.save()
+    log.info("run=%s queued source=%s trigger=%s user=%s", run.id, source, trigger, user)
+    return run
+
+
+def scheduled_ingest():
+    """What rq-scheduler runs: an ingest of INGEST_SOURCE, skipped (and logged) while another is active."""
+    try:
+        return run_ingest(trigger="schedule")
+    except IngestBusy as exc:
+        log.info("scheduled ingest skipped: %s", exc)
+        return None
+
+
+def reap_abandoned_runs(ctx=None) -> int:
+    """Mark queued/running runs whose lock has expired (their worker died) as abandoned."""
+    ctx = ctx or runtime.context()
+    holder = runtime.lock_holder(ctx)
+    stale = IngestRun.select().where(IngestRun.status.in_([IngestRun.QUEUED, IngestRun.RUNNING]))
+    count = 0
+    for run in stale:
+        if holder is None or (holder.isdigit() and int(holder) != run.id):
+            run.status = IngestRun.ABANDONED
+            run.error = "the worker stopped before the run finished (its lock expired); nothing of the unfinished quarter was applied"
+            run.finished_at = run.finished_at or utcnow()
+            run.save()
+            log.warning("run=%s abandoned", run.id)
+            count += 1
+    return count
+
+
+def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
+    if not runtime.acquire_lock(ctx):
+        reap_abandoned_runs(ctx)
+        raise IngestBusy(_active_run())
+    try:
+        reap_abandoned_runs(ctx)
+        run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status)
+    except Exception:
+        runtime.release_lock(ctx, None)
+        raise
+    runtime.hold_lock(ctx, run.id)
+    return run
+
+
+def _active_run():
+    return (
+        IngestRun.select()
+        .where(IngestRun.status.in_([IngestRun.QUEUED, IngestRun.RUNNING]))
+        .order_by(IngestRun.id.desc())
+        .first()
+    )
+
+
+@dataclass
+class _Outcome:
+    status: str = IngestRun.SUCCEEDED
+    errors: list = field(default_factory=list)
+    had_rejects: bool = False
+
+    @property
+    def error(self):
+        return "; ".join(self.errors) or None
+
+    def fail(self, message):
+        self.errors.append(message)
+        self.status = IngestRun.FAILED
+
+    def finish(self):
+        if self.status != IngestRun.FAILED and self.had_rejects:
+            self.status = IngestRun.SUCCEEDED_WITH_REJECTS
+        return self
+
+
+def _ingest(ctx, run, source_spec, tracker) -> _Outcome:
+    outcome = _Outcome()
+    if not source_spec:
+        outcome.fail("no source: pass one or set INGEST_SOURCE")
+        return outcome
+    source = open_source(source_spec, ctx.settings.s3_endpoint_url, ctx.settings.s3_max_attempts)
+    infos = {q: {name: source.stat(f"{q}/{name}") for name in CSV_NAMES} for q in QUARTERS}
+    images = source.list_images()
+    tracker.total = sum(i.size for files in infos.values() for i in files.values() if i) + sum(i.size for i in images)
+    for quarter in QUARTERS:
+        _ingest_quarter(ctx, run, source, quarter, infos[quarter], tracker, outcome)
+    _ingest_images(ctx, run, source, images, tracker, outcome)
+    return outcome.finish()
+
+
+def _ingest_quarter(ctx, run, source, quarter, infos, tracker, outcome):
+    records = {name: _file_record(run, quarter, name, info) for name, info in infos.items()}
+    missing = [name for name, info in infos.items() if info is None]
+    if missing:
+        for name in missing:
+            records[name].error = "file is missing"
+        _save_records(records.values())
+        outcome.fail(f"quarter {quarter}: {', '.join(missing)} missing; previous data kept")
+        return
+    tracker.stage(f"quarter {quarter}: checking")
+    hashes = {name: _content_hash(source, info) for name, info in infos.items()}
+    if all(_is_loaded(info, hashes[name]) for name, info in infos.items()):
+        for name, record in records.items():
+            record.unchanged, record.sha256 = True, hashes[name] or _loaded_hash(infos[name])
+        _save_records(records.values())
+        tracker.advance(sum(info.size for info in infos.values()))
+        log.info("run=%s quarter=%s unchanged", run.id, quarter)
+        return
+    try:
+        parsed = _parse_quarter(source, quarter, infos, records, tracker)
+    except FileRejected as exc:
+        _save_records(records.values())
+        outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
+        log.warning("run=%s quarter=%s rejected: %s", run.id, quarter, exc)
+        return
+    except SourceError:
+        raise
+    except Exception as exc:
+        _save_records(records.values())
+        outcome.fail(f"quarter {quarter}: {_describe_error(exc)}; previous data kept")
+        log.exception("run=%s quarter=%s failed", run.id, quarter)
+        return
+    seed = ",".join(records[name].sha256 for name in CSV_NAMES)
+    data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"], seed)
+    tracker.stage(f"quarter {quarter}: storing")
+    try:
+        with db.atomic():
+            _store_quarter(quarter, parsed, data)
+            for name, info in infos.items():
+                _remember_loaded(info, records[name].sha256)
+            _save_records(records.values())
+            version = bump_data_version()
+    except Exception as exc:
+        outcome.fail(f"quarter {quarter}: could not store: {_describe_error(exc)}; previous data kept")
+        log.exception("run=%s quarter=%s store failed", run.id, quarter)
+        _save_records(records.values())
+        return
+    runtime.publish_data_version(ctx, version)
+    outcome.had_rejects |= any(r.rejected for r in records.values())
+    log.info(
+        "run=%s quarter=%s loaded campaigns=%s data_version=%s %s",
+        run.id, quarter, len(data.plans), version,
+        " ".join(f"{r.name}:read={r.rows_read},loaded={r.loaded},rejected={r.rejected}" for r in records.values()),
+    )
+
+
+def _parse_quarter(source, quarter, infos, records, tracker):
+    parsed = {}
+    for name, parse in (("impressions.csv", parse_impressions), ("clicks.csv", parse_clicks)):
+        parsed[name.split(".")[0]] = _parse_file(source, quarter, infos[name], records[name], parse, tracker)
+    parsed["conversions"] = _parse_file(
+        source, quarter, infos["conversions.csv"], records["conversions.csv"],
+        lambda lines: parse_conversions(lines, parsed["clicks"]), tracker,
+    )
+    return parsed
+
+
+def _parse_file(source, quarter, info, record, parse, tracker):
+    tracker.stage(f"quarter {quarter}: reading {info.path}")
+    hashing = _HashingLines(source.open(info.path), tracker)
+    try:
+        with hashing:
+            rows, report = parse(hashing)
+            hashing.drain()
+    except FileRejected as exc:
+        record.error = str(exc)
+        raise
+    record.sha256 = hashing.hexdigest()
+    for attr in ("rows_read", "loaded", "duplicates", "conflicts", "rejected", "orphans"):
+        setattr(record, attr, getattr(report, attr))
+    record.samples = json.dumps(
+        [[line, reason] for line, reason in report.rejects]
+        + [[line, reason] for line, reason in report.conflict_samples]
+    )
+    return rows
+
+
+def _store_quarter(quarter, parsed, data):
+    for model in (ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat):
+        model.delete().where(model.quarter == quarter).execute()
+    _insert(ImpressionCount, ("quarter", "campaign_id", "banner_id", "impressions"),
+            ((quarter, c, b, n) for (c, b), n in parsed["impressions"].items()))
+    _insert(Click, ("quarter", "click_id", "banner_id", "campaign_id"),
+            ((quarter, k, b, c) for k, (b, c) in parsed["clicks"].items()))
+    _insert(Conversion, ("quarter", "conversion_id", "click_id", "revenue"),
+            ((quarter, k, click, str(rev)) for k, (click, rev) in parsed["conversions"].items()))
+    _insert(BannerStat, ("quarter", "campaign_id", "banner_id", "impressions", "clicks", "conversions", "revenue"),
+            ((quarter, c, b, i, k, n, float(r)) for (c, b), (i, k, n, r) in data.banner_stats.items()))
+    _insert(Plan, ("quarter", "campaign_id", "x", "scenario", "banner_ids", "random_fill"),
+            ((quarter, c, p.x, p.scenario, ",".join(map(str, p.banner_ids)), p.random_fill)
+             for c, p in data.plans.items()))
+    totals = campaign_totals(data)
+    _insert(CampaignStat, ("quarter", "campaign_id", "impressions", "clicks", "conversions", "revenue", "x", "scenario", "banners"),
+            ((quarter, c, i, k, n, float(r), data.plans[c].x, data.plans[c].scenario, len(data.plans[c].banner_ids))
+             for c, (i, k, n, r) in totals.items()))
+
+
+def _insert(model, names, rows):
+    fields = [getattr(model, name) for name in names]
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            model.insert_many(batch, fields=fields).execute()
+            batch = []
+    if batch:
+        model.insert_many(batch, fields=fields).execute()
+
+
+def _ingest_images(ctx, run, source, images, tracker, outcome):
+    record = IngestFile(run=run, quarter=None, name="images/", rows_read=len(images))
+    unchanged, samples = 0, []
+    tracker.stage(f"images: {len(images)} files")
+    for info in images:
+        banner_id = image_banner_id(info.path)
+        try:
+            if info.etag and _is_loaded(info, None):
+                unchanged += 1
+                continue
+            with source.open(info.path) as stream:
+                data = stream.read()
+            digest = _sha256_bytes(data)
+            if _is_loaded(info, digest):
+                unchanged += 1
+                continue
+            ext, content_type = sniff_image(data)
+            name = f"{banner_id}.{ext}"
+            publish_file(ctx.settings.image_dir, name, data)
+            with db.atomic():
+                Banner.insert(id=banner_id, image_name=name, content_type=content_type, image_sha256=digest).on_conflict(
+                    conflict_target=[Banner.id],
+                    update={Banner.image_name: name, Banner.content_type: content_type, Banner.image_sha256: digest},
+                ).execute()
+                _remember_loaded(info, digest)
+            record.loaded += 1
+        except NotAnImage as exc:
+            record.rejected += 1
+            if len(samples) < 20:
+                samples.append([info.path, str(exc)])
+        finally:
+            tracker.advance(info.size)
+    record.unchanged = bool(images) and unchanged == len(images)
+    record.duplicates = 0
+    record.samples = json.dumps(samples)
+    record.save()
+    if record.loaded:
+        with db.atomic():
+            version = bump_data_version()
+        runtime.publish_data_version(ctx, version)
+    outcome.had_rejects |= record.rejected > 0
+    log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
+             run.id, len(images), record.loaded, unchanged, record.rejected)
+
+
+def _file_record(run, quarter, name, info):
+    return IngestFile(
+        run=run, quarter=quarter, name=name,
+        size=info.size if info else None, etag=info.etag if info else None,
+    )
+
+
+def _save_records(records):
+    for record in records:
+        record.save()
+
+
+def _content_hash(source, info):
+    """The sha256 of a file whose source gives no ETag (a directory); None when the ETag will do."""
+    if info.etag:
+        return None
+    with source.open(info.path) as stream:
+        return sha256_of(stream)
+
+
+def _is_loaded(info, sha256) -> bool:
+    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
+    if loaded is None:
+        return False
+    if info.etag:
+        return loaded.etag == info.etag and loaded.size == info.size
+    return loaded.sha256 == sha256
+
+
+def _loaded_hash(info):
+    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
+    return loaded.sha256 if loaded else None
+
+
+def _remember_loaded(info, sha256):
+    LoadedFile.insert(path=info.path, sha256=sha256, etag=info.etag, size=info.size, loaded_at=utcnow()).on_conflict(
+        conflict_target=[LoadedFile.path],
+        update={LoadedFile.sha256: sha256, LoadedFile.etag: info.etag, LoadedFile.size: info.size, LoadedFile.loaded_at: utcnow()},
+    ).execute()
+
+
+def _sha256_bytes(data):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _describe_error(exc) -> str:
+    return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+
+
+class _HashingLines:
+    """Byte lines of a stream, hashed and counted on the way through to the parser."""
+
+    def __init__(self, stream, tracker):
+        import hashlib
+
+        self.stream, self.tracker = stream, tracker
+        self.digest = hashlib.sha256()
+
+    def __iter__(self):
+        update, advance = self.digest.update, self.tracker.advance
+        for line in self.stream:
+            update(line)
+            advance(len(line))
+            yield line
+
+    def drain(self):
+        """Hash whatever the parser left unread, so the digest covers the whole file."""
+        for _ in self:
+            pass
+
+    def hexdigest(self):
+        return self.digest.hexdigest()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+
+
+class _Progress:
+    """Bytes done of bytes to do, written to the run record and the RQ job's meta a few times a second."""
+
+    INTERVAL = 0.5
+
+    def __init__(self, ctx, run, callback):
+        self.ctx, self.run, self.callback = ctx, run, callback
+        self.total, self.done, self._text, self._last = 0, 0, "", 0.0
+        from rq import get_current_job
+
+        self.job = get_current_job()
+
+    def stage(self, text):
+        self._text = text
+        self._flush(force=True)
+
+    def advance(self, amount):
+        self.done += amount
+        if self.callback:
+            self.callback(self.done, self.total, self._text)
+        if time.monotonic() - self._last >= self.INTERVAL:
+            self._flush()
+
+    def _flush(self, force=False):
+        self._last = time.monotonic()
+        fraction = min(1.0, self.done / self.total) if self.total else 0.0
+        IngestRun.update(progress=fraction, stage=self._text).where(IngestRun.id == self.run.id).execute()
+        runtime.hold_lock(self.ctx, self.run.id)  # the heartbeat: a live run keeps its lock
+        if self.job is not None:
+            self.job.meta["progress"] = {"fraction": fraction, "stage": self._text}
+            self.job.save_meta()
+        if self.callback and force:
+            self.callback(self.done, self.total, self._text)

@@ -1,0 +1,193 @@
+"""CSV lines in, validated rows and a report out: impressions, clicks and conversions.
+
+Pure and streaming: each parser takes an iterable of byte lines (a file object will do)
+and keeps only what it must, never the whole file.
+"""
+
+import csv
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+MAX_ID = 2**63 - 1  # ids are stored in signed 64-bit columns
+SAMPLE_SIZE = 20
+
+HEADERS = {
+    "impressions": ("banner_id", "campaign_id"),
+    "clicks": ("click_id", "banner_id", "campaign_id"),
+    "conversions": ("conversion_id", "click_id", "revenue"),
+}
+_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class FileRejected(Exception):
+    """The whole file is unusable (missing, empty, wrong header)."""
+
+
+class RowRejected(ValueError):
+    """One row is unusable; the message says why."""
+
+
+@dataclass
+class FileReport:
+    """What happened to the rows of one file."""
+
+    name: str
+    rows_read: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    orphans: int = 0
+    # The first SAMPLE_SIZE rejected and conflicting rows: (line number, reason).
+    rejects: list = field(default_factory=list)
+    conflict_samples: list = field(default_factory=list)
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejects) < SAMPLE_SIZE:
+            self.rejects.append((line, reason))
+
+    def conflict(self, line: int, reason: str) -> None:
+        self.conflicts += 1
+        if len(self.conflict_samples) < SAMPLE_SIZE:
+            self.conflict_samples.append((line, reason))
+
+
+def parse_impressions(lines):
+    """Count impressions per (campaign_id, banner_id); repeated rows are normal, not duplicates."""
+    report = FileReport("impressions.csv")
+    counts = Counter()
+    known = {}  # raw line -> key or the reason it was rejected; most lines repeat
+    for lineno, raw in _data_lines(lines, "impressions"):
+        report.rows_read += 1
+        key = known.get(raw)
+        if key is None:
+            try:
+                banner_id, campaign_id = _fields(raw, 2)
+                key = (parse_id(campaign_id, "campaign_id"), parse_id(banner_id, "banner_id"))
+            except RowRejected as exc:
+                key = str(exc)
+            known[raw] = key
+        if isinstance(key, str):
+            report.reject(lineno, key)
+        else:
+            counts[key] += 1
+            report.loaded += 1
+    return counts, report
+
+
+def parse_clicks(lines):
+    """Clicks by click_id: {click_id: (banner_id, campaign_id)}; a repeated id is a duplicate or a conflict."""
+    report = FileReport("clicks.csv")
+    clicks = {}
+    for lineno, raw in _data_lines(lines, "clicks"):
+        report.rows_read += 1
+        try:
+            click_id, banner_id, campaign_id = _fields(raw, 3)
+            click_id = parse_id(click_id, "click_id")
+            value = (parse_id(banner_id, "banner_id"), parse_id(campaign_id, "campaign_id"))
+        except RowRejected as exc:
+            report.reject(lineno, str(exc))
+            continue
+        first = clicks.setdefault(click_id, value)
+        if first is not value:
+            _count_repeat(report, lineno, f"click_id {click_id}", first, value)
+        else:
+            report.loaded += 1
+    return clicks, report
+
+
+def parse_conversions(lines, click_ids):
+    """Conversions by conversion_id: {conversion_id: (click_id, revenue)}.
+
+    A conversion whose click_id is not in `click_ids` is an orphan: counted, not kept.
+    """
+    report = FileReport("conversions.csv")
+    conversions = {}
+    for lineno, raw in _data_lines(lines, "conversions"):
+        report.rows_read += 1
+        try:
+            conversion_id, click_id, revenue = _fields(raw, 3)
+            conversion_id = parse_id(conversion_id, "conversion_id")
+            value = (parse_id(click_id, "click_id"), parse_revenue(revenue))
+        except RowRejected as exc:
+            report.reject(lineno, str(exc))
+            continue
+        first = conversions.setdefault(conversion_id, value)
+        if first is not value:
+            _count_repeat(report, lineno, f"conversion_id {conversion_id}", first, value)
+        elif value[0] not in click_ids:
+            del conversions[conversion_id]
+            report.orphans += 1
+        else:
+            report.loaded += 1
+    return conversions, report
+
+
+def parse_id(text: str, name: str) -> int:
+    """A positive integer id that fits in 64 signed bits."""
+    if not (text.isascii() and text.isdigit()):
+        raise RowRejected(f"{name} {text!r} is not a positive integer")
+    value = int(text)
+    if value == 0:
+        raise RowRejected(f"{name} is 0; ids are positive")
+    if value > MAX_ID:
+        raise RowRejected(f"{name} {text} is beyond 64 bits")
+    return value
+
+
+def parse_revenue(text: str) -> Decimal:
+    """A finite decimal >= 0, kept exact so that revenue ties stay ties."""
+    if text.startswith("-"):
+        raise RowRejected(f"revenue {text!r} is negative")
+    if not _DECIMAL.fullmatch(text):
+        raise RowRejected(f"revenue {text!r} is not a finite number")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise RowRejected(f"revenue {text!r} is not a finite number") from None
+    if math.isinf(float(value)):
+        raise RowRejected(f"revenue {text!r} is too large")
+    return value
+
+
+def _count_repeat(report, lineno, what, first, value):
+    if first == value:
+        report.duplicates += 1
+    else:
+        report.conflict(lineno, f"{what} repeats with other values; the first row wins")
+
+
+def _data_lines(lines, kind):
+    """(line number, decoded line) of each data row after checking the header."""
+    lines = iter(lines)
+    header = next(lines, None)
+    if header is None:
+        raise FileRejected("empty file: no header")
+    try:
+        header_text = header.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FileRejected("header is not UTF-8 text") from None
+    names = tuple(name.strip() for name in header_text.strip().split(","))
+    if names != HEADERS[kind]:
+        raise FileRejected(f"header {header_text.strip()!r} does not match {','.join(HEADERS[kind])!r}")
+    for lineno, raw in enumerate(lines, start=2):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            yield lineno, None  # _fields rejects it, so every parser reports it alike
+            continue
+        if text.strip():
+            yield lineno, text
+
+
+def _fields(text, count: int) -> list[str]:
+    if text is None:
+        raise RowRejected("row is not valid UTF-8")
+    parts = next(csv.reader([text])) if '"' in text else text.split(",")
+    if len(parts) != count:
+        raise RowRejected(f"expected {count} fields, found {len(parts)}")
+    return [part.strip() for part in parts]

@@ -1,0 +1,56 @@
+"""Parsed rows of one quarter in, per-banner statistics and every campaign's plan out (pure)."""
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from selection import BannerStats, Plan, select_banners
+
+
+@dataclass
+class QuarterData:
+    """Everything ingest stores for one quarter."""
+
+    banner_stats: dict  # {(campaign_id, banner_id): (impressions, clicks, conversions, revenue)}
+    plans: dict  # {campaign_id: Plan}
+
+
+def build_quarter(quarter: int, impressions, clicks, conversions, seed: str) -> QuarterData:
+    """Aggregate a quarter's rows and apply the rules to every campaign.
+
+    `impressions` is {(campaign_id, banner_id): count}, `clicks` {click_id: (banner_id, campaign_id)},
+    `conversions` {conversion_id: (click_id, revenue)} with orphans already left out.
+    `seed` fixes the random fill, so the same data always gives the same plans.
+    """
+    totals = defaultdict(lambda: [0, 0, 0, Decimal(0)])
+    for key, count in impressions.items():
+        totals[key][0] += count
+    for banner_id, campaign_id in clicks.values():
+        totals[(campaign_id, banner_id)][1] += 1
+    for click_id, revenue in conversions.values():
+        banner_id, campaign_id = clicks[click_id]
+        row = totals[(campaign_id, banner_id)]
+        row[2] += 1
+        row[3] += revenue
+
+    by_campaign = defaultdict(list)
+    for (campaign_id, banner_id), (_, n_clicks, n_conv, revenue) in totals.items():
+        by_campaign[campaign_id].append(BannerStats(banner_id, n_clicks, n_conv, revenue))
+
+    plans = {}
+    for campaign_id, stats in by_campaign.items():
+        pool = [s.banner_id for s in stats]
+        rng = random.Random(f"{seed}:{quarter}:{campaign_id}")
+        plans[campaign_id] = select_banners(stats, pool, rng)
+    return QuarterData({key: tuple(value) for key, value in totals.items()}, plans)
+
+
+def campaign_totals(data: QuarterData) -> dict:
+    """{campaign_id: (impressions, clicks, conversions, revenue)} summed over banners."""
+    sums = defaultdict(lambda: [0, 0, 0, Decimal(0)])
+    for (campaign_id, _), values in data.banner_stats.items():
+        row = sums[campaign_id]
+        for i, value in enumerate(values):
+            row[i] += value
+    return {campaign_id: tuple(row) for campaign_id, row in sums.items()}

@@ -1,0 +1,95 @@
+"""What a job needs around it: settings, the database, Redis, the queue, and the ingest lock."""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis as redis_lib
+
+from config import Settings, load_settings
+from models import db, init_db
+
+
+@dataclass
+class Context:
+    settings: Settings
+
+    @cached_property
+    def redis(self):
+        return redis_lib.Redis.from_url(self.settings.redis_url, decode_responses=True, health_check_interval=30)
+
+    @cached_property
+    def raw_redis(self):
+        """A connection without decoding, as RQ requires."""
+        return redis_lib.Redis.from_url(self.settings.redis_url)
+
+    def key(self, name: str) -> str:
+        return self.settings.redis_prefix + name
+
+    def queue(self):
+        from rq import Queue
+
+        return Queue(self.settings.queue_name, connection=self.raw_redis)
+
+
+_context = None
+
+
+def context(settings: Settings | None = None) -> Context:
+    """The process's context; the first call (or one with new settings) binds the database."""
+    global _context
+    if settings is not None or _context is None:
+        settings = settings or load_settings()
+        if _context is None or _context.settings.database_url != settings.database_url or not _db_bound():
+            init_db(settings.database_url)
+        _context = Context(settings)
+    return _context
+
+
+def _db_bound() -> bool:
+    return db.obj is not None
+
+
+def acquire_lock(ctx: Context) -> bool:
+    """Take the ingest lock for a run about to be created; False when another holds it."""
+    return bool(ctx.redis.set(ctx.key("ingest:lock"), "pending", nx=True, ex=ctx.settings.ingest_lock_seconds))
+
+
+# Take over a pending or own lock, or a free one; never another run's.
+_HOLD = """
+local holder = redis.call('get', KEYS[1])
+if holder == false or holder == ARGV[1] or holder == 'pending' then
+  redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def hold_lock(ctx: Context, run_id: int) -> bool:
+    """Name `run_id` as the lock's holder and push its expiry out: the run's heartbeat."""
+    return bool(ctx.redis.eval(_HOLD, 1, ctx.key("ingest:lock"), str(run_id), ctx.settings.ingest_lock_seconds))
+
+
+def release_lock(ctx: Context, run_id) -> None:
+    """Drop the lock if `run_id` (or a pending request, for None) still holds it."""
+    expected = "pending" if run_id is None else str(run_id)
+    key = ctx.key("ingest:lock")
+    with ctx.redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.get(key) == expected:
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+        except redis_lib.WatchError:
+            pass
+
+
+def lock_holder(ctx: Context):
+    """The lock's value: a run id, "pending", or None when nobody holds it."""
+    return ctx.redis.get(ctx.key("ingest:lock"))
+
+
+def publish_data_version(ctx: Context, version: int) -> None:
+    """Tell every web process that plans changed; they poll this key at most once a second."""
+    ctx.redis.set(ctx.key("data_version"), str(version))

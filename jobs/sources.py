@@ -1,0 +1,192 @@
+"""Where ingest reads from: a directory or an S3 prefix, behind one small interface.
+
+Both lay files out the same way: `<q>/impressions.csv`, `<q>/clicks.csv`,
+`<q>/conversions.csv` for q = 1..4, and `images/image_<banner_id>.<ext>`.
+"""
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_NAME = re.compile(r"image_(\d+)\.[A-Za-z0-9]+")
+CHUNK = 1 << 16
+
+
+class SourceError(Exception):
+    """The source as a whole cannot be read (unreachable, access denied, no such bucket)."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a source tells about one file without reading it."""
+
+    path: str  # relative to the source root, with '/'
+    size: int
+    etag: str | None = None
+
+
+def open_source(spec: str, s3_endpoint_url: str = "", s3_max_attempts: int = 5):
+    """A DirectorySource for a path, an S3Source for s3://bucket/prefix."""
+    if spec.startswith("s3://"):
+        bucket, _, prefix = spec[len("s3://"):].partition("/")
+        if not bucket:
+            raise SourceError(f"{spec!r} names no bucket")
+        return S3Source(bucket, prefix.strip("/"), s3_endpoint_url, s3_max_attempts)
+    return DirectorySource(spec)
+
+
+def image_banner_id(path: str):
+    """The banner id in `images/image_<id>.<ext>`, or None for any other name."""
+    match = IMAGE_NAME.fullmatch(path.rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
+class DirectorySource:
+    def __init__(self, root):
+        self.root = Path(root)
+        self.description = str(self.root)
+        if not self.root.is_dir():
+            raise SourceError(f"source directory {self.root} does not exist")
+
+    def stat(self, path: str):
+        """FileInfo of `path`, or None when there is no such file."""
+        try:
+            st = (self.root / path).stat()
+        except FileNotFoundError:
+            return None
+        return FileInfo(path, st.st_size)
+
+    def open(self, path: str):
+        """A binary stream of the file's bytes."""
+        return open(self.root / path, "rb")
+
+    def list_images(self) -> list:
+        folder = self.root / "images"
+        if not folder.is_dir():
+            return []
+        return [
+            FileInfo(f"images/{entry.name}", entry.stat().st_size)
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name)
+            if entry.is_file() and image_banner_id(entry.name) is not None
+        ]
+
+
+class S3Source:
+    def __init__(self, bucket, prefix, endpoint_url="", max_attempts=5):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix = bucket, prefix
+        self.description = f"s3://{bucket}/{prefix}".rstrip("/")
+        config = Config(
+            # Path-style and checksums only when required: what MinIO and other S3-compatible servers accept.
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=5,
+            read_timeout=30,
+        )
+        self.client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+
+    def _key(self, path):
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def stat(self, path: str):
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._call(self.client.head_object, Bucket=self.bucket, Key=self._key(path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                self._check_bucket()
+                return None
+            raise self._source_error(exc) from exc
+        return FileInfo(path, head["ContentLength"], head["ETag"].strip('"'))
+
+    def open(self, path: str):
+        body = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path))["Body"]
+        return _LineStream(body)
+
+    def list_images(self) -> list:
+        prefix = self._key("images/")
+        paginator = self.client.get_paginator("list_objects_v2")
+        found = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(prefix):]
+                    if "/" not in name and image_banner_id(name) is not None:
+                        found.append(FileInfo(f"images/{name}", obj["Size"], obj["ETag"].strip('"')))
+        except Exception as exc:
+            raise self._source_error(exc) from exc
+        return sorted(found, key=lambda info: info.path)
+
+    def _check_bucket(self):
+        self._call(self.client.head_bucket, Bucket=self.bucket)
+
+    def _call(self, method, **kwargs):
+        try:
+            return method(**kwargs)
+        except Exception as exc:
+            raise self._source_error(exc) from exc
+
+    def _source_error(self, exc):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, SourceError):
+            return exc
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and "Key" not in str(exc.operation_name)):
+                return SourceError(f"bucket {self.bucket!r} does not exist")
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+                return SourceError(f"access denied to {self.description}: {code}")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return exc  # a missing object is the caller's business
+            return SourceError(f"S3 error on {self.description}: {code or status}")
+        if isinstance(exc, BotoCoreError):
+            return SourceError(f"S3 unreachable at {self.description}: {exc}")
+        return exc
+
+
+class _LineStream:
+    """Binary lines of an S3 body, read in chunks (a file object's interface, as far as ingest uses it)."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def __iter__(self):
+        pending = b""
+        for chunk in self.body.iter_chunks(CHUNK):
+            pending += chunk
+            lines = pending.split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                yield line + b"\n"
+        if pending:
+            yield pending
+
+    def read(self, size=-1):
+        return self.body.read(None if size is None or size < 0 else size)
+
+    def close(self):
+        self.body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def sha256_of(stream) -> str:
+    """The hex sha256 of everything left in a binary stream."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,60 @@
+"""The visitor's side: a campaign's ad slot, banner images, and the campaign index."""
+
+import random
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, current_app, render_template, send_from_directory, session
+
+from rotation import next_banner
+from selection import quarter_of
+
+bp = Blueprint("public", __name__)
+
+_rng = random.SystemRandom()
+ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}
+
+
+def utc_now() -> datetime:
+    """The clock the quarter is read from (tests replace it through app.config["CLOCK"])."""
+    clock = current_app.config.get("CLOCK")
+    return clock() if clock else datetime.now(timezone.utc)
+
+
+@bp.get("/")
+def index():
+    """The campaigns that have banners this quarter, each a link to its ad slot."""
+    snapshot = current_app.extensions["plans"].snapshot()
+    quarter = quarter_of(utc_now())
+    campaigns = sorted(c for q, c in snapshot.plans if q == quarter)
+    return render_template("public/index.html", campaigns=campaigns, quarter=quarter)
+
+
+@bp.get("/campaigns/<campaign_id>")
+def campaign(campaign_id):
+    """One banner: the next of this visitor's rotation over the campaign's current set."""
+    if not (campaign_id.isascii() and campaign_id.isdigit()):
+        abort(404, f"Campaign id {campaign_id!r} is not a number.")
+    cid = int(campaign_id)
+    snapshot = current_app.extensions["plans"].snapshot()
+    quarter = quarter_of(utc_now())
+    banners = snapshot.plans.get((quarter, cid))
+    if not banners:
+        if cid in snapshot.campaigns:
+            abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
+        abort(404, f"There is no campaign {cid}.")
+    images = dict(banners)
+    rotations = session.get(ROTATIONS) or {}
+    banner_id, state = next_banner(images.keys(), rotations.get(str(cid)), _rng)
+    rotations[str(cid)] = state
+    session[ROTATIONS] = rotations
+    return render_template(
+        "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=images[banner_id], quarter=quarter,
+    )
+
+
+@bp.get("/images/<path:name>")
+def image(name):
+    """A banner image from the served image folder (nginx serves the same folder in production)."""
+    response = send_from_directory(current_app.extensions["settings"].image_dir, name, max_age=86400)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

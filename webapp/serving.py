@@ -1,0 +1,71 @@
+"""The per-process plan cache: every plan in memory, reloaded when the data version moves."""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from models import db, get_data_version, load_serving_plans
+
+log = logging.getLogger("bannerservice.serving")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One data version's plans: {(quarter, campaign_id): ((banner_id, image_name), ...)}."""
+
+    version: int
+    plans: dict = field(default_factory=dict)
+    campaigns: frozenset = frozenset()
+
+
+class PlanCache:
+    """Plans held by a web process; a request reads a snapshot and never queries the database.
+
+    The data version is checked in Redis at most every `refresh_seconds`; when it moved,
+    one thread reloads while the others keep serving the previous snapshot.
+    """
+
+    def __init__(self, redis, version_key, refresh_seconds=1.0, clock=time.monotonic):
+        self.redis, self.version_key = redis, version_key
+        self.refresh_seconds, self.clock = refresh_seconds, clock
+        self._snapshot = Snapshot(version=-1)
+        self._checked_at = float("-inf")
+        self._reload_lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        if self.clock() - self._checked_at >= self.refresh_seconds and self._reload_lock.acquire(blocking=False):
+            try:
+                self._refresh()
+            finally:
+                self._reload_lock.release()
+        return self._snapshot
+
+    def invalidate(self):
+        """Check the version on the next request (the CLI and tests call this after a load)."""
+        self._checked_at = float("-inf")
+
+    def _refresh(self):
+        version = self._published_version()
+        if version != self._snapshot.version:
+            self._snapshot = self._load()
+            log.info("plans reloaded: data version %s, %s plans", self._snapshot.version, len(self._snapshot.plans))
+        self._checked_at = self.clock()
+
+    def _published_version(self):
+        try:
+            value = self.redis.get(self.version_key)
+        except Exception:  # Redis down: keep serving what we have, look again next time
+            log.warning("cannot read the data version from Redis", exc_info=True)
+            return self._snapshot.version
+        return int(value) if value is not None else None
+
+    def _load(self) -> Snapshot:
+        with db.atomic():
+            version = get_data_version()
+            plans = load_serving_plans()
+        if self._published_version() is None:
+            # Redis lost the key (restart, flush): publish the database's version again.
+            self.redis.set(self.version_key, version, nx=True)
+        campaigns = frozenset(campaign for _, campaign in plans)
+        return Snapshot(version, plans, campaigns)
