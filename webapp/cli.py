@@ -13,6 +13,8 @@ def register(app):
     app.cli.add_command(ingest_command)
     app.cli.add_command(plans_command)
     app.cli.add_command(demo_data_command)
+    app.cli.add_command(schedule_command)
+    app.cli.add_command(status_command)
 
 
 @click.command("ingest")
@@ -69,6 +71,28 @@ def demo_data_command(directory, seed):
 
     summary = write_demo_source(directory, seed=seed)
     click.echo(f"Wrote demo source to {directory}: {summary}")
+
+
+@click.command("schedule")
+def schedule_command():
+    """Register the scheduled ingest with rq-scheduler (idempotent: a fixed id replaces the old entry)."""
+    from jobs.schedule import register_schedules, scheduler_for
+
+    ctx = current_app.extensions["runtime"]
+    job = register_schedules(scheduler_for(ctx), ctx.settings)
+    click.echo(f"Scheduled {job.id}: {job.description}")
+
+
+@click.command("status")
+@click.option("--has-data", is_flag=True, help="Exit 0 when plans are loaded, 1 when not, printing nothing.")
+def status_command(has_data):
+    """Say what data is loaded."""
+    from models import get_data_version
+
+    plans = Plan.select().count()
+    if has_data:
+        sys.exit(0 if plans else 1)
+    click.echo(f"data version {get_data_version()}, {plans} plans")
 
 
 def format_run_summary(run) -> str:

@@ -34,11 +34,13 @@ class PlanCache:
         self._reload_lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
-        if self.clock() - self._checked_at >= self.refresh_seconds and self._reload_lock.acquire(blocking=False):
-            try:
-                self._refresh()
-            finally:
-                self._reload_lock.release()
+        if self.clock() - self._checked_at >= self.refresh_seconds:
+            # Until the first load, wait for it; after that, never wait for a reload.
+            if self._reload_lock.acquire(blocking=self._snapshot.version < 0):
+                try:
+                    self._refresh()
+                finally:
+                    self._reload_lock.release()
         return self._snapshot
 
     def invalidate(self):

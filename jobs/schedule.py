@@ -1,0 +1,28 @@
+"""The recurring jobs, registered with rq-scheduler under fixed ids."""
+
+from jobs.ingest import scheduled_ingest
+
+# A fixed id: registering again replaces the entry, so restarts never stack up schedules.
+INGEST_SCHEDULE_ID = "bannerservice-scheduled-ingest"
+
+
+def register_schedules(scheduler, settings):
+    """(Re)register the scheduled ingest on `scheduler` (an rq_scheduler.Scheduler)."""
+    scheduler.cancel(INGEST_SCHEDULE_ID)
+    return scheduler.cron(
+        settings.ingest_cron,
+        func=scheduled_ingest,
+        id=INGEST_SCHEDULE_ID,
+        queue_name=settings.queue_name,
+        timeout=3600,
+        result_ttl=86400,
+        use_local_timezone=False,
+        description=f"ingest {settings.ingest_source or '(INGEST_SOURCE)'} on cron {settings.ingest_cron!r}",
+    )
+
+
+def scheduler_for(ctx):
+    """An rq-scheduler Scheduler on the context's Redis and queue."""
+    from rq_scheduler import Scheduler
+
+    return Scheduler(queue_name=ctx.settings.queue_name, connection=ctx.raw_redis)

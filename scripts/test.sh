@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite from a fresh clone: venv, system packages, Redis, then pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k rotation).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+ensure_python_env test
+ensure_redis
+
+# PostgreSQL is optional: when one answers on 127.0.0.1:5432 the suite runs against it too.
+if [ -z "${TEST_DATABASE_URL:-}" ] && "$VENV/bin/python" -c '
+import psycopg2; psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=2).close()' 2>/dev/null; then
+    export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test"
+fi
+say "REDIS_URL=$REDIS_URL TEST_DATABASE_URL=${TEST_DATABASE_URL:-<none>}"
+
+set +e
+"$VENV/bin/python" -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    say "pytest collected no tests: that is a failure"
+    exit 1
+fi
+exit "$rc"

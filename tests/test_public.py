@@ -1,0 +1,159 @@
+"""The visitor's view over HTTP, with a real Redis behind the sessions."""
+
+import re
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import write_source
+
+BANNER = re.compile(r'<img[^>]*data-banner-id="(\d+)"')
+
+
+def banner_of(response):
+    match = BANNER.search(response.get_data(as_text=True))
+    assert match, response.get_data(as_text=True)
+    return int(match.group(1))
+
+
+def at_minute(minute):
+    return lambda: datetime(2026, 1, 1, 12, minute, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def loaded(app, tmp_path):
+    """Campaign 1 serves banners 11-15 in quarter 1 and 21-25 in quarter 2; campaign 2 only has data in quarter 1."""
+    q1_imps = "".join(f"{b},1\n" for b in range(11, 16)) + "31,2\n"
+    q2_imps = "".join(f"{b},1\n" for b in range(21, 26))
+    png = _png()
+    source = write_source(
+        tmp_path / "src",
+        {1: {"impressions": q1_imps}, 2: {"impressions": q2_imps}, 3: {"impressions": "11,1\n"}, 4: {"impressions": "11,1\n"}},
+        images={f"image_{b}.png": png for b in (11, 12, 13, 21, 22)},
+    )
+    from jobs.ingest import run_ingest
+
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    app.config["CLOCK"] = at_minute(3)
+    return app
+
+
+def _png():
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (30, 25), (200, 10, 10)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_campaign_page_shows_one_banner_with_id_alt_and_image(client, loaded):
+    response = client.get("/campaigns/1")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert len(BANNER.findall(html)) == 1
+    banner = banner_of(response)
+    assert banner in range(11, 16)
+    assert f'alt="Banner {banner} of campaign 1' in html
+    if banner in (11, 12, 13):
+        assert f'src="/images/{banner}.png"' in html
+    else:
+        assert "placeholder.svg" in html
+
+
+def test_campaign_page_thirty_views_obey_rotation(client, loaded):
+    shown = [banner_of(client.get("/campaigns/1")) for _ in range(30)]
+    assert all(a != b for a, b in zip(shown, shown[1:]))
+    for start in range(0, 30, 5):
+        assert sorted(shown[start:start + 5]) == list(range(11, 16))
+
+
+def test_campaign_page_visitors_with_separate_cookies_rotate_independently(loaded):
+    first, second = loaded.test_client(), loaded.test_client()
+    a = [banner_of(first.get("/campaigns/1")) for _ in range(5)]
+    b = [banner_of(second.get("/campaigns/1")) for _ in range(5)]
+    assert sorted(a) == sorted(b) == list(range(11, 16))
+    cookies = {c.get_cookie("bs_session").value for c in (first, second)}
+    assert len(cookies) == 2
+    # The second visitor's views did not advance the first visitor's rotation.
+    rest = [banner_of(first.get("/campaigns/1")) for _ in range(5)]
+    assert sorted(rest) == list(range(11, 16)) and rest[0] != a[-1]
+
+
+def test_campaign_page_set_change_at_quarter_turn_restarts_without_repeat(client, loaded):
+    shown = [banner_of(client.get("/campaigns/1")) for _ in range(3)]
+    loaded.config["CLOCK"] = at_minute(15)
+    after = [banner_of(client.get("/campaigns/1")) for _ in range(5)]
+    assert sorted(after) == [21, 22, 23, 24, 25]
+    assert after[0] != shown[-1]
+
+
+def test_campaign_page_unknown_campaign_is_404_saying_so(client, loaded):
+    response = client.get("/campaigns/999")
+    assert response.status_code == 404
+    assert "There is no campaign 999" in response.get_data(as_text=True)
+
+
+def test_campaign_page_campaign_without_data_this_quarter_is_404_saying_so(client, loaded):
+    loaded.config["CLOCK"] = at_minute(20)
+    response = client.get("/campaigns/2")
+    assert response.status_code == 404
+    assert "Campaign 2 has no banners in quarter 2" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "１", "%20"])
+def test_campaign_page_non_numeric_id_is_404_saying_so(client, loaded, bad):
+    response = client.get(f"/campaigns/{bad}")
+    assert response.status_code == 404
+    assert "is not a number" in response.get_data(as_text=True)
+
+
+def test_campaign_page_with_no_data_loaded_is_404_not_500(client):
+    assert client.get("/campaigns/1").status_code == 404
+
+
+def test_campaign_page_quarter_turnover_under_concurrent_visitors_never_fails(loaded):
+    """Many visitors while the quarter flips back and forth: only 200s, and no visitor sees a repeat."""
+    minute = {"value": 14}
+    loaded.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, minute["value"], 59, tzinfo=timezone.utc)
+    failures, repeats = [], []
+
+    def visitor():
+        client = loaded.test_client()
+        last = None
+        for _ in range(25):
+            response = client.get("/campaigns/1")
+            if response.status_code != 200:
+                failures.append(response.status_code)
+                continue
+            banner = banner_of(response)
+            if banner == last:
+                repeats.append(banner)
+            last = banner
+
+    def flipper():
+        for i in range(40):
+            minute["value"] = 15 if i % 2 == 0 else 14
+
+    threads = [threading.Thread(target=visitor) for _ in range(8)] + [threading.Thread(target=flipper)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == [] and repeats == []
+
+
+def test_image_is_served_with_the_type_of_its_bytes(client, loaded, tmp_path):
+    response = client.get("/images/11.png")
+    assert response.status_code == 200
+    assert response.content_type == "image/png"
+    assert response.data.startswith(b"\x89PNG")
+
+
+def test_index_lists_campaigns_of_the_current_quarter(client, loaded):
+    html = client.get("/").get_data(as_text=True)
+    assert 'href="/campaigns/1"' in html and 'href="/campaigns/2"' in html
