@@ -57,6 +57,8 @@ def database_url(request, tmp_path):
     init_db(TEST_DATABASE_URL)
     with db.connection_context():
         db.drop_tables(ALL_MODELS, safe=True, cascade=True)
+        # create_app keeps a bound database of the same URL without re-creating tables.
+        db.create_tables(ALL_MODELS)
     return TEST_DATABASE_URL
 
 
