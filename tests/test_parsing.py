@@ -1,0 +1,171 @@
+"""CSV validation on inline text: every kind of bad row, header and repeat."""
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
+
+
+def lines(text):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return data.splitlines(keepends=True)
+
+
+def test_parse_impressions_counts_repeated_rows_as_impressions_not_duplicates():
+    counts, report = parse_impressions(lines("banner_id,campaign_id\n10,1\n10,1\n11,1\n10,2\n"))
+    assert counts == {(1, 10): 2, (1, 11): 1, (2, 10): 1}
+    assert (report.rows_read, report.loaded, report.duplicates, report.rejected) == (4, 4, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ("10", "expected 2 fields, found 1"),
+        ("10,1,7", "expected 2 fields, found 3"),
+        ("abc,1", "banner_id 'abc' is not a positive integer"),
+        ("10,-1", "campaign_id '-1' is not a positive integer"),
+        ("0,1", "banner_id is 0"),
+        ("1.5,1", "banner_id '1.5' is not a positive integer"),
+        ("10,", "campaign_id '' is not a positive integer"),
+        ("10,99999999999999999999", "campaign_id 99999999999999999999 is beyond 64 bits"),
+        ("１０,1", "is not a positive integer"),
+    ],
+)
+def test_parse_impressions_rejects_bad_rows_with_line_and_reason(row, reason):
+    counts, report = parse_impressions(lines(f"banner_id,campaign_id\n10,1\n{row}\n11,1\n"))
+    assert counts == {(1, 10): 1, (1, 11): 1}
+    assert report.rejected == 1 and report.loaded == 2 and report.rows_read == 3
+    line, text = report.rejects[0]
+    assert line == 3 and reason in text
+
+
+def test_parse_ids_accept_the_largest_64_bit_value():
+    counts, report = parse_impressions(lines(f"banner_id,campaign_id\n{2**63 - 1},1\n{2**63},1\n"))
+    assert counts == {(1, 2**63 - 1): 1} and report.rejected == 1
+
+
+def test_parse_header_with_bom_spaces_and_crlf_is_accepted():
+    text = "\ufeff banner_id , campaign_id \r\n10,1\r\n 11 , 2 \r\n"
+    counts, report = parse_impressions(lines(text))
+    assert counts == {(1, 10): 1, (2, 11): 1} and report.rejected == 0
+
+
+def test_parse_quoted_fields_are_unquoted():
+    clicks, report = parse_clicks(lines('click_id,banner_id,campaign_id\n"5","10","1"\n'))
+    assert clicks == {5: (10, 1)} and report.rejected == 0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty file"),
+        ("click_id,banner_id\n1,2\n", "does not match"),
+        ("banner_id,campaign_id\n1,2\n", "does not match"),
+        ("click_id,banner_id,campaign_id,extra\n", "does not match"),
+        (b"\xff\xfeclick_id\n", "not UTF-8"),
+    ],
+)
+def test_parse_wrong_or_missing_header_rejects_the_whole_file(text, message):
+    with pytest.raises(FileRejected, match=message):
+        parse_clicks(lines(text))
+
+
+def test_parse_header_only_is_an_empty_but_valid_file():
+    clicks, report = parse_clicks(lines("click_id,banner_id,campaign_id\n"))
+    assert clicks == {} and report.rows_read == 0
+
+
+def test_parse_non_utf8_row_is_rejected_and_the_rest_kept():
+    data = b"banner_id,campaign_id\n10,1\n\xff\xfe,1\n11,1\n"
+    counts, report = parse_impressions(lines(data))
+    assert counts == {(1, 10): 1, (1, 11): 1}
+    assert report.rejects == [(3, "row is not valid UTF-8")]
+
+
+def test_parse_blank_lines_are_skipped_not_counted():
+    counts, report = parse_impressions(lines("banner_id,campaign_id\n10,1\n\n11,1\n\n"))
+    assert report.rows_read == 2 and report.rejected == 0 and sum(counts.values()) == 2
+
+
+def test_parse_clicks_exact_repeat_is_a_duplicate_and_other_values_a_conflict_first_wins():
+    text = "click_id,banner_id,campaign_id\n1,10,1\n1,10,1\n1,11,1\n2,10,1\n"
+    clicks, report = parse_clicks(lines(text))
+    assert clicks == {1: (10, 1), 2: (10, 1)}
+    assert (report.loaded, report.duplicates, report.conflicts) == (2, 1, 1)
+    assert report.conflict_samples[0][0] == 4 and "click_id 1" in report.conflict_samples[0][1]
+
+
+def test_parse_conversions_duplicates_conflicts_orphans_and_exact_revenue():
+    text = (
+        "conversion_id,click_id,revenue\n"
+        "1,100,1.10\n"
+        "1,100,1.1\n"  # the same value written otherwise: a duplicate
+        "1,100,2\n"  # a conflict: the first row wins
+        "2,999,3\n"  # no such click: an orphan
+        "3,101,0\n"
+    )
+    conversions, report = parse_conversions(lines(text), {100, 101})
+    assert conversions == {1: (100, Decimal("1.10")), 3: (101, Decimal(0))}
+    assert (report.rows_read, report.loaded, report.duplicates, report.conflicts, report.orphans) == (5, 2, 1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "revenue, reason",
+    [
+        ("-1", "negative"),
+        ("-0.5", "negative"),
+        ("nan", "not a finite number"),
+        ("NaN", "not a finite number"),
+        ("inf", "not a finite number"),
+        ("-inf", "negative"),
+        ("Infinity", "not a finite number"),
+        ("1e400", "too large"),
+        ("abc", "not a finite number"),
+        ("", "not a finite number"),
+        ("1_000", "not a finite number"),
+        ("0x10", "not a finite number"),
+    ],
+)
+def test_parse_conversions_rejects_revenue_that_is_not_a_finite_number_at_least_zero(revenue, reason):
+    conversions, report = parse_conversions(lines(f"conversion_id,click_id,revenue\n1,100,{revenue}\n"), {100})
+    assert conversions == {} and report.rejected == 1
+    assert reason in report.rejects[0][1]
+
+
+def test_parse_conversions_accepts_exponent_and_leading_dot():
+    conversions, _ = parse_conversions(lines("conversion_id,click_id,revenue\n1,100,1.5e2\n2,100,.25\n"), {100})
+    assert conversions[1][1] == Decimal("150") and conversions[2][1] == Decimal("0.25")
+
+
+def test_parse_rejects_keep_only_the_first_twenty_samples_but_count_all():
+    body = "".join("x,1\n" for _ in range(50))
+    _, report = parse_impressions(lines("banner_id,campaign_id\n" + body))
+    assert report.rejected == 50 and len(report.rejects) == 20 and report.rejects[0][0] == 2
+
+
+def test_parse_streams_from_a_generator_without_holding_the_file():
+    def generate():
+        yield b"banner_id,campaign_id\n"
+        for i in range(100_000):
+            yield f"{i % 7 + 1},{i % 3 + 1}\n".encode()
+
+    counts, report = parse_impressions(generate())
+    assert report.loaded == 100_000 and len(counts) == 21
+
+
+rows = st.lists(
+    st.tuples(st.integers(-3, 30), st.one_of(st.integers(-1, 5), st.just("x")), st.integers(1, 4)),
+    max_size=60,
+)
+
+
+@given(rows)
+def test_parse_clicks_every_row_is_accounted_for(raw_rows):
+    text = "click_id,banner_id,campaign_id\n" + "".join(f"{a},{b},{c}\n" for a, b, c in raw_rows)
+    clicks, report = parse_clicks(lines(text))
+    assert report.rows_read == len(raw_rows)
+    assert report.loaded + report.duplicates + report.conflicts + report.rejected == report.rows_read
+    assert report.loaded == len(clicks)
