@@ -42,9 +42,13 @@ def create_app(overrides=None):
         if not db.is_closed():
             db.close()
 
-    from webapp import cli, public
+    from webapp import admin, auth  # the dashboard and its sign-in
+    from webapp import cli, health, public
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(health.bp)
     cli.register(app)
 
     @app.errorhandler(404)
