@@ -222,8 +222,14 @@ def _ingest_quarter(ctx, run, source, quarter, infos, tracker, outcome):
         outcome.fail(f"quarter {quarter}: {_describe_error(exc)}; previous data kept")
         log.exception("run=%s quarter=%s failed", run.id, quarter)
         return
-    seed = ",".join(records[name].sha256 for name in CSV_NAMES)
-    data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"], seed)
+    emptied = _emptied_files(quarter, parsed)
+    if emptied:
+        for name in emptied:
+            records[name].error = "no data rows where the loaded data has some; looks truncated"
+        _save_records(records.values())
+        outcome.fail(f"quarter {quarter}: {', '.join(emptied)} has no data rows; previous data kept")
+        return
+    data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"])
     tracker.stage(f"quarter {quarter}: storing")
     try:
         with db.atomic():
@@ -255,6 +261,19 @@ def _parse_quarter(source, quarter, infos, records, tracker):
         lambda lines: parse_conversions(lines, parsed["clicks"]), tracker,
     )
     return parsed
+
+
+def _emptied_files(quarter, parsed) -> list:
+    """Files of the quarter that came without rows although the served data has rows of that kind.
+
+    A header-only export is far more often a broken one than a real empty hour: refuse to let it
+    wipe a quarter that is being served.
+    """
+    current = {"impressions.csv": ImpressionCount, "clicks.csv": Click, "conversions.csv": Conversion}
+    return [
+        name for name, model in current.items()
+        if not parsed[name.split(".")[0]] and model.select().where(model.quarter == quarter).exists()
+    ]
 
 
 def _parse_file(source, quarter, info, record, parse, tracker):

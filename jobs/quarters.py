@@ -16,12 +16,13 @@ class QuarterData:
     plans: dict  # {campaign_id: Plan}
 
 
-def build_quarter(quarter: int, impressions, clicks, conversions, seed: str) -> QuarterData:
+def build_quarter(quarter: int, impressions, clicks, conversions, seed: str = "") -> QuarterData:
     """Aggregate a quarter's rows and apply the rules to every campaign.
 
     `impressions` is {(campaign_id, banner_id): count}, `clicks` {click_id: (banner_id, campaign_id)},
     `conversions` {conversion_id: (click_id, revenue)} with orphans already left out.
-    `seed` fixes the random fill, so the same data always gives the same plans.
+    The random fill is seeded by the quarter, the campaign and its pool (and `seed`), so the same
+    data gives the same plans however its files are written.
     """
     totals = defaultdict(lambda: [0, 0, 0, Decimal(0)])
     for key, count in impressions.items():
@@ -40,8 +41,8 @@ def build_quarter(quarter: int, impressions, clicks, conversions, seed: str) -> 
 
     plans = {}
     for campaign_id, stats in by_campaign.items():
-        pool = [s.banner_id for s in stats]
-        rng = random.Random(f"{seed}:{quarter}:{campaign_id}")
+        pool = sorted(s.banner_id for s in stats)
+        rng = random.Random(f"{seed}:{quarter}:{campaign_id}:{pool}")
         plans[campaign_id] = select_banners(stats, pool, rng)
     return QuarterData({key: tuple(value) for key, value in totals.items()}, plans)
 

@@ -5,6 +5,7 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from models import IngestFile, IngestRun, Plan
 
@@ -15,9 +16,12 @@ def register(app):
     app.cli.add_command(demo_data_command)
     app.cli.add_command(schedule_command)
     app.cli.add_command(status_command)
+    app.cli.add_command(users_command)
+    app.cli.add_command(bootstrap_admin_command)
 
 
 @click.command("ingest")
+@with_appcontext
 @click.argument("source", required=False)
 @click.option("--enqueue", is_flag=True, help="Hand the run to an RQ worker instead of running it here.")
 def ingest_command(source, enqueue):
@@ -41,6 +45,7 @@ def ingest_command(source, enqueue):
 
 
 @click.command("plans")
+@with_appcontext
 @click.option("--quarter", type=click.IntRange(1, 4))
 @click.option("--campaign", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
@@ -63,6 +68,7 @@ def plans_command(quarter, campaign, as_json):
 
 
 @click.command("demo-data")
+@with_appcontext
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--seed", default=2014, show_default=True, help="Same seed, same data.")
 def demo_data_command(directory, seed):
@@ -74,6 +80,7 @@ def demo_data_command(directory, seed):
 
 
 @click.command("schedule")
+@with_appcontext
 def schedule_command():
     """Register the scheduled ingest with rq-scheduler (idempotent: a fixed id replaces the old entry)."""
     from jobs.schedule import register_schedules, scheduler_for
@@ -84,6 +91,7 @@ def schedule_command():
 
 
 @click.command("status")
+@with_appcontext
 @click.option("--has-data", is_flag=True, help="Exit 0 when plans are loaded, 1 when not, printing nothing.")
 def status_command(has_data):
     """Say what data is loaded."""
@@ -93,6 +101,53 @@ def status_command(has_data):
     if has_data:
         sys.exit(0 if plans else 1)
     click.echo(f"data version {get_data_version()}, {plans} plans")
+
+
+@click.group("users")
+def users_command():
+    """Manage dashboard users."""
+
+
+@users_command.command("create")
+@with_appcontext
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "manager"]), required=True)
+@click.option("--password", envvar="BANNERSERVICE_PASSWORD", prompt=True, hide_input=True,
+              confirmation_prompt=True, help="Prompted for when not given; scripts may set BANNERSERVICE_PASSWORD.")
+def users_create_command(name, role, password):
+    """Create user NAME with a role; the password is stored hashed."""
+    from webapp.auth import UserError, create_user
+
+    try:
+        user = create_user(name, password, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Created {user.role} {user.username!r}.")
+
+
+@users_command.command("list")
+@with_appcontext
+def users_list_command():
+    """List users and their roles."""
+    from models import User
+
+    for user in User.select().order_by(User.username):
+        click.echo(f"{user.username:<24}{user.role}")
+
+
+@click.command("bootstrap-admin")
+@with_appcontext
+def bootstrap_admin_command():
+    """Create user `admin` with a generated password, printed once, when no admin exists yet."""
+    from webapp.auth import bootstrap_admin
+
+    created = bootstrap_admin()
+    if created is None:
+        return
+    user, password = created
+    line = f"Dashboard admin created: user {user.username!r}, password {password}  (shown only now)"
+    rule = "+" + "-" * (len(line) + 2) + "+"
+    click.echo("\n".join(["", rule, f"| {line} |", rule, ""]))  # stdout: run.sh discards stderr
 
 
 def format_run_summary(run) -> str:
