@@ -275,3 +275,174 @@ def active_run():
         .first()
     )
 
+
+
+# --- Dashboard queries -------------------------------------------------------------------
+
+from peewee import Case, fn  # noqa: E402  (kept with the dashboard queries they serve)
+
+
+def _ratio(numerator, denominator):
+    """SQL for numerator/denominator that is NULL, not an error, when the denominator is 0."""
+    return Case(None, [(denominator == 0, None)], numerator * 1.0 / denominator)
+
+
+# The stats table's sortable columns: name in the URL -> SQL expression.
+CAMPAIGN_STAT_COLUMNS = {
+    "campaign": CampaignStat.campaign_id,
+    "quarter": CampaignStat.quarter,
+    "impressions": CampaignStat.impressions,
+    "clicks": CampaignStat.clicks,
+    "conversions": CampaignStat.conversions,
+    "revenue": CampaignStat.revenue,
+    "ctr": _ratio(CampaignStat.clicks, CampaignStat.impressions),
+    "cvr": _ratio(CampaignStat.conversions, CampaignStat.clicks),
+    "epc": _ratio(CampaignStat.revenue, CampaignStat.clicks),
+    "x": CampaignStat.x,
+    "scenario": CampaignStat.scenario,
+    "banners": CampaignStat.banners,
+}
+
+
+def campaign_stats(quarter=None, campaign_id=None, sort="campaign", descending=False):
+    """CampaignStat rows filtered by quarter and campaign, sorted by a CAMPAIGN_STAT_COLUMNS name."""
+    query = CampaignStat.select()
+    if quarter is not None:
+        query = query.where(CampaignStat.quarter == quarter)
+    if campaign_id is not None:
+        query = query.where(CampaignStat.campaign_id == campaign_id)
+    column = CAMPAIGN_STAT_COLUMNS[sort]
+    order = column.desc(nulls="LAST") if descending else column.asc(nulls="LAST")
+    # Ties fall back to (campaign, quarter) so pages never shuffle rows between requests.
+    return query.order_by(order, CampaignStat.campaign_id, CampaignStat.quarter)
+
+
+def campaign_stat_totals(query) -> dict:
+    """Sums of impressions, clicks, conversions and revenue over a campaign_stats() query, and its row count."""
+    inner = query.order_by().alias("view")
+    row = (
+        CampaignStat.select(
+            fn.COUNT(inner.c.id), fn.SUM(inner.c.impressions), fn.SUM(inner.c.clicks),
+            fn.SUM(inner.c.conversions), fn.SUM(inner.c.revenue),
+        )
+        .from_(inner)
+        .tuples()
+        .get()
+    )
+    rows, impressions, clicks, conversions, revenue = row
+    return {
+        "rows": rows or 0, "impressions": int(impressions or 0), "clicks": int(clicks or 0),
+        "conversions": int(conversions or 0), "revenue": float(revenue or 0),
+    }
+
+
+def quarter_totals() -> list[dict]:
+    """Per quarter: campaigns, impressions, clicks, conversions and revenue, from CampaignStat."""
+    rows = (
+        CampaignStat.select(
+            CampaignStat.quarter, fn.COUNT(CampaignStat.id), fn.SUM(CampaignStat.impressions),
+            fn.SUM(CampaignStat.clicks), fn.SUM(CampaignStat.conversions), fn.SUM(CampaignStat.revenue),
+        )
+        .group_by(CampaignStat.quarter)
+        .order_by(CampaignStat.quarter)
+        .tuples()
+    )
+    return [
+        {"quarter": q, "campaigns": n, "impressions": int(i or 0), "clicks": int(c or 0),
+         "conversions": int(v or 0), "revenue": float(r or 0)}
+        for q, n, i, c, v, r in rows
+    ]
+
+
+def revenue_by_quarter(campaign_ids) -> dict:
+    """{campaign_id: [revenue in Q1, Q2, Q3, Q4]} for the given campaigns (0.0 where there is no row)."""
+    result = {cid: [0.0, 0.0, 0.0, 0.0] for cid in campaign_ids}
+    if not result:
+        return result
+    query = CampaignStat.select(CampaignStat.campaign_id, CampaignStat.quarter, CampaignStat.revenue).where(
+        CampaignStat.campaign_id.in_(list(result))
+    )
+    for row in query:
+        if 1 <= row.quarter <= 4:
+            result[row.campaign_id][row.quarter - 1] = row.revenue
+    return result
+
+
+def plans_of_campaign(campaign_id) -> dict:
+    """{quarter: Plan} of one campaign."""
+    return {p.quarter: p for p in Plan.select().where(Plan.campaign_id == campaign_id)}
+
+
+def banner_stats_of_campaign(campaign_id) -> dict:
+    """{(quarter, banner_id): BannerStat} of one campaign."""
+    query = BannerStat.select().where(BannerStat.campaign_id == campaign_id)
+    return {(s.quarter, s.banner_id): s for s in query}
+
+
+def banners_by_id(banner_ids) -> dict:
+    """{banner_id: Banner} for the ids that have a Banner row."""
+    ids = list(set(banner_ids))
+    return {b.id: b for b in Banner.select().where(Banner.id.in_(ids))} if ids else {}
+
+
+def files_of_runs(run_ids) -> dict:
+    """{run_id: [IngestFile, ...]} in quarter then name order, images last."""
+    result = {rid: [] for rid in run_ids}
+    if not result:
+        return result
+    query = (
+        IngestFile.select()
+        .where(IngestFile.run.in_(list(result)))
+        .order_by(IngestFile.quarter.asc(nulls="LAST"), IngestFile.id)
+    )
+    for f in query:
+        result[f.run_id].append(f)
+    return result
+
+
+def last_loaded_at():
+    """When a source file was last loaded into the served data (None before the first load)."""
+    return LoadedFile.select(fn.MAX(LoadedFile.loaded_at)).scalar()
+
+
+def last_run():
+    """The newest IngestRun, or None."""
+    return IngestRun.select().order_by(IngestRun.id.desc()).first()
+
+
+def files_behind_served_data(quarters=(1, 2, 3, 4), names=("impressions.csv", "clicks.csv", "conversions.csv")) -> dict:
+    """{quarter: [IngestFile, ...]} of the run whose load built each quarter's served data.
+
+    That run is the newest one that read all of the quarter's files (not "unchanged") with the
+    hashes LoadedFile holds now: a run whose hashes all matched would have called them unchanged,
+    and a failed store leaves LoadedFile as it was. Quarters never loaded are left out.
+    """
+    loaded = {f.path: f.sha256 for f in LoadedFile.select()}
+    result = {}
+    for quarter in quarters:
+        wanted = {name: loaded.get(f"{quarter}/{name}") for name in names}
+        if None in wanted.values():
+            continue
+        candidates = IngestFile.select().where(
+            (IngestFile.quarter == quarter) & (IngestFile.unchanged == False)  # noqa: E712
+            & IngestFile.sha256.in_(list(wanted.values()))
+        ).order_by(IngestFile.run.desc(), IngestFile.id)
+        by_run = {}
+        for f in candidates:
+            if wanted.get(f.name) == f.sha256:
+                by_run.setdefault(f.run_id, {})[f.name] = f
+        for run_id in sorted(by_run, reverse=True):
+            if len(by_run[run_id]) == len(names):
+                result[quarter] = [by_run[run_id][name] for name in names]
+                break
+    return result
+
+
+def user_by_name(username):
+    """The User called `username`, or None."""
+    return User.get_or_none(User.username == username)
+
+
+def has_admin() -> bool:
+    """Whether any user has the admin role."""
+    return User.select().where(User.role == "admin").exists()

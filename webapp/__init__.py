@@ -42,7 +42,7 @@ def create_app(overrides=None):
         if not db.is_closed():
             db.close()
 
-    from webapp import admin, auth  # the dashboard and its sign-in
+    from webapp import admin, auth
     from webapp import cli, health, public
 
     app.register_blueprint(public.bp)

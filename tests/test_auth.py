@@ -1,0 +1,231 @@
+"""Sign-in: passwords, session renewal, CSRF, throttling, roles, and the user commands."""
+
+import logging
+import re
+
+import pytest
+
+PASSWORDS = {"ada": "ada-secret-1", "mel": "mel-secret-1"}
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def users(app):
+    """An admin `ada` and a manager `mel`."""
+    from webapp.auth import create_user
+
+    with app.app_context():
+        create_user("ada", PASSWORDS["ada"], "admin")
+        create_user("mel", PASSWORDS["mel"], "manager")
+    return PASSWORDS
+
+
+def csrf_of(client, path="/login"):
+    """The CSRF token a page of this session carries."""
+    match = CSRF.search(client.get(path).get_data(as_text=True))
+    assert match, f"no csrf field on {path}"
+    return match.group(1)
+
+
+def login(client, username, password=None, **extra):
+    """Sign in through the form, as a browser would; returns the POST's response."""
+    token = csrf_of(client)
+    data = {"username": username, "password": password or PASSWORDS[username], "csrf_token": token, **extra}
+    return client.post("/login", data=data)
+
+
+def session_cookie(client):
+    cookie = client.get_cookie("bs_session")
+    return cookie.value if cookie else None
+
+
+def test_login_with_right_password_goes_to_overview(client, users):
+    response = login(client, "ada")
+    assert response.status_code == 302 and response.location == "/admin/"
+    assert "Overview" in client.get("/admin/").get_data(as_text=True)
+
+
+def test_login_wrong_password_is_refused_and_logged(client, users):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("bannerservice.auth")
+    logger.addHandler(handler)
+    try:
+        response = login(client, "ada", "wrong-password")
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 401
+    assert "Wrong username or password" in response.get_data(as_text=True)
+    assert any("login failed user=ada" in r.getMessage() for r in records)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_login_unknown_user_is_refused_like_a_wrong_password(client, users):
+    response = login(client, "nobody", "whatever-1")
+    assert response.status_code == 401
+    assert "Wrong username or password" in response.get_data(as_text=True)
+
+
+def test_login_renews_session_id_and_drops_the_old_one(app, client, users, redis_server, settings_overrides):
+    client.get("/login")
+    before = session_cookie(client)
+    assert before
+    key_prefix = settings_overrides["redis_prefix"] + "session:"
+    assert redis_server.exists(key_prefix + before)
+    login(client, "ada")
+    after = session_cookie(client)
+    assert after and after != before
+    assert not redis_server.exists(key_prefix + before)
+    assert redis_server.exists(key_prefix + after)
+
+
+def test_login_session_cookie_is_httponly_and_samesite(client, users):
+    client.get("/login")
+    response = login(client, "ada")
+    header = response.headers["Set-Cookie"]
+    assert "HttpOnly" in header and "SameSite=Lax" in header
+
+
+def test_login_failures_lock_the_username_then_expire(client, users, redis_server, settings_overrides):
+    from webapp import auth
+
+    for _ in range(auth.MAX_FAILURES_PER_USER):
+        assert login(client, "ada", "wrong-password").status_code == 401
+    locked = login(client, "ada")  # the right password, but too late
+    assert locked.status_code == 429
+    assert "Too many failed sign-ins" in locked.get_data(as_text=True)
+    key = settings_overrides["redis_prefix"] + "login-failures:user:ada"
+    assert 0 < redis_server.ttl(key) <= auth.FAILURE_WINDOW_SECONDS
+    # Another name from the same address is not locked by ada's failures.
+    assert login(client, "mel").status_code == 302
+    redis_server.delete(key)  # the window has passed
+    assert login(client, "ada").status_code == 302
+
+
+def test_login_failures_lock_the_address_across_usernames(client, users, monkeypatch):
+    from webapp import auth
+
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 3)
+    for name in ("x1", "x2", "x3"):
+        assert login(client, name, "guess-guess").status_code == 401
+    assert login(client, "mel").status_code == 429
+
+
+def test_login_success_clears_the_username_counter(client, users):
+    from webapp import auth
+
+    for _ in range(auth.MAX_FAILURES_PER_USER - 1):
+        login(client, "ada", "wrong-password")
+    assert login(client, "ada").status_code == 302
+    client.post("/logout", data={"csrf_token": csrf_of(client, "/admin/")})
+    assert login(client, "ada", "wrong-password").status_code == 401  # counting starts again
+
+
+@pytest.mark.parametrize("token", [None, "", "forged"])
+def test_login_without_the_csrf_token_is_rejected(client, users, token):
+    client.get("/login")
+    data = {"username": "ada", "password": PASSWORDS["ada"]}
+    if token is not None:
+        data["csrf_token"] = token
+    response = client.post("/login", data=data)
+    assert response.status_code == 400
+    assert "CSRF" in response.get_data(as_text=True)
+
+
+def test_csrf_token_is_accepted_from_the_htmx_header(client, users):
+    token = csrf_of(client)
+    response = client.post("/login", data={"username": "mel", "password": PASSWORDS["mel"]},
+                           headers={"X-CSRFToken": token})
+    assert response.status_code == 302
+
+
+def test_csrf_token_of_another_session_is_rejected(app, users):
+    first, second = app.test_client(), app.test_client()
+    token = csrf_of(first)
+    second.get("/login")
+    response = second.post("/login", data={"username": "ada", "password": PASSWORDS["ada"], "csrf_token": token})
+    assert response.status_code == 400
+
+
+def test_logout_needs_csrf_and_ends_the_session(client, users):
+    login(client, "ada")
+    assert client.post("/logout").status_code == 400
+    assert client.get("/admin/").status_code == 200
+    response = client.post("/logout", data={"csrf_token": csrf_of(client, "/admin/")})
+    assert response.status_code == 302 and response.location == "/login"
+    assert client.get("/admin/").status_code == 302
+
+
+def test_dashboard_sends_anonymous_visitors_to_login_with_next(client):
+    response = client.get("/admin/campaigns?quarter=2")
+    assert response.status_code == 302
+    assert response.location == "/login?next=/admin/campaigns?quarter%3D2"
+
+
+def test_dashboard_answers_anonymous_htmx_with_hx_redirect(client):
+    response = client.get("/admin/ingests/rows", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"].startswith("/login?next=")
+
+
+def test_login_follows_next_on_this_site_only(client, users):
+    assert login(client, "ada", next="/admin/duplicates").location == "/admin/duplicates"
+    other = client.application.test_client()
+    assert login(other, "ada", next="//evil.example/x").location == "/admin/"
+
+
+def test_users_create_reads_the_password_from_the_environment(app, runner):
+    from werkzeug.security import check_password_hash
+
+    from models import User
+
+    result = runner.invoke(args=["users", "create", "zoe", "--role", "manager"],
+                           env={"BANNERSERVICE_PASSWORD": "zoe-secret-1"})
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        user = User.get(User.username == "zoe")
+    assert user.role == "manager" and user.password_hash != "zoe-secret-1"
+    assert check_password_hash(user.password_hash, "zoe-secret-1")
+
+
+def test_users_create_prompts_for_the_password_twice(app, runner):
+    result = runner.invoke(args=["users", "create", "max", "--role", "admin"], input="max-secret-1\nmax-secret-1\n",
+                           env={"BANNERSERVICE_PASSWORD": None})
+    assert result.exit_code == 0, result.output
+    client = app.test_client()
+    assert login(client, "max", "max-secret-1").status_code == 302
+
+
+@pytest.mark.parametrize("args, password, message", [
+    (["users", "create", "ada", "--role", "admin"], "long-enough-1", "already exists"),
+    (["users", "create", "short", "--role", "admin"], "short", "at least 8"),
+])
+def test_users_create_refuses_bad_input(runner, users, args, password, message):
+    result = runner.invoke(args=args, env={"BANNERSERVICE_PASSWORD": password})
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_users_create_refuses_an_unknown_role(runner):
+    result = runner.invoke(args=["users", "create", "eve", "--role", "root"], env={"BANNERSERVICE_PASSWORD": "x" * 10})
+    assert result.exit_code != 0 and "root" in result.output
+
+
+def test_bootstrap_admin_prints_a_working_password_once(app, runner):
+    first = runner.invoke(args=["bootstrap-admin"])
+    assert first.exit_code == 0, first.output
+    match = re.search(r"\| Dashboard admin created: user 'admin', password (\S+) ", first.output)
+    assert match, first.output
+    assert first.output.count("+---") == 2  # boxed, so it stands out in the quick start's output
+    second = runner.invoke(args=["bootstrap-admin"])
+    assert second.exit_code == 0 and second.output == ""
+    client = app.test_client()
+    assert login(client, "admin", match.group(1)).status_code == 302
+
+
+def test_bootstrap_admin_does_nothing_when_an_admin_exists(runner, users):
+    from models import User
+
+    result = runner.invoke(args=["bootstrap-admin"])
+    assert result.exit_code == 0 and result.output == ""
+    assert User.get_or_none(User.username == "admin") is None

@@ -1,0 +1,257 @@
+"""The dashboard (/admin): overview, campaign statistics, plans, ingest history and duplicates."""
+
+import csv
+import io
+import math
+from dataclasses import dataclass, replace
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from redis import RedisError
+
+import selection
+from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
+from models import (
+    CAMPAIGN_STAT_COLUMNS, CampaignStat, IngestRun, banner_stats_of_campaign, banners_by_id,
+    campaign_stat_totals, campaign_stats, files_behind_served_data, files_of_runs, get_data_version,
+    last_loaded_at, last_run, latest_runs, plans_of_campaign, quarter_totals, revenue_by_quarter, utcnow,
+)
+from webapp.auth import admin_required, is_htmx_request, login_required
+from webapp.public import utc_now
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+PAGE_SIZE = 20
+QUARTERS = (1, 2, 3, 4)
+CSV_COLUMNS = ("campaign", "quarter", "impressions", "clicks", "conversions", "revenue",
+               "ctr", "cvr", "epc", "x", "scenario", "banners")
+
+
+@bp.before_request
+@login_required
+def require_login():
+    """Every dashboard page needs a signed-in user; admin actions check the role themselves."""
+
+
+@bp.after_request
+def no_framing(response):
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+@bp.app_template_global()
+def ratio(numerator, denominator):
+    """numerator/denominator, or None when the denominator is 0."""
+    return numerator / denominator if denominator else None
+
+
+@bp.app_template_filter("ratio_text")
+def ratio_text(value, kind="percent"):
+    """A ratio for the page: a percentage, or money per click; a dash when undefined."""
+    if value is None:
+        return "—"
+    return f"{value:.2%}" if kind == "percent" else f"{value:.4f}"
+
+
+@bp.get("/")
+def overview():
+    """Current quarter, data freshness, totals per quarter, and worker and queue health."""
+    return render_template(
+        "admin/overview.html",
+        quarter=selection.quarter_of(utc_now()), data_version=get_data_version(), loaded_at=last_loaded_at(),
+        run=last_run(), totals=quarter_totals(), health=queue_health(current_app.extensions["runtime"]),
+    )
+
+
+def queue_health(ctx) -> dict:
+    """Workers listening on our queue, jobs waiting in it, and failed jobs; or the Redis error."""
+    from rq import Worker
+
+    try:
+        queue = ctx.queue()
+        workers = Worker.all(queue=queue)
+        return {
+            "queue": ctx.settings.queue_name, "workers": [(w.name, w.get_state()) for w in workers],
+            "queued": queue.count, "failed": queue.failed_job_registry.count, "error": None,
+        }
+    except RedisError as exc:
+        return {"queue": ctx.settings.queue_name, "error": f"Redis did not answer: {exc}"}
+
+
+@dataclass(frozen=True)
+class StatsView:
+    """What the stats table shows: filters, sort and page, as read from (and written to) the URL."""
+
+    quarter: int | None = None
+    campaign: int | None = None
+    sort: str = "campaign"
+    descending: bool = False
+    page: int = 1
+
+    @classmethod
+    def from_args(cls, args):
+        quarter = args.get("quarter", type=int)
+        sort = args.get("sort", "campaign")
+        return cls(
+            quarter=quarter if quarter in QUARTERS else None,
+            campaign=args.get("campaign", type=int),
+            sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
+            descending=args.get("dir") == "desc",
+            page=max(1, args.get("page", 1, type=int)),
+        )
+
+    def args(self, **changes) -> dict:
+        """Query arguments of this view with `changes`, leaving out defaults so URLs stay short."""
+        view = replace(self, **changes)
+        args = {"quarter": view.quarter, "campaign": view.campaign, "sort": view.sort,
+                "dir": "desc" if view.descending else None, "page": view.page if view.page > 1 else None}
+        if args["sort"] == "campaign" and not view.descending:
+            del args["sort"]
+        return {k: v for k, v in args.items() if v is not None}
+
+    def sort_args(self, column) -> dict:
+        """The view sorted by `column`: ascending first, flipped when it is already the sort column."""
+        descending = not self.descending if column == self.sort else False
+        return self.args(sort=column, descending=descending, page=1)
+
+    def query(self):
+        return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
+
+
+@bp.get("/campaigns")
+def campaigns():
+    """Per-quarter campaign statistics: the full page, or only the table for htmx."""
+    view = StatsView.from_args(request.args)
+    query = view.query()
+    totals = campaign_stat_totals(query)
+    pages = max(1, math.ceil(totals["rows"] / PAGE_SIZE))
+    view = replace(view, page=min(view.page, pages))
+    rows = list(query.paginate(view.page, PAGE_SIZE))
+    context = dict(
+        view=view, rows=rows, totals=totals, pages=pages, columns=CSV_COLUMNS,
+        charts=revenue_by_quarter({r.campaign_id for r in rows}),
+    )
+    template = "admin/_campaign_table.html" if is_htmx_request() else "admin/campaigns.html"
+    response = current_app.make_response(render_template(template, **context))
+    response.vary.add("HX-Request")
+    return response
+
+
+@bp.get("/campaigns.csv")
+def campaigns_csv():
+    """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
+    view = StatsView.from_args(request.args)
+    query = view.query()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in query:
+        writer.writerow([
+            r.campaign_id, r.quarter, r.impressions, r.clicks, r.conversions, _number(r.revenue),
+            *_ratios_for_csv(r.impressions, r.clicks, r.conversions, r.revenue), r.x, r.scenario, r.banners,
+        ])
+    t = campaign_stat_totals(query)
+    writer.writerow([
+        "total", "", t["impressions"], t["clicks"], t["conversions"], _number(t["revenue"]),
+        *_ratios_for_csv(t["impressions"], t["clicks"], t["conversions"], t["revenue"]), "", "", "",
+    ])
+    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1).items()) + ".csv"
+    return out.getvalue(), 200, {
+        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
+    }
+
+
+def _ratios_for_csv(impressions, clicks, conversions, revenue):
+    return [_number(ratio(clicks, impressions)), _number(ratio(conversions, clicks)), _number(ratio(revenue, clicks))]
+
+
+def _number(value) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+def campaign(campaign_id):
+    """One campaign: per quarter its plan in rank order, each banner's revenue and clicks, and the rule."""
+    plans = plans_of_campaign(campaign_id)
+    stats = {s.quarter: s for s in CampaignStat.select().where(CampaignStat.campaign_id == campaign_id)}
+    if not plans and not stats:
+        abort(404, f"There is no campaign {campaign_id}.")
+    banner_stats = banner_stats_of_campaign(campaign_id)
+    banners = banners_by_id(b for p in plans.values() for b in p.banner_id_list)
+    quarters = []
+    for quarter in QUARTERS:
+        plan = plans.get(quarter)
+        entries = []
+        if plan:
+            ids = plan.banner_id_list
+            first_fill = len(ids) - plan.random_fill
+            entries = [
+                {"rank": i + 1, "banner_id": b, "banner": banners.get(b), "stat": banner_stats.get((quarter, b)),
+                 "random": i >= first_fill}
+                for i, b in enumerate(ids)
+            ]
+        quarters.append({"quarter": quarter, "plan": plan, "entries": entries, "stat": stats.get(quarter),
+                         "rule": describe_plan(plan) if plan else None})
+    return render_template("admin/campaign.html", campaign_id=campaign_id, quarters=quarters,
+                           chart=revenue_by_quarter([campaign_id])[campaign_id])
+
+
+def describe_plan(plan) -> str:
+    """selection.describe() of a stored Plan."""
+    return selection.describe(selection.Plan(
+        x=plan.x, scenario=plan.scenario, banner_ids=tuple(plan.banner_id_list), random_fill=plan.random_fill,
+    ))
+
+
+@bp.get("/ingests")
+def ingests():
+    """The ingest history page, with the run button for admins."""
+    return render_template("admin/ingests.html", **ingest_rows_context())
+
+
+@bp.get("/ingests/rows")
+def ingest_rows():
+    """The history rows fragment; it polls itself while a run is queued or running."""
+    return render_template("admin/_ingest_rows.html", **ingest_rows_context())
+
+
+@bp.post("/ingests")
+@admin_required
+def run_ingest_now():
+    """Queue an ingest for the workers; say so plainly when one is already queued or running."""
+    notice, level = None, "info"
+    try:
+        run = request_ingest(trigger="manual", user=g.user.username)
+        notice = f"Ingest run #{run.id} is queued."
+    except IngestBusy as exc:
+        what = f"run #{exc.run.id} is {exc.run.status}" if exc.run else "another ingest holds the lock"
+        notice, level = f"An ingest is already in progress ({what}); no new run was queued.", "warning"
+    except RedisError as exc:
+        notice, level = f"Could not queue the ingest: Redis did not answer ({exc}).", "error"
+    if is_htmx_request():
+        return render_template("admin/_ingest_rows.html", notice=notice, notice_level=level, **ingest_rows_context())
+    flash(notice, level)
+    return redirect(url_for("admin.ingests"))
+
+
+def ingest_rows_context() -> dict:
+    """The runs (newest first) with their files, whether any is active, and queue health."""
+    ctx = current_app.extensions["runtime"]
+    try:
+        reap_abandoned_runs(ctx)  # so a run whose worker died does not show "running" forever
+    except RedisError:
+        pass
+    runs = list(latest_runs(50))
+    active = any(r.is_active for r in runs)
+    return {"runs": runs, "files": files_of_runs([r.id for r in runs]), "active": active, "now": utcnow(),
+            "health": queue_health(ctx) if active else None, "statuses": IngestRun}
+
+
+@bp.get("/duplicates")
+def duplicates():
+    """Duplicate and conflict counts per quarter and file, from the loads behind the served data."""
+    files = files_behind_served_data()
+    fields = ("rows_read", "loaded", "duplicates", "conflicts", "rejected", "orphans")
+    totals = {f: sum(getattr(x, f) for group in files.values() for x in group) for f in fields}
+    runs = {r.id: r for r in IngestRun.select().where(IngestRun.id.in_([g[0].run_id for g in files.values()]))} \
+        if files else {}
+    return render_template("admin/duplicates.html", files=files, totals=totals, runs=runs, quarters=QUARTERS)
