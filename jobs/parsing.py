@@ -60,7 +60,7 @@ def parse_impressions(lines):
     """Count impressions per (campaign_id, banner_id); repeated rows are normal, not duplicates."""
     report = FileReport("impressions.csv")
     counts = Counter()
-    known = {}  # raw line -> key or the reason it was rejected; most lines repeat
+    known = {}  # raw line -> key or the reason it was rejected; most lines repeat, so parse each once
     for lineno, raw in _data_lines(lines, "impressions"):
         report.rows_read += 1
         key = known.get(raw)
@@ -162,7 +162,7 @@ def _count_repeat(report, lineno, what, first, value):
 
 
 def _data_lines(lines, kind):
-    """(line number, decoded line) of each data row after checking the header."""
+    """(line number, raw bytes) of each non-blank data row, after checking the header."""
     lines = iter(lines)
     header = next(lines, None)
     if header is None:
@@ -175,18 +175,15 @@ def _data_lines(lines, kind):
     if names != HEADERS[kind]:
         raise FileRejected(f"header {header_text.strip()!r} does not match {','.join(HEADERS[kind])!r}")
     for lineno, raw in enumerate(lines, start=2):
-        try:
-            text = raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
-            yield lineno, None  # _fields rejects it, so every parser reports it alike
-            continue
-        if text.strip():
-            yield lineno, text
+        if raw.strip():
+            yield lineno, raw
 
 
-def _fields(text, count: int) -> list[str]:
-    if text is None:
-        raise RowRejected("row is not valid UTF-8")
+def _fields(raw: bytes, count: int) -> list[str]:
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise RowRejected("row is not valid UTF-8") from None
     parts = next(csv.reader([text])) if '"' in text else text.split(",")
     if len(parts) != count:
         raise RowRejected(f"expected {count} fields, found {len(parts)}")

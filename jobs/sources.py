@@ -107,8 +107,7 @@ class S3Source:
         return FileInfo(path, head["ContentLength"], head["ETag"].strip('"'))
 
     def open(self, path: str):
-        body = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path))["Body"]
-        return _LineStream(body)
+        return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path))["Body"]
 
     def list_images(self) -> list:
         prefix = self._key("images/")
@@ -152,36 +151,6 @@ class S3Source:
         if isinstance(exc, BotoCoreError):
             return SourceError(f"S3 unreachable at {self.description}: {exc}")
         return exc
-
-
-class _LineStream:
-    """Binary lines of an S3 body, read in chunks (a file object's interface, as far as ingest uses it)."""
-
-    def __init__(self, body):
-        self.body = body
-
-    def __iter__(self):
-        pending = b""
-        for chunk in self.body.iter_chunks(CHUNK):
-            pending += chunk
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                yield line + b"\n"
-        if pending:
-            yield pending
-
-    def read(self, size=-1):
-        return self.body.read(None if size is None or size < 0 else size)
-
-    def close(self):
-        self.body.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def sha256_of(stream) -> str:
