@@ -99,11 +99,9 @@ class S3Source:
 
         try:
             head = self._call(self.client.head_object, Bucket=self.bucket, Key=self._key(path))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                self._check_bucket()
-                return None
-            raise self._source_error(exc) from exc
+        except ClientError:  # only a 404 gets here: see _call
+            self._call(self.client.head_bucket, Bucket=self.bucket)  # a missing bucket is the source's failure
+            return None
         return FileInfo(path, head["ContentLength"], head["ETag"].strip('"'))
 
     def open(self, path: str):
@@ -111,46 +109,34 @@ class S3Source:
 
     def list_images(self) -> list:
         prefix = self._key("images/")
-        paginator = self.client.get_paginator("list_objects_v2")
         found = []
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    name = obj["Key"][len(prefix):]
-                    if "/" not in name and image_banner_id(name) is not None:
-                        found.append(FileInfo(f"images/{name}", obj["Size"], obj["ETag"].strip('"')))
-        except Exception as exc:
-            raise self._source_error(exc) from exc
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in self._call(list, pages):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix):]
+                if "/" not in name and image_banner_id(name) is not None:
+                    found.append(FileInfo(f"images/{name}", obj["Size"], obj["ETag"].strip('"')))
         return sorted(found, key=lambda info: info.path)
 
-    def _check_bucket(self):
-        self._call(self.client.head_bucket, Bucket=self.bucket)
-
-    def _call(self, method, **kwargs):
-        try:
-            return method(**kwargs)
-        except Exception as exc:
-            raise self._source_error(exc) from exc
-
-    def _source_error(self, exc):
+    def _call(self, method, *args, **kwargs):
+        """Call boto3, turning its failures into SourceErrors; a HeadObject 404 is passed through."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if isinstance(exc, SourceError):
-            return exc
-        if isinstance(exc, ClientError):
+        try:
+            return method(*args, **kwargs)
+        except ClientError as exc:
             error = exc.response.get("Error", {})
-            code = error.get("Code", "")
+            code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and "Key" not in str(exc.operation_name)):
-                return SourceError(f"bucket {self.bucket!r} does not exist")
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
-                return SourceError(f"access denied to {self.description}: {code}")
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return exc  # a missing object is the caller's business
-            return SourceError(f"S3 error on {self.description}: {code or status}")
-        if isinstance(exc, BotoCoreError):
-            return SourceError(f"S3 unreachable at {self.description}: {exc}")
-        return exc
+            if code == "NoSuchBucket" or (status == 404 and exc.operation_name in ("HeadBucket", "ListObjectsV2")):
+                raise SourceError(f"bucket {self.bucket!r} does not exist") from exc
+            if status == 404 and exc.operation_name == "HeadObject":
+                raise
+            if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise SourceError(f"access denied to {self.description} ({code or status})") from exc
+            raise SourceError(f"S3 error on {self.description}: {code or status} {error.get('Message', '')}".strip()) from exc
+        except BotoCoreError as exc:
+            raise SourceError(f"S3 unreachable for {self.description}: {exc}") from exc
 
 
 def sha256_of(stream) -> str:

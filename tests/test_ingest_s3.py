@@ -1,0 +1,196 @@
+"""Ingest from S3 over HTTP on loopback (moto's server mode), through the production boto3 code path."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from conftest import write_source
+from jobs.ingest import run_ingest
+from models import IngestFile, IngestRun, LoadedFile, Plan
+from test_ingest import GOOD, png_bytes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_credentials():
+    """boto3's standard chain finds these; moto accepts any key unless told to check."""
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def upload_tree(endpoint, bucket, prefix, root):
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket=bucket)
+    for path in Path(root).rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
+    return client
+
+
+@pytest.fixture
+def s3_app(app, s3_endpoint):
+    from jobs import runtime
+
+    settings = runtime.context().settings
+    from dataclasses import replace
+
+    runtime.context(replace(settings, s3_endpoint_url=s3_endpoint))
+    return app
+
+
+@pytest.fixture
+def bucket(s3_endpoint, tmp_path, redis_prefix):
+    name = "bs-" + redis_prefix.split(":")[1]
+    source = write_source(tmp_path / "s3src", {q: dict(GOOD) for q in (1, 2, 3, 4)}, images={"image_10.png": png_bytes()})
+    client = upload_tree(s3_endpoint, name, "feed", source)
+    return name, client
+
+
+def plans():
+    return {(p.quarter, p.campaign_id): p.banner_ids for p in Plan.select()}
+
+
+def ingest(app, source):
+    with app.app_context():
+        return IngestRun.get_by_id(run_ingest(source, trigger="cli"))
+
+
+def test_ingest_from_s3_loads_the_same_plans_as_from_a_directory(s3_app, bucket, tmp_path):
+    name, _ = bucket
+    run = ingest(s3_app, f"s3://{name}/feed")
+    assert run.status == IngestRun.SUCCEEDED, run.error
+    with s3_app.app_context():
+        from_s3 = plans()
+        record = IngestFile.get(run=run, quarter=1, name="clicks.csv")
+        assert record.etag and record.sha256 and record.loaded == 4
+        assert LoadedFile.get_by_id("images/image_10.png").etag
+    directory = write_source(tmp_path / "dir", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    (directory / "1" / "clicks.csv").write_text("click_id,banner_id,campaign_id\n1,13,1\n")
+    ingest(s3_app, str(directory))
+    ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        assert plans() == from_s3
+
+
+def test_ingest_from_s3_twice_reports_every_file_unchanged_by_etag(s3_app, bucket):
+    name, _ = bucket
+    ingest(s3_app, f"s3://{name}/feed")
+    run = ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        records = list(IngestFile.select().where(IngestFile.run == run))
+        assert run.status == IngestRun.SUCCEEDED and len(records) == 13
+        assert all(r.unchanged for r in records)
+
+
+def test_ingest_from_s3_changed_object_reloads_its_quarter(s3_app, bucket):
+    name, client = bucket
+    ingest(s3_app, f"s3://{name}/feed")
+    client.put_object(Bucket=name, Key="feed/3/clicks.csv", Body=b"click_id,banner_id,campaign_id\n1,14,1\n4,20,2\n")
+    run = ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        assert not IngestFile.get(run=run, quarter=3, name="clicks.csv").unchanged
+        assert IngestFile.get(run=run, quarter=2, name="clicks.csv").unchanged
+        assert Plan.get(quarter=3, campaign_id=1).banner_ids.startswith("14,")
+
+
+def test_ingest_from_s3_missing_object_fails_its_quarter_only(s3_app, bucket):
+    name, client = bucket
+    ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        before = plans()
+    client.delete_object(Bucket=name, Key="feed/2/conversions.csv")
+    run = ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        assert run.status == IngestRun.FAILED and "quarter 2" in run.error
+        assert IngestFile.get(run=run, quarter=2, name="conversions.csv").error == "file is missing"
+        assert plans() == before
+
+
+def test_ingest_from_s3_bucket_missing_fails_clearly_and_keeps_data(s3_app, bucket):
+    name, _ = bucket
+    ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        before = plans()
+    run = ingest(s3_app, "s3://no-such-bucket-here/feed")
+    assert run.status == IngestRun.FAILED and "does not exist" in run.error
+    with s3_app.app_context():
+        assert plans() == before
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket):
+    from dataclasses import replace
+
+    from jobs import runtime
+
+    runtime.context(replace(runtime.context().settings, s3_endpoint_url=f"http://127.0.0.1:{_free_port()}", s3_max_attempts=3))
+    started = time.monotonic()
+    run = ingest(app, "s3://anything/feed")
+    assert run.status == IngestRun.FAILED and "unreachable" in run.error
+    assert run.finished_at is not None
+    # Three attempts with backoff between them take a measurable while even on loopback.
+    assert time.monotonic() - started > 0.2
+
+
+@pytest.fixture(scope="module")
+def checking_s3_endpoint(tmp_path_factory):
+    """A moto server that checks credentials, in a process of its own (the setting is read at import)."""
+    port = _free_port()
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_ingest_from_s3_access_denied_fails_clearly_and_keeps_data(app, checking_s3_endpoint, tmp_path):
+    from dataclasses import replace
+
+    from jobs import runtime
+
+    source = write_source(tmp_path / "good", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    ingest(app, str(source))
+    with app.app_context():
+        before = plans()
+    runtime.context(replace(runtime.context().settings, s3_endpoint_url=checking_s3_endpoint))
+    run = ingest(app, "s3://private-bucket/feed")
+    assert run.status == IngestRun.FAILED and "access denied" in run.error
+    with app.app_context():
+        assert plans() == before

@@ -1,0 +1,228 @@
+"""Ingest through real RQ worker processes on the real Redis: queueing, scheduling, locking, crashes."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import REDIS_URL, ROOT, write_source
+from jobs import runtime
+from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
+from models import ImpressionCount, IngestRun, Plan
+from test_ingest import GOOD
+
+def start_worker(env, queue, burst=True):
+    args = [os.path.join(os.path.dirname(sys.executable), "rq"), "worker", "--url", REDIS_URL, "--path", str(ROOT), queue]
+    if burst:
+        args.insert(2, "--burst")
+    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for(predicate, timeout=60, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
+
+
+def kill_with_children(pid):
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if entry.isdigit() and stat.read().rsplit(")", 1)[1].split()[1] == str(pid):
+                    children.append(entry)
+        except OSError:
+            continue
+    os.kill(pid, signal.SIGKILL)
+    for child in children:
+        try:
+            os.kill(int(child), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def refreshed(run_id):
+    return IngestRun.get_by_id(run_id)
+
+
+def big_impressions(path, megabytes, campaign_banners):
+    """An impressions file of about `megabytes` MB over the given (campaign, banner) pairs."""
+    block = "".join(f"{b},{c}\n" for c, b in campaign_banners).encode() * 2000
+    with open(path, "wb") as out:
+        out.write(b"banner_id,campaign_id\n")
+        while out.tell() < megabytes * 1024 * 1024:
+            out.write(block)
+
+
+@pytest.fixture
+def source(tmp_path):
+    return write_source(tmp_path / "src", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+
+
+def test_worker_runs_a_queued_ingest_and_records_it(app, source, worker_env, settings_overrides):
+    with app.app_context():
+        run = request_ingest(str(source), trigger="manual", user="alice")
+        assert run.status == IngestRun.QUEUED and run.job_id
+    worker = start_worker(worker_env, settings_overrides["queue_name"])
+    output, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, output
+    with app.app_context():
+        run = refreshed(run.id)
+        assert run.status == IngestRun.SUCCEEDED, (run.error, output)
+        assert (run.trigger, run.user, run.progress) == ("manual", "alice", 1.0)
+        assert run.started_at >= run.queued_at and run.finished_at >= run.started_at
+        assert Plan.select().count() == 8
+        from rq.job import Job
+
+        job = Job.fetch(run.job_id, connection=runtime.context().raw_redis)
+        assert job.meta["progress"]["fraction"] == 1.0 or job.meta["progress"]["stage"]
+        assert runtime.lock_holder(runtime.context()) is None
+
+
+def test_worker_second_request_while_one_is_queued_is_refused(app, source):
+    with app.app_context():
+        first = request_ingest(str(source), trigger="manual")
+        with pytest.raises(IngestBusy) as busy:
+            request_ingest(str(source), trigger="manual")
+        assert busy.value.run.id == first.id and "queued" in str(busy.value)
+        assert IngestRun.select().count() == 1
+
+
+def test_worker_two_concurrent_requests_queue_exactly_one(app, source, worker_env):
+    """Two CLI processes asking at once: one is queued, the other told an ingest is in progress."""
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "flask", "--app", "webapp", "ingest", "--enqueue", str(source)],
+                         env=worker_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(60), p.stdout.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    assert any("already in progress" in out for _, out in results)
+    with app.app_context():
+        assert IngestRun.select().count() == 1
+
+
+def test_worker_threads_racing_for_the_lock_queue_exactly_one(app, source):
+    outcomes = []
+
+    def ask():
+        with app.app_context():
+            try:
+                outcomes.append(request_ingest(str(source), trigger="manual").id)
+            except IngestBusy:
+                outcomes.append("busy")
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("busy") == 5
+
+
+def test_worker_schedule_registration_is_idempotent_and_runs_the_ingest(app, source, worker_env, settings_overrides):
+    from dataclasses import replace
+
+    from rq_scheduler import Scheduler
+
+    from jobs.schedule import INGEST_SCHEDULE_ID, register_schedules
+
+    ctx = runtime.context()
+    settings = replace(ctx.settings, ingest_source=str(source), ingest_cron="*/5 * * * *")
+    scheduler = Scheduler(queue_name=settings.queue_name, connection=ctx.raw_redis)
+    try:
+        for _ in range(3):
+            register_schedules(scheduler, settings)
+        jobs = [job for job in scheduler.get_jobs() if job.id == INGEST_SCHEDULE_ID]
+        assert len(jobs) == 1 and jobs[0].meta["cron_string"] == "*/5 * * * *"
+        assert sum(1 for job in scheduler.get_jobs() if job.func_name == "jobs.ingest.scheduled_ingest") == 1
+        scheduler.enqueue_job(jobs[0])  # what rqscheduler does when the time comes
+        env = dict(worker_env, INGEST_SOURCE=str(source))
+        worker = start_worker(env, settings.queue_name)
+        output, _ = worker.communicate(timeout=120)
+        with app.app_context():
+            run = IngestRun.select().order_by(IngestRun.id.desc()).get()
+            assert (run.trigger, run.status) == ("schedule", IngestRun.SUCCEEDED), output
+        # The cron job is back in the schedule for its next time, still once.
+        assert [job.id for job in scheduler.get_jobs()].count(INGEST_SCHEDULE_ID) == 1
+    finally:
+        scheduler.cancel(INGEST_SCHEDULE_ID)
+
+
+def test_worker_killed_mid_quarter_leaves_no_partial_quarter_and_the_run_is_abandoned(app, tmp_path, worker_env, settings_overrides):
+    old = write_source(tmp_path / "old", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    with app.app_context():
+        from jobs.ingest import run_ingest
+
+        run_ingest(str(old), trigger="cli")
+        before = {(p.quarter, p.campaign_id): p.banner_ids for p in Plan.select()}
+        q2_rows = ImpressionCount.select().where(ImpressionCount.quarter == 2).count()
+    new = write_source(tmp_path / "new", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    big_impressions(new / "2" / "impressions.csv", 60, [(1, 30 + i) for i in range(40)])
+    env = dict(worker_env, INGEST_LOCK_SECONDS="3")
+    with app.app_context():
+        run = request_ingest(str(new), trigger="manual")
+    worker = start_worker(env, settings_overrides["queue_name"], burst=False)
+    try:
+        with app.app_context():
+            wait_for(lambda: "quarter 2: reading" in (refreshed(run.id).stage or ""), timeout=120)
+    finally:
+        kill_with_children(worker.pid)  # the worker and its work horse (its own process group), mid-quarter
+        worker.wait(10)
+    with app.app_context():
+        assert refreshed(run.id).status == IngestRun.RUNNING
+        time.sleep(3.5)  # the lock's heartbeat has stopped; let it expire
+        assert reap_abandoned_runs() == 1
+        run = refreshed(run.id)
+        assert run.status == IngestRun.ABANDONED and run.finished_at and "lock expired" in run.error
+        after = {(p.quarter, p.campaign_id): p.banner_ids for p in Plan.select()}
+        assert {k: v for k, v in after.items() if k[0] == 2} == {k: v for k, v in before.items() if k[0] == 2}
+        assert ImpressionCount.select().where(ImpressionCount.quarter == 2).count() == q2_rows
+        # A new ingest is possible again.
+        assert request_ingest(str(old), trigger="manual").status == IngestRun.QUEUED
+
+
+def test_worker_serving_under_ingest_gets_only_200s_from_the_old_or_the_new_set(app, tmp_path, worker_env, settings_overrides):
+    old_q1 = "".join(f"{b},1\n" for b in (11, 12, 13, 14, 15))
+    old = write_source(tmp_path / "old", {q: {"impressions": old_q1} for q in (1, 2, 3, 4)})
+    with app.app_context():
+        from jobs.ingest import run_ingest
+
+        run_ingest(str(old), trigger="cli")
+    new = write_source(tmp_path / "new", {q: {"impressions": old_q1} for q in (1, 2, 3, 4)})
+    big_impressions(new / "1" / "impressions.csv", 25, [(1, b) for b in (21, 22, 23, 24, 25)])
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 5, tzinfo=timezone.utc)
+    client = app.test_client()
+    with app.app_context():
+        run = request_ingest(str(new), trigger="manual")
+    worker = start_worker(worker_env, settings_overrides["queue_name"])
+    served, statuses = [], []
+    while worker.poll() is None:
+        response = client.get("/campaigns/1")
+        statuses.append(response.status_code)
+        match = re.search(r'data-banner-id="(\d+)"', response.get_data(as_text=True))
+        if match:
+            served.append(int(match.group(1)))
+    for _ in range(10):
+        response = client.get("/campaigns/1")
+        statuses.append(response.status_code)
+        served.append(int(re.search(r'data-banner-id="(\d+)"', response.get_data(as_text=True)).group(1)))
+    with app.app_context():
+        assert refreshed(run.id).status == IngestRun.SUCCEEDED
+    assert set(statuses) == {200} and len(served) > 20
+    old_set, new_set = {11, 12, 13, 14, 15}, {21, 22, 23, 24, 25}
+    assert set(served) <= old_set | new_set
+    switch = next(i for i, b in enumerate(served) if b in new_set)
+    assert all(b in old_set for b in served[:switch]) and all(b in new_set for b in served[switch:])
+    assert all(a != b for a, b in zip(served, served[1:]))
