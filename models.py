@@ -64,6 +64,7 @@ class Banner(BaseModel):
     image_name = CharField(null=True)
     content_type = CharField(null=True)
     image_sha256 = CharField(null=True)
+    landing_url = TextField(null=True)  # where a click goes; None: the default landing URL
 
 
 class ImpressionCount(BaseModel):
@@ -220,6 +221,27 @@ class IngestFile(BaseModel):
         return json.loads(self.samples)
 
 
+class ExportRun(BaseModel):
+    """One drain of the live event stream into CSV batches."""
+
+    id = AutoField()
+    status = CharField(default="running")  # running | succeeded | failed
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+    events = IntegerField(default=0)
+    files = TextField(default="[]")  # JSON: the batch folders written
+    error = TextField(null=True)
+
+
+class ApiKey(BaseModel):
+    """An advertiser's key for the conversions API; only its hash is stored."""
+
+    advertiser = CharField()
+    key_hash = CharField(unique=True)
+    created_at = DateTimeField(default=utcnow)
+    revoked = BooleanField(default=False)
+
+
 class User(BaseModel):
     username = CharField(unique=True)
     password_hash = CharField()
@@ -229,7 +251,7 @@ class User(BaseModel):
 
 ALL_MODELS = [
     Banner, ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat,
-    LoadedFile, Meta, IngestRun, IngestFile, User,
+    LoadedFile, Meta, IngestRun, IngestFile, ExportRun, ApiKey, User,
 ]
 
 
@@ -279,12 +301,13 @@ def active_run():
 
 # --- Dashboard queries -------------------------------------------------------------------
 
-from peewee import Case, fn  # noqa: E402  (kept with the dashboard queries they serve)
+from peewee import Case, Value, fn  # noqa: E402  (kept with the dashboard queries they serve)
 
 
 def _ratio(numerator, denominator):
     """SQL for numerator/denominator that is NULL, not an error, when the denominator is 0."""
-    return Case(None, [(denominator == 0, None)], numerator * 1.0 / denominator)
+    # converter=False: an IntegerField would otherwise turn the 1.0 into 1, and the division integral.
+    return Case(None, [(denominator == 0, None)], numerator * Value(1.0, converter=False) / denominator)
 
 
 # The stats table's sortable columns: name in the URL -> SQL expression.

@@ -1,0 +1,374 @@
+"""The dashboard over HTTP: every page per role, fragments with and without HX-Request, CSV, ingests."""
+
+import csv
+import io
+import re
+import subprocess
+from html import unescape
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_source
+from test_auth import csrf_of, login, users  # noqa: F401  (users is a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["/admin/", "/admin/campaigns", "/admin/campaigns?quarter=2&sort=revenue&dir=desc",
+         "/admin/campaigns/1", "/admin/ingests", "/admin/duplicates"]
+ROW = re.compile(r'<tr data-campaign="(\d+)" data-quarter="(\d)">')
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides, demo_source):
+    return {**settings_overrides, "ingest_source": str(demo_source)}
+
+
+@pytest.fixture
+def loaded(app, demo_source):
+    """The demo source loaded by one ingest run."""
+    from jobs.ingest import run_ingest
+
+    with app.app_context():
+        run_ingest(str(demo_source), trigger="cli")
+    return app
+
+
+@pytest.fixture
+def admin(client, users):  # noqa: F811
+    login(client, "ada")
+    return client
+
+
+@pytest.fixture
+def manager(client, users):  # noqa: F811
+    login(client, "mel")
+    return client
+
+
+def html(response):
+    assert response.status_code == 200, response.get_data(as_text=True)[:2000]
+    return response.get_data(as_text=True)
+
+
+def table_rows(text):
+    return [(int(c), int(q)) for c, q in ROW.findall(text)]
+
+
+def stats_sorted(key, descending=False, quarter=None):
+    """CampaignStat rows as (campaign, quarter), sorted in Python the way the table must sort them."""
+    from models import CampaignStat
+
+    rows = [r for r in CampaignStat.select() if quarter is None or r.quarter == quarter]
+    rows.sort(key=lambda r: (r.campaign_id, r.quarter))
+    present = [r for r in rows if key(r) is not None]
+    present.sort(key=key, reverse=descending)
+    return [(r.campaign_id, r.quarter) for r in present + [r for r in rows if key(r) is None]]
+
+
+@pytest.mark.parametrize("role", ["ada", "mel"])
+@pytest.mark.parametrize("path", PAGES)
+def test_dashboard_page_renders_for_each_role(client, users, loaded, role, path):  # noqa: F811
+    login(client, role)
+    text = html(client.get(path))
+    assert "<html" in text and f"{role} <span class=\"role\">" in text
+    assert "X-CSRFToken" in text  # htmx sends the token from <body hx-headers>
+
+
+def test_campaign_table_for_htmx_is_the_partial_and_otherwise_the_full_page(admin, loaded):
+    full = admin.get("/admin/campaigns?quarter=1")
+    partial = admin.get("/admin/campaigns?quarter=1", headers={"HX-Request": "true"})
+    restore = admin.get("/admin/campaigns?quarter=1",
+                        headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    assert "<html" in html(full) and html(full).count('id="campaign-table"') == 1
+    assert html(partial).lstrip().startswith('<div id="campaign-table"') and "<html" not in html(partial)
+    assert "<html" in html(restore)
+    for response in (full, partial, restore):
+        assert "HX-Request" in response.headers["Vary"]
+    assert table_rows(html(full)) == table_rows(html(partial))
+
+
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
+def test_ingest_rows_fragment_is_always_the_partial(admin, loaded, headers):
+    text = html(admin.get("/admin/ingests/rows", headers=headers))
+    assert text.lstrip().startswith('<div id="ingest-rows"') and "<html" not in text
+
+
+@pytest.mark.parametrize("column, key", [
+    ("campaign", lambda r: r.campaign_id),
+    ("quarter", lambda r: r.quarter),
+    ("impressions", lambda r: r.impressions),
+    ("clicks", lambda r: r.clicks),
+    ("conversions", lambda r: r.conversions),
+    ("revenue", lambda r: r.revenue),
+    ("ctr", lambda r: r.clicks / r.impressions if r.impressions else None),
+    ("cvr", lambda r: r.conversions / r.clicks if r.clicks else None),
+    ("epc", lambda r: r.revenue / r.clicks if r.clicks else None),
+    ("x", lambda r: r.x),
+    ("scenario", lambda r: r.scenario),
+    ("banners", lambda r: r.banners),
+])
+@pytest.mark.parametrize("descending", [False, True])
+def test_campaign_table_sorts_by_every_column(admin, loaded, column, key, descending):
+    from webapp.admin import PAGE_SIZE
+
+    url = f"/admin/campaigns?sort={column}" + ("&dir=desc" if descending else "")
+    expected = stats_sorted(key, descending)
+    assert table_rows(html(admin.get(url, headers={"HX-Request": "true"}))) == expected[:PAGE_SIZE]
+    assert table_rows(html(admin.get(url + "&page=3"))) == expected[2 * PAGE_SIZE:3 * PAGE_SIZE]
+
+
+def test_campaign_table_filters_by_quarter_and_campaign(admin, loaded):
+    assert {q for _, q in table_rows(html(admin.get("/admin/campaigns?quarter=3")))} == {3}
+    assert table_rows(html(admin.get("/admin/campaigns?campaign=7"))) == [(7, 1), (7, 2), (7, 3), (7, 4)]
+    assert table_rows(html(admin.get("/admin/campaigns?campaign=7&quarter=2"))) == [(7, 2)]
+    assert "No statistics match" in html(admin.get("/admin/campaigns?campaign=9999"))
+
+
+def test_campaign_table_links_keep_the_view_in_the_url(admin, loaded):
+    text = html(admin.get("/admin/campaigns?quarter=2&sort=clicks&dir=desc"))
+    assert 'hx-push-url="true"' in text
+    assert 'href="/admin/campaigns?quarter=2&amp;sort=clicks&amp;dir=desc&amp;page=2"' in text
+    assert 'href="/admin/campaigns?quarter=2&amp;sort=clicks"' in text  # clicking the sorted column flips it
+    assert 'href="/admin/campaigns.csv?quarter=2&amp;sort=clicks&amp;dir=desc"' in text
+
+
+def test_campaign_table_page_past_the_end_shows_the_last_page(admin, loaded):
+    last = html(admin.get("/admin/campaigns?page=999"))
+    assert "Page 10 of 10" in last and len(table_rows(last)) == 20
+
+
+def test_campaign_table_totals_row_sums_the_whole_view(admin, loaded):
+    from models import CampaignStat
+
+    text = html(admin.get("/admin/campaigns?quarter=2"))
+    rows = list(CampaignStat.select().where(CampaignStat.quarter == 2))
+    footer = text[text.index("<tfoot>"):]
+    assert f"{len(rows)} rows" in footer
+    assert f"{sum(r.clicks for r in rows):,}" in footer
+    assert f"{sum(r.revenue for r in rows):,.2f}" in footer
+
+
+def test_campaign_table_ratios_show_a_dash_when_the_divisor_is_zero(admin, loaded):
+    from models import CampaignStat
+
+    CampaignStat.create(quarter=1, campaign_id=777, impressions=0, clicks=0, conversions=0, revenue=0.0,
+                        x=0, scenario="top5_clicks", banners=0)
+    text = html(admin.get("/admin/campaigns?campaign=777"))
+    row = text[text.index('data-campaign="777"'):text.index("</tr>", text.index('data-campaign="777"'))]
+    assert row.count("—") == 3
+    for column in ("ctr", "cvr", "epc"):
+        assert table_rows(html(admin.get(f"/admin/campaigns?quarter=1&sort={column}&page=3")))[-1] == (777, 1)
+    lines = list(csv.reader(io.StringIO(admin.get("/admin/campaigns.csv?campaign=777").get_data(as_text=True))))
+    assert lines[1][6:9] == ["", "", ""] and lines[2][6:9] == ["", "", ""]
+
+
+def test_campaign_csv_is_the_current_view_with_totals_from_the_database(admin, loaded):
+    from models import CampaignStat
+
+    response = admin.get("/admin/campaigns.csv?quarter=2&sort=revenue&dir=desc&page=2")
+    assert response.status_code == 200 and response.content_type.startswith("text/csv")
+    assert "attachment" in response.headers["Content-Disposition"]
+    lines = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    header, body, total = lines[0], lines[1:-1], lines[-1]
+    assert header == ["campaign", "quarter", "impressions", "clicks", "conversions", "revenue",
+                      "ctr", "cvr", "epc", "x", "scenario", "banners"]
+    db_rows = sorted(CampaignStat.select().where(CampaignStat.quarter == 2),
+                     key=lambda r: (-r.revenue, r.campaign_id))
+    assert [(int(r[0]), int(r[1])) for r in body] == [(r.campaign_id, 2) for r in db_rows]  # every page, in order
+    for line, row in zip(body, db_rows):
+        assert [int(v) for v in line[2:5]] == [row.impressions, row.clicks, row.conversions]
+        assert float(line[5]) == pytest.approx(row.revenue, abs=1e-6)
+        assert float(line[6]) == pytest.approx(row.clicks / row.impressions, abs=1e-6)
+        assert line[9:] == [str(row.x), row.scenario, str(row.banners)]
+    assert total[0] == "total"
+    assert int(total[3]) == sum(r.clicks for r in db_rows)
+    assert int(total[2]) == sum(r.impressions for r in db_rows)
+    assert int(total[4]) == sum(r.conversions for r in db_rows)
+    assert float(total[5]) == pytest.approx(sum(r.revenue for r in db_rows), abs=1e-4)
+    assert float(total[8]) == pytest.approx(sum(r.revenue for r in db_rows) / sum(r.clicks for r in db_rows), abs=1e-6)
+
+
+def test_campaign_table_charts_revenue_of_the_four_quarters(admin, loaded):
+    from models import CampaignStat
+
+    text = html(admin.get("/admin/campaigns?campaign=4&quarter=1"))
+    revenue = {r.quarter: r.revenue for r in CampaignStat.select().where(CampaignStat.campaign_id == 4)}
+    title = ", ".join(f"Q{q} {revenue.get(q, 0):.2f}" for q in (1, 2, 3, 4))
+    assert f"<title>Revenue by quarter: {title}</title>" in text
+    svg = text[text.index("<svg"):text.index("</svg>")]
+    assert svg.count("<rect") == 4
+
+
+def test_campaign_page_shows_each_quarters_plan_in_rank_order_with_its_rule(admin, loaded):
+    import selection
+    from models import Banner, BannerStat, Plan
+
+    text = html(admin.get("/admin/campaigns/1"))
+    for plan in Plan.select().where(Plan.campaign_id == 1):
+        section = text[text.index(f'id="quarter-{plan.quarter}"'):]
+        section = section[:section.index("</section>")]
+        assert [int(b) for b in re.findall(r'data-banner-id="(\d+)"', section)] == plan.banner_id_list
+        rule = selection.describe(selection.Plan(plan.x, plan.scenario, tuple(plan.banner_id_list), plan.random_fill))
+        assert rule in unescape(section)
+        first = plan.banner_id_list[0]
+        banner = Banner.get_or_none(Banner.id == first)
+        assert (f'src="/images/{banner.image_name}"' if banner else "placeholder.svg") in section
+        stat = BannerStat.get_or_none(quarter=plan.quarter, campaign_id=1, banner_id=first)
+        assert f"revenue {stat.revenue if stat else 0:,.2f} · {stat.clicks if stat else 0:,} clicks" in section
+
+
+def test_campaign_page_unknown_campaign_is_404(admin, loaded):
+    assert admin.get("/admin/campaigns/9999").status_code == 404
+
+
+def test_ingests_page_shows_the_button_to_admins_only(client, users, loaded):  # noqa: F811
+    login(client, "ada")
+    assert "Run ingest now" in html(client.get("/admin/ingests"))
+    other = client.application.test_client()
+    login(other, "mel")
+    assert "Run ingest now" not in html(other.get("/admin/ingests"))
+
+
+def test_run_ingest_by_a_manager_is_403(manager, loaded):
+    from models import IngestRun
+
+    response = manager.post("/admin/ingests", headers={"HX-Request": "true", "X-CSRFToken": csrf_of(manager, "/admin/")})
+    assert response.status_code == 403
+    assert IngestRun.select().count() == 1
+
+
+def test_run_ingest_without_csrf_is_400(admin, loaded):
+    from models import IngestRun
+
+    assert admin.post("/admin/ingests", headers={"HX-Request": "true"}).status_code == 400
+    assert IngestRun.select().count() == 1
+
+
+def test_run_ingest_queues_a_run_that_polls_and_a_second_press_says_busy(admin, loaded, app):
+    from models import IngestRun
+
+    token = csrf_of(admin, "/admin/")
+    headers = {"HX-Request": "true", "X-CSRFToken": token}
+    first = html(admin.post("/admin/ingests", headers=headers))
+    run = IngestRun.select().order_by(IngestRun.id.desc()).get()
+    assert (run.status, run.trigger, run.user) == ("queued", "manual", "ada")
+    assert first.lstrip().startswith('<div id="ingest-rows" hx-get="/admin/ingests/rows" hx-trigger="every 2s"')
+    assert f"Ingest run #{run.id} is queued." in first
+    assert f'id="run-{run.id}" data-status="queued"' in first and "<progress" in first
+    assert "No worker listens" in first
+    second = html(admin.post("/admin/ingests", headers=headers))
+    assert f"An ingest is already in progress (run #{run.id} is queued)" in second
+    assert IngestRun.select().count() == 2
+    assert app.extensions["runtime"].queue().count == 1
+
+
+def test_run_ingest_from_a_plain_form_redirects_with_a_message(admin, loaded):
+    response = admin.post("/admin/ingests", data={"csrf_token": csrf_of(admin, "/admin/")})
+    assert response.status_code == 302 and response.location == "/admin/ingests"
+    assert "is queued." in html(admin.get("/admin/ingests"))
+
+
+def test_ingest_rows_stop_polling_when_no_run_is_active(admin, loaded):
+    text = html(admin.get("/admin/ingests/rows"))
+    assert "hx-trigger" not in text.split(">", 1)[0]
+    assert 'data-status="succeeded with rejects"' in text
+    assert "status-succeeded-with-rejects" in text
+
+
+def test_ingest_history_marks_a_run_without_a_live_worker_abandoned(admin, loaded):
+    from models import IngestRun
+
+    stuck = IngestRun.create(trigger="manual", source="x", status=IngestRun.RUNNING)
+    text = html(admin.get("/admin/ingests"))
+    assert f'id="run-{stuck.id}" data-status="abandoned"' in text
+    assert "hx-trigger" not in text[text.index('<div id="ingest-rows"'):].split(">", 1)[0]
+
+
+def test_ingest_history_shows_per_file_counts_and_rejected_reasons(admin, loaded):
+    from models import IngestFile
+
+    text = html(admin.get("/admin/ingests"))
+    rejected = IngestFile.select().where(IngestFile.rejected > 0).first()
+    line, reason = rejected.sample_list[0]
+    assert "<details" in text and f"line {line}: {reason}" in text
+    assert f"<th scope=\"row\">{rejected.quarter}/{rejected.name}</th>" in text
+
+
+def test_duplicates_page_counts_the_loads_behind_the_served_data(admin, loaded, app, tmp_path, demo_source):
+    from jobs.ingest import run_ingest
+    from models import IngestFile
+
+    first = html(admin.get("/admin/duplicates"))
+    files = list(IngestFile.select().where(IngestFile.quarter.is_null(False)))
+    assert f"{sum(f.duplicates for f in files):,}" in first[first.index("<tfoot>"):]
+    assert first.count("run #1,") == 4
+    with app.app_context():
+        run_ingest(str(demo_source), trigger="cli")  # unchanged: the counts stay those of run #1
+    assert html(admin.get("/admin/duplicates")).count("run #1,") == 4
+
+
+def test_duplicates_page_follows_a_quarter_reloaded_by_a_later_run(admin, loaded, app, tmp_path):
+    from jobs.ingest import run_ingest
+
+    from models import IngestFile
+
+    source = write_source(tmp_path / "changed", {
+        q: {"impressions": "1,1\n", "clicks": "10,1,1\n10,1,1\n10,2,1\n", "conversions": "20,10,1.5\n"}
+        for q in (1, 2, 3, 4)
+    })
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    text = html(admin.get("/admin/duplicates"))
+    assert text.count("run #2,") == 4 and "run #1," not in text
+    footer = text[text.index("<tfoot>"):text.index("</tfoot>")]
+    numbers = [int(n.replace(",", "")) for n in re.findall(r'<td class="num">([\d,]+)</td>', footer)]
+    files = list(IngestFile.select().where((IngestFile.run == 2) & IngestFile.quarter.is_null(False)))
+    fields = ("rows_read", "loaded", "duplicates", "conflicts", "rejected", "orphans")
+    assert numbers == [sum(getattr(f, name) for f in files) for name in fields]
+    assert numbers[2:4] == [4, 4]  # one repeated click and one conflicting click per quarter
+
+
+def test_overview_shows_quarter_data_freshness_totals_and_queue_health(admin, loaded, app):
+    from datetime import datetime, timezone
+
+    from models import CampaignStat, get_data_version
+
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 31, tzinfo=timezone.utc)
+    text = html(admin.get("/admin/"))
+    assert "Quarter 3" in text
+    assert f"Data version <strong>{get_data_version()}</strong>" in text
+    assert "status-succeeded-with-rejects" in text
+    q4 = sum(r.revenue for r in CampaignStat.select().where(CampaignStat.quarter == 4))
+    assert f"{q4:,.2f}" in text
+    assert "Workers alive" in text and "No worker listens" in text
+
+
+@pytest.fixture
+def worker(worker_env, settings_overrides, demo_source):
+    """Start a burst RQ worker on this test's queue; it drains the queue and exits."""
+    env = {**worker_env, "INGEST_SOURCE": str(demo_source)}
+
+    def start():
+        return subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "rq"), "worker", "--burst", "--url", settings_overrides["redis_url"],
+             settings_overrides["queue_name"]],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+    return start
+
+
+def test_run_ingest_goes_from_queued_to_succeeded_with_a_real_worker(admin, worker, app):
+    headers = {"HX-Request": "true", "X-CSRFToken": csrf_of(admin, "/admin/")}
+    queued = html(admin.post("/admin/ingests", headers=headers))
+    assert 'data-status="queued"' in queued and 'hx-trigger="every 2s"' in queued
+    process = worker()
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output.decode()
+    rows = html(admin.get("/admin/ingests/rows", headers={"HX-Request": "true"}))
+    assert 'data-status="succeeded with rejects"' in rows, output.decode()
+    assert "hx-trigger" not in rows.split(">", 1)[0]
+    assert "manual by ada" in rows
+    assert table_rows(html(admin.get("/admin/campaigns?quarter=1")))  # the data arrived
+
