@@ -29,39 +29,36 @@ class Settings:
     s3_endpoint_url: str = ""
     s3_max_attempts: int = 5
     queue_name: str = "bannerservice"
-
-
-_ENV_NAMES = {
-    "database_url": "DATABASE_URL",
-    "redis_url": "REDIS_URL",
-    "secret_key": "SECRET_KEY",
-    "image_dir": "IMAGE_DIR",
-    "log_file": "LOG_FILE",
-    "redis_prefix": "REDIS_PREFIX",
-    "session_lifetime_minutes": "SESSION_LIFETIME_MINUTES",
-    "plan_refresh_seconds": "PLAN_REFRESH_SECONDS",
-    "ingest_source": "INGEST_SOURCE",
-    "ingest_cron": "INGEST_CRON",
-    "ingest_lock_seconds": "INGEST_LOCK_SECONDS",
-    "s3_endpoint_url": "S3_ENDPOINT_URL",
-    "s3_max_attempts": "S3_MAX_ATTEMPTS",
-    "queue_name": "QUEUE_NAME",
-}
+    # Live events (what visitors see and click), exported as CSV batches under <live_root>/live/.
+    events_enabled: bool = True
+    live_root: str = ""  # a directory or s3://bucket/prefix; empty: the ingest source
+    export_cron: str = "*/5 * * * *"
+    live_hours: int = 0  # scheduled ingests add the live batches of the last N hours (0: none)
+    click_token_max_age: int = 86400
+    default_landing_url: str = "/"
 
 
 def load_settings(env=None, **overrides) -> Settings:
-    """Settings from `env` (default os.environ), then `overrides` on top."""
+    """Settings from `env` (default os.environ; each field's name in capitals), then `overrides`."""
     env = os.environ if env is None else env
     values = {}
-    types = {f.name: f.type for f in fields(Settings)}
-    for name, env_name in _ENV_NAMES.items():
-        raw = env.get(env_name)
+    for f in fields(Settings):
+        raw = env.get(f.name.upper())
         if raw is None or raw == "":
             continue
-        kind = types[name]
         try:
-            values[name] = kind(raw)
+            values[f.name] = _parse(f.type, raw)
         except ValueError as exc:
-            raise ValueError(f"{env_name}={raw!r} is not a valid {kind}") from exc
+            raise ValueError(f"{f.name.upper()}={raw!r} is not a valid {f.type.__name__}") from exc
     values.update(overrides)
     return Settings(**values)
+
+
+def _parse(kind, raw: str):
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(raw)
+    return kind(raw)

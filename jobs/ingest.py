@@ -6,7 +6,9 @@
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from peewee import PostgresqlDatabase, chunked
 
@@ -25,6 +27,7 @@ from models import (
     IngestFile,
     IngestRun,
     LoadedFile,
+    Meta,
     Plan,
     bump_data_version,
     db,
@@ -47,17 +50,19 @@ class IngestBusy(Exception):
         super().__init__(f"an ingest is already in progress: {what}")
 
 
-def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None):
+def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None, live_hours=None):
     """Load `source` (a directory or s3://bucket/prefix; default INGEST_SOURCE) into the database.
 
     Called by an RQ worker with the `run_id` that `request_ingest` created and locked, or
     directly (CLI, schedule) without one: then it takes the lock itself and raises
     IngestBusy when another run holds it. Returns the finished IngestRun's id.
     `on_progress(done, total, stage)` is for a foreground caller's progress bar.
+    `live_hours` adds the exported live batches of that many past hours (default LIVE_HOURS).
     """
     ctx = runtime.context()
     settings = ctx.settings
     source = source or settings.ingest_source
+    live_hours = settings.live_hours if live_hours is None else live_hours
     if run_id is None:
         run = _start_locked_run(ctx, source, trigger, user)
     else:
@@ -68,7 +73,7 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
     tracker = _Progress(ctx, run, on_progress)
     log.info("run=%s start source=%s trigger=%s user=%s", run.id, source, trigger, user)
     try:
-        outcome = _ingest(ctx, run, source, tracker)
+        outcome = _ingest(ctx, run, source, tracker, live_hours)
         run.status = outcome.status
         run.error = outcome.error
     except Exception as exc:  # the record must say what happened, whatever happened
@@ -83,7 +88,7 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
     return run.id
 
 
-def request_ingest(source=None, trigger="manual", user=None):
+def request_ingest(source=None, trigger="manual", user=None, live_hours=None):
     """Queue an ingest for a worker unless one is queued or running; returns the new IngestRun.
 
     Raises IngestBusy (with the active run) otherwise, so a second request never queues twice.
@@ -93,7 +98,7 @@ def request_ingest(source=None, trigger="manual", user=None):
     run = _start_locked_run(ctx, source, trigger, user, status=IngestRun.QUEUED)
     try:
         job = ctx.queue().enqueue(
-            run_ingest, source, trigger, user, run.id,
+            run_ingest, source, trigger, user, run.id, None, live_hours,
             job_id=f"ingest-{run.id}", job_timeout=3600, result_ttl=86400, failure_ttl=7 * 86400,
         )
     except Exception as exc:
@@ -176,22 +181,56 @@ class _Outcome:
         return self
 
 
-def _ingest(ctx, run, source_spec, tracker) -> _Outcome:
+def _ingest(ctx, run, source_spec, tracker, live_hours=0) -> _Outcome:
     outcome = _Outcome()
     if not source_spec:
         outcome.fail("no source: pass one or set INGEST_SOURCE")
         return outcome
-    source = open_source(source_spec, ctx.settings.s3_endpoint_url, ctx.settings.s3_max_attempts)
+    settings = ctx.settings
+    source = open_source(source_spec, settings.s3_endpoint_url, settings.s3_max_attempts)
     infos = {q: {name: source.stat(f"{q}/{name}") for name in CSV_NAMES} for q in QUARTERS}
+    live = {}
+    if live_hours:
+        live_source = open_source(settings.live_root, settings.s3_endpoint_url, settings.s3_max_attempts) if settings.live_root else source
+        live = _live_files(live_source, live_hours, datetime.now(timezone.utc))
     images = source.list_images()
-    tracker.total = sum(i.size for files in infos.values() for i in files.values() if i) + sum(i.size for i in images)
+    tracker.total = (
+        sum(i.size for files in infos.values() for i in files.values() if i)
+        + sum(info.size for files in live.values() for _, info in files)
+        + sum(i.size for i in images)
+    )
     for quarter in QUARTERS:
-        _ingest_quarter(ctx, run, source, quarter, infos[quarter], tracker, outcome)
+        _ingest_quarter(ctx, run, source, quarter, infos[quarter], live.get(quarter, []), tracker, outcome)
     _ingest_images(ctx, run, source, images, tracker, outcome)
     return outcome.finish()
 
 
-def _ingest_quarter(ctx, run, source, quarter, infos, tracker, outcome):
+def _live_files(live_source, hours, now) -> dict:
+    """{quarter: [(source, FileInfo)]} of the exported live batches of the last `hours` hours."""
+    found = {}
+    for back in range(hours):
+        moment = now - timedelta(hours=back)
+        folder = f"live/{moment:%Y-%m-%d}/{moment:%H}"
+        for entry in live_source.list_dir(folder):
+            if entry in ("1", "2", "3", "4"):
+                for name in CSV_NAMES:
+                    info = live_source.stat(f"{folder}/{entry}/{name}")
+                    if info is not None:
+                        found.setdefault(int(entry), []).append((live_source, info))
+    return found
+
+
+@dataclass
+class _Part:
+    """One file that goes into a quarter: the historical file of its kind, or a live batch."""
+
+    source: object
+    info: object
+    kind: str  # impressions.csv | clicks.csv | conversions.csv
+    record: IngestFile
+
+
+def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outcome):
     records = {name: _file_record(run, quarter, name, info) for name, info in infos.items()}
     missing = [name for name, info in infos.items() if info is None]
     if missing:
@@ -200,26 +239,32 @@ def _ingest_quarter(ctx, run, source, quarter, infos, tracker, outcome):
         _save_records(records.values())
         outcome.fail(f"quarter {quarter}: {', '.join(missing)} missing; previous data kept")
         return
+    parts = [_Part(source, infos[name], name, records[name]) for name in CSV_NAMES] + [
+        _Part(live_source, info, info.path.rsplit("/", 1)[-1], _file_record(run, quarter, info.path, info))
+        for live_source, info in live_files
+    ]
+    all_records = [part.record for part in parts]
+    live_paths = sorted(info.path for _, info in live_files)
     tracker.stage(f"quarter {quarter}: checking")
-    hashes = {name: _content_hash(source, info) for name, info in infos.items()}
-    if all(_is_loaded(info, hashes[name]) for name, info in infos.items()):
-        for name, record in records.items():
-            record.unchanged, record.sha256 = True, hashes[name] or _loaded_hash(infos[name])
-        _save_records(records.values())
-        tracker.advance(sum(info.size for info in infos.values()))
+    hashes = [_content_hash(part.source, part.info) for part in parts]
+    if _live_set(quarter) == live_paths and all(_is_loaded(part.info, h) for part, h in zip(parts, hashes)):
+        for part, digest in zip(parts, hashes):
+            part.record.unchanged, part.record.sha256 = True, digest or _loaded_hash(part.info)
+        _save_records(all_records)
+        tracker.advance(sum(part.info.size for part in parts))
         log.info("run=%s quarter=%s unchanged", run.id, quarter)
         return
     try:
-        parsed = _parse_quarter(source, quarter, infos, records, tracker)
+        parsed = _parse_quarter(quarter, parts, tracker)
     except FileRejected as exc:
-        _save_records(records.values())
+        _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
         log.warning("run=%s quarter=%s rejected: %s", run.id, quarter, exc)
         return
     except SourceError:
         raise
     except Exception as exc:
-        _save_records(records.values())
+        _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {_describe_error(exc)}; previous data kept")
         log.exception("run=%s quarter=%s failed", run.id, quarter)
         return
@@ -227,7 +272,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, tracker, outcome):
     if emptied:
         for name in emptied:
             records[name].error = "no data rows where the loaded data has some; looks truncated"
-        _save_records(records.values())
+        _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {', '.join(emptied)} has no data rows; previous data kept")
         return
     data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"])
@@ -235,32 +280,43 @@ def _ingest_quarter(ctx, run, source, quarter, infos, tracker, outcome):
     try:
         with db.atomic():
             _store_quarter(quarter, parsed, data)
-            for name, info in infos.items():
-                _remember_loaded(info, records[name].sha256)
-            _save_records(records.values())
+            for part in parts:
+                _remember_loaded(part.info, part.record.sha256)
+            Meta.replace(key=f"live_files:{quarter}", value=json.dumps(live_paths)).execute()
+            _save_records(all_records)
             version = bump_data_version()
     except Exception as exc:
         outcome.fail(f"quarter {quarter}: could not store: {_describe_error(exc)}; previous data kept")
         log.exception("run=%s quarter=%s store failed", run.id, quarter)
-        _save_records(records.values())
+        _save_records(all_records)
         return
     runtime.publish_data_version(ctx, version)
-    outcome.had_rejects |= any(r.rejected for r in records.values())
+    outcome.had_rejects |= any(r.rejected for r in all_records)
     log.info(
-        "run=%s quarter=%s loaded campaigns=%s data_version=%s %s",
-        run.id, quarter, len(data.plans), version,
+        "run=%s quarter=%s loaded campaigns=%s data_version=%s live_files=%s %s",
+        run.id, quarter, len(data.plans), version, len(live_paths),
         " ".join(f"{r.name}:read={r.rows_read},loaded={r.loaded},rejected={r.rejected}" for r in records.values()),
     )
 
 
-def _parse_quarter(source, quarter, infos, records, tracker):
-    parsed = {}
-    for name, parse in (("impressions.csv", parse_impressions), ("clicks.csv", parse_clicks)):
-        parsed[name.split(".")[0]] = _parse_file(source, quarter, infos[name], records[name], parse, tracker)
-    parsed["conversions"] = _parse_file(
-        source, quarter, infos["conversions.csv"], records["conversions.csv"],
-        lambda lines: parse_conversions(lines, parsed["clicks"]), tracker,
-    )
+def _live_set(quarter) -> list:
+    """The live batch files the served data of `quarter` was built with."""
+    row = Meta.get_or_none(Meta.key == f"live_files:{quarter}")
+    return json.loads(row.value) if row else []
+
+
+def _parse_quarter(quarter, parts, tracker):
+    """Parse the quarter's files, each kind's historical file first, then its live batches."""
+    parsed = {"impressions": Counter(), "clicks": {}, "conversions": {}}
+    parsers = {
+        "impressions.csv": lambda lines: parse_impressions(lines, parsed["impressions"]),
+        "clicks.csv": lambda lines: parse_clicks(lines, parsed["clicks"]),
+        "conversions.csv": lambda lines: parse_conversions(lines, parsed["clicks"], parsed["conversions"]),
+    }
+    for kind in CSV_NAMES:
+        for part in parts:
+            if part.kind == kind:
+                _parse_file(part.source, quarter, part.info, part.record, parsers[kind], tracker)
     return parsed
 
 
@@ -282,7 +338,7 @@ def _parse_file(source, quarter, info, record, parse, tracker):
     hashing = _HashingLines(source.open(info.path), tracker)
     try:
         with hashing:
-            rows, report = parse(hashing)
+            _, report = parse(hashing)
             hashing.drain()
     except FileRejected as exc:
         record.error = str(exc)
@@ -294,7 +350,6 @@ def _parse_file(source, quarter, info, record, parse, tracker):
         [[line, reason] for line, reason in report.rejects]
         + [[line, reason] for line, reason in report.conflict_samples]
     )
-    return rows
 
 
 def _store_quarter(quarter, parsed, data):

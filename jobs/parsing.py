@@ -56,10 +56,13 @@ class FileReport:
             self.conflict_samples.append((line, reason))
 
 
-def parse_impressions(lines):
-    """Count impressions per (campaign_id, banner_id); repeated rows are normal, not duplicates."""
+def parse_impressions(lines, counts=None):
+    """Count impressions per (campaign_id, banner_id); repeated rows are normal, not duplicates.
+
+    Pass the `counts` of an earlier file to add this one's to them.
+    """
     report = FileReport("impressions.csv")
-    counts = Counter()
+    counts = Counter() if counts is None else counts
     known = {}  # raw line -> key or the reason it was rejected; most lines repeat, so parse each once
     for lineno, raw in _data_lines(lines, "impressions"):
         report.rows_read += 1
@@ -79,10 +82,13 @@ def parse_impressions(lines):
     return counts, report
 
 
-def parse_clicks(lines):
-    """Clicks by click_id: {click_id: (banner_id, campaign_id)}; a repeated id is a duplicate or a conflict."""
+def parse_clicks(lines, clicks=None):
+    """Clicks by click_id: {click_id: (banner_id, campaign_id)}; a repeated id is a duplicate or a conflict.
+
+    Pass the `clicks` of an earlier file to merge this one into them (its ids count as seen).
+    """
     report = FileReport("clicks.csv")
-    clicks = {}
+    clicks = {} if clicks is None else clicks
     for lineno, raw in _data_lines(lines, "clicks"):
         report.rows_read += 1
         try:
@@ -100,13 +106,14 @@ def parse_clicks(lines):
     return clicks, report
 
 
-def parse_conversions(lines, click_ids):
+def parse_conversions(lines, click_ids, conversions=None):
     """Conversions by conversion_id: {conversion_id: (click_id, revenue)}.
 
     A conversion whose click_id is not in `click_ids` is an orphan: counted, not kept.
+    Pass the `conversions` of an earlier file to merge this one into them.
     """
     report = FileReport("conversions.csv")
-    conversions = {}
+    conversions = {} if conversions is None else conversions
     for lineno, raw in _data_lines(lines, "conversions"):
         report.rows_read += 1
         try:

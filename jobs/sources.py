@@ -37,6 +37,13 @@ def open_source(spec: str, s3_endpoint_url: str = "", s3_max_attempts: int = 5):
     return DirectorySource(spec)
 
 
+def open_sink(spec: str, s3_endpoint_url: str = "", s3_max_attempts: int = 5):
+    """A source that is also written to (the live export's target); a missing directory is created."""
+    if not spec.startswith("s3://"):
+        Path(spec).mkdir(parents=True, exist_ok=True)
+    return open_source(spec, s3_endpoint_url, s3_max_attempts)
+
+
 def image_banner_id(path: str):
     """The banner id in `images/image_<id>.<ext>`, or None for any other name."""
     match = IMAGE_NAME.fullmatch(path.rsplit("/", 1)[-1])
@@ -61,6 +68,25 @@ class DirectorySource:
     def open(self, path: str):
         """A binary stream of the file's bytes."""
         return open(self.root / path, "rb")
+
+    def read_bytes(self, path: str):
+        """The file's bytes, or None when there is no such file."""
+        try:
+            return (self.root / path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Replace the file whole: a temporary file and a rename, so readers see all or nothing."""
+        from jobs.images import publish_file
+
+        target = self.root / path
+        publish_file(target.parent, target.name, data)
+
+    def list_dir(self, path: str) -> list[str]:
+        """Names directly under `path` (files and folders), sorted; [] when it does not exist."""
+        folder = self.root / path
+        return sorted(os.listdir(folder)) if folder.is_dir() else []
 
     def list_images(self) -> list:
         folder = self.root / "images"
@@ -106,6 +132,31 @@ class S3Source:
 
     def open(self, path: str):
         return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path))["Body"]
+
+    def read_bytes(self, path: str):
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path))["Body"]
+        except SourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "NoSuchKey":
+                return None
+            raise
+        with body:
+            return body.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(path), Body=data)
+
+    def list_dir(self, path: str) -> list[str]:
+        prefix = self._key(path.rstrip("/") + "/")
+        names = set()
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/")
+        for page in self._call(list, pages):
+            names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(obj["Key"][len(prefix):] for obj in page.get("Contents", []))
+        return sorted(names)
 
     def list_images(self) -> list:
         prefix = self._key("images/")
