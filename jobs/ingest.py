@@ -282,7 +282,10 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
             _store_quarter(quarter, parsed, data)
             for part in parts:
                 _remember_loaded(part.info, part.record.sha256)
-            Meta.replace(key=f"live_files:{quarter}", value=json.dumps(live_paths)).execute()
+            # insert .. on conflict, not REPLACE: PostgreSQL has no REPLACE.
+            Meta.insert(key=f"live_files:{quarter}", value=json.dumps(live_paths)).on_conflict(
+                conflict_target=[Meta.key], update={Meta.value: json.dumps(live_paths)}
+            ).execute()
             _save_records(all_records)
             version = bump_data_version()
     except Exception as exc:
