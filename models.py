@@ -64,6 +64,7 @@ class Banner(BaseModel):
     image_name = CharField(null=True)
     content_type = CharField(null=True)
     image_sha256 = CharField(null=True)
+    landing_url = TextField(null=True)  # where a click goes; None: the default landing URL
 
 
 class ImpressionCount(BaseModel):
@@ -220,6 +221,31 @@ class IngestFile(BaseModel):
         return json.loads(self.samples)
 
 
+class ExportRun(BaseModel):
+    """One drain of the live event stream into CSV batches."""
+
+    id = AutoField()
+    status = CharField(default="running")  # running | succeeded | failed
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+    events = IntegerField(default=0)
+    files = TextField(default="[]")  # JSON: the batch folders written
+    error = TextField(null=True)
+
+    @property
+    def file_list(self) -> list:
+        return json.loads(self.files)
+
+
+class ApiKey(BaseModel):
+    """An advertiser's key for the conversions API; only its hash is stored."""
+
+    advertiser = CharField()
+    key_hash = CharField(unique=True)
+    created_at = DateTimeField(default=utcnow)
+    revoked = BooleanField(default=False)
+
+
 class User(BaseModel):
     username = CharField(unique=True)
     password_hash = CharField()
@@ -229,7 +255,7 @@ class User(BaseModel):
 
 ALL_MODELS = [
     Banner, ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat,
-    LoadedFile, Meta, IngestRun, IngestFile, User,
+    LoadedFile, Meta, IngestRun, IngestFile, ExportRun, ApiKey, User,
 ]
 
 

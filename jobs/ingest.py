@@ -430,7 +430,7 @@ def _ingest_images(ctx, run, source, images, tracker, outcome):
                 samples.append([info.path, str(exc)])
         finally:
             tracker.advance(info.size)
-    record.unchanged = bool(images) and unchanged == len(images)
+    record.unchanged = unchanged == len(images)
     record.duplicates = 0
     record.samples = json.dumps(samples)
     record.save()

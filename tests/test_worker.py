@@ -136,7 +136,7 @@ def test_worker_schedule_registration_is_idempotent_and_runs_the_ingest(app, sou
 
     from rq_scheduler import Scheduler
 
-    from jobs.schedule import INGEST_SCHEDULE_ID, register_schedules
+    from jobs.schedule import EXPORT_SCHEDULE_ID, INGEST_SCHEDULE_ID, register_schedules
 
     ctx = runtime.context()
     settings = replace(ctx.settings, ingest_source=str(source), ingest_cron="*/5 * * * *")
@@ -156,8 +156,10 @@ def test_worker_schedule_registration_is_idempotent_and_runs_the_ingest(app, sou
             assert (run.trigger, run.status) == ("schedule", IngestRun.SUCCEEDED), output
         # The cron job is back in the schedule for its next time, still once.
         assert [job.id for job in scheduler.get_jobs()].count(INGEST_SCHEDULE_ID) == 1
+        assert [job.id for job in scheduler.get_jobs()].count(EXPORT_SCHEDULE_ID) == 1
     finally:
         scheduler.cancel(INGEST_SCHEDULE_ID)
+        scheduler.cancel(EXPORT_SCHEDULE_ID)
 
 
 def test_worker_killed_mid_quarter_leaves_no_partial_quarter_and_the_run_is_abandoned(app, tmp_path, worker_env, settings_overrides):

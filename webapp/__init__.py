@@ -43,12 +43,13 @@ def create_app(overrides=None):
             db.close()
 
     from webapp import admin, auth
-    from webapp import cli, health, public
+    from webapp import cli, clicks, health, public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(clicks.bp)
     cli.register(app)
 
     @app.errorhandler(404)

@@ -18,23 +18,29 @@ def register(app):
     app.cli.add_command(status_command)
     app.cli.add_command(users_command)
     app.cli.add_command(bootstrap_admin_command)
+    from webapp import live_cli
+
+    live_cli.register(app)
 
 
 @click.command("ingest")
 @with_appcontext
 @click.argument("source", required=False)
 @click.option("--enqueue", is_flag=True, help="Hand the run to an RQ worker instead of running it here.")
-def ingest_command(source, enqueue):
+@click.option("--with-live", "with_live", is_flag=True, help="Add the exported live batches of the last --live-hours hours.")
+@click.option("--live-hours", type=click.IntRange(1, 24 * 31), help="Hours of live batches to add (default LIVE_HOURS, or 24).")
+def ingest_command(source, enqueue, with_live, live_hours):
     """Load SOURCE (a directory or s3://bucket/prefix; default INGEST_SOURCE) into the database."""
     from jobs.ingest import IngestBusy, request_ingest, run_ingest
 
+    hours = (live_hours or current_app.extensions["settings"].live_hours or 24) if with_live else 0
     try:
         if enqueue:
-            run = request_ingest(source, trigger="cli")
+            run = request_ingest(source, trigger="cli", live_hours=hours)
             click.echo(f"Queued ingest run #{run.id} (job {run.job_id}).")
             return
         with _ProgressBar() as bar:
-            run_id = run_ingest(source, trigger="cli", on_progress=bar.update)
+            run_id = run_ingest(source, trigger="cli", on_progress=bar.update, live_hours=hours)
     except IngestBusy as exc:
         raise click.ClickException(str(exc)) from None
     current_app.extensions["plans"].invalidate()

@@ -1,0 +1,310 @@
+"""Live events: clicks through signed links, the conversions API, the export to CSV batches, and
+ingest of those batches -- against the real Redis."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, write_source
+from jobs import runtime
+from jobs.events import GROUP, STREAM, click_event, conversion_event, impression_event, queue_event
+from jobs.export import HEADERS, export_events, write_batches
+from models import Banner, CampaignStat, ExportRun, IngestRun
+from test_ingest import GOOD
+
+
+def add_events(events):
+    ctx = runtime.context()
+    pipe = ctx.redis.pipeline(transaction=False)
+    for event in events:
+        queue_event(pipe, ctx, event)
+    pipe.execute()
+
+
+def stream_events():
+    ctx = runtime.context()
+    return [fields for _, fields in ctx.redis.xrange(ctx.key(STREAM))]
+
+
+def read_csv(path):
+    return Path(path).read_text().splitlines()
+
+
+NOW = datetime(2026, 11, 27, 10, 20, 5, tzinfo=timezone.utc)  # quarter 2 of 10:00
+
+
+@pytest.fixture
+def live_app(app, settings_overrides, tmp_path):
+    from dataclasses import replace
+
+    root = tmp_path / "feed"
+    runtime.context(replace(runtime.context().settings, live_root=str(root)))
+    app.live_root = root
+    return app
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def test_export_writes_each_event_once_in_the_source_layout(live_app):
+    add_events([
+        impression_event(NOW, 2, 7, 101, "v1", 3, "i1"),
+        impression_event(NOW, 2, 7, 102, "v2", 3, "i2"),
+        click_event(NOW, 2, 7, 101, "v1", "i1", 10**12 + 1),
+        conversion_event(NOW + timedelta(minutes=50), 2, 7, 101, 10**12 + 1, 10**12 + 5, "2.50", "acme"),
+    ])
+    with live_app.app_context():
+        run = ExportRun.get_by_id(export_events())
+    assert run.status == "succeeded" and run.events == 4
+    folder = live_app.live_root / "live" / "2026-11-27" / "10" / "2"
+    assert read_csv(folder / "impressions.csv") == ["banner_id,campaign_id", "101,7", "102,7"]
+    assert read_csv(folder / "clicks.csv") == ["click_id,banner_id,campaign_id", f"{10**12 + 1},101,7"]
+    later = live_app.live_root / "live" / "2026-11-27" / "11" / "2"
+    assert read_csv(later / "conversions.csv") == ["conversion_id,click_id,revenue", f"{10**12 + 5},{10**12 + 1},2.50"]
+    ctx = runtime.context()
+    assert ctx.redis.xpending(ctx.key(STREAM), GROUP)["pending"] == 0
+    # Nothing new: a second export writes nothing and changes no file.
+    before = (folder / "impressions.csv").read_bytes()
+    with live_app.app_context():
+        assert ExportRun.get_by_id(export_events()).events == 0
+    assert (folder / "impressions.csv").read_bytes() == before
+
+
+def test_export_appends_later_events_to_the_same_hour(live_app):
+    add_events([impression_event(NOW, 2, 7, 101, "v", 1, "a")])
+    with live_app.app_context():
+        export_events()
+    add_events([impression_event(NOW + timedelta(minutes=2), 2, 7, 103, "v", 1, "b")])
+    with live_app.app_context():
+        export_events()
+    folder = live_app.live_root / "live" / "2026-11-27" / "10" / "2"
+    assert read_csv(folder / "impressions.csv") == ["banner_id,campaign_id", "101,7", "103,7"]
+
+
+def test_export_worker_killed_between_writing_and_acknowledging_writes_every_event_once(live_app, worker_env):
+    """A real process dies at the acknowledgement; the next run claims its entries and writes each once."""
+    add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(50)])
+    code = (
+        "import os, redis\n"
+        "redis.Redis.xack = lambda *a, **k: os._exit(9)  # die right where the acknowledgement would go\n"
+        "from webapp import create_app\nfrom jobs.export import export_events\n"
+        "app = create_app()\nwith app.app_context(): export_events()\n"
+    )
+    env = dict(worker_env, LIVE_ROOT=str(live_app.live_root))
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+    ctx = runtime.context()
+    assert ctx.redis.xpending(ctx.key(STREAM), GROUP)["pending"] == 50
+    folder = live_app.live_root / "live" / "2026-11-27" / "10" / "2"
+    assert len(read_csv(folder / "impressions.csv")) == 51
+    ctx.redis.delete(ctx.key("export:lock"))  # what its expiry does
+    add_events([impression_event(NOW, 2, 7, 999, "v", 1, "late")])
+    with live_app.app_context():
+        run = ExportRun.get_by_id(export_events())
+    assert run.status == "succeeded" and run.events == 51
+    rows = read_csv(folder / "impressions.csv")
+    assert rows == ["banner_id,campaign_id"] + [f"{100 + i},7" for i in range(50)] + ["999,7"]
+    assert ctx.redis.xpending(ctx.key(STREAM), GROUP)["pending"] == 0
+
+
+class _DyingSink:
+    """A directory sink that fails after `writes` writes, as a run killed mid-folder would."""
+
+    def __init__(self, inner, writes):
+        self.inner, self.writes = inner, writes
+
+    def read_bytes(self, path):
+        return self.inner.read_bytes(path)
+
+    def write_bytes(self, path, data):
+        if self.writes == 0:
+            raise RuntimeError("killed")
+        self.writes -= 1
+        self.inner.write_bytes(path, data)
+
+
+def test_write_batches_a_run_killed_mid_folder_is_cut_back_by_the_next(tmp_path):
+    from jobs.sources import open_sink
+
+    sink = open_sink(str(tmp_path))
+    first = [("1-0", impression_event(NOW, 2, 7, 101, "v", 1, "a"))]
+    write_batches(sink, first)
+    second = [
+        ("2-0", impression_event(NOW, 2, 7, 102, "v", 1, "b")),
+        ("3-0", click_event(NOW, 2, 7, 102, "v", "b", 55)),
+    ]
+    with pytest.raises(RuntimeError):
+        write_batches(_DyingSink(sink, writes=1), second)  # impressions written, clicks and manifest not
+    write_batches(sink, second)  # the same entries, claimed again
+    folder = tmp_path / "live" / "2026-11-27" / "10" / "2"
+    assert read_csv(folder / "impressions.csv") == ["banner_id,campaign_id", "101,7", "102,7"]
+    assert read_csv(folder / "clicks.csv") == ["click_id,banner_id,campaign_id", "55,102,7"]
+    assert json.loads((folder / "_manifest.json").read_text())["last_entry"] == "3-0"
+
+
+def test_ingest_with_live_adds_the_exported_batches_of_the_last_hours(live_app, tmp_path):
+    source = write_source(live_app.live_root, {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    now = datetime.now(timezone.utc).replace(minute=20)  # quarter 2 of this hour
+    from jobs.ingest import run_ingest
+
+    with live_app.app_context():
+        run_ingest(str(source), trigger="cli")
+        base = CampaignStat.get(quarter=2, campaign_id=1)
+        add_events([impression_event(now, 2, 1, 10, "v", 1, f"i{i}") for i in range(30)]
+                   + [click_event(now, 2, 1, 13, "v", "i1", 10**12 + 1)]
+                   + [conversion_event(now, 2, 1, 13, 10**12 + 1, 10**12 + 2, "99", "acme")])
+        export_events()
+        run = IngestRun.get_by_id(run_ingest(str(source), trigger="cli", live_hours=2))
+        assert run.status == IngestRun.SUCCEEDED, run.error
+        stat = CampaignStat.get(quarter=2, campaign_id=1)
+        assert stat.impressions == base.impressions + 30 and stat.clicks == base.clicks + 1
+        assert stat.revenue == base.revenue + 99
+        from models import Plan
+
+        assert Plan.get(quarter=2, campaign_id=1).banner_id_list[0] == 13  # the live conversion tops it
+        names = [f.name for f in run.files if f.quarter == 2]
+        assert any(n.startswith("live/") and n.endswith("/2/impressions.csv") for n in names)
+        # Same window, nothing new: unchanged. Without live: back to the historical plans.
+        again = IngestRun.get_by_id(run_ingest(str(source), trigger="cli", live_hours=2))
+        assert all(f.unchanged for f in again.files)
+        run_ingest(str(source), trigger="cli", live_hours=0)
+        assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base.impressions
+
+
+# --- clicks ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def token_for(app):
+    from webapp.clicks import click_token
+
+    def make(campaign=7, banner=101, quarter=2, impression="imp-1"):
+        with app.test_request_context():
+            return click_token(campaign, banner, quarter, impression)
+
+    return make
+
+
+def test_click_valid_token_records_once_and_redirects_to_the_landing_url(app, client, token_for):
+    with app.app_context():
+        Banner.create(id=101, landing_url="https://advertiser.example/offer")
+    token = token_for()
+    first = client.get(f"/click/{token}")
+    assert first.status_code == 302 and first.headers["Location"] == "https://advertiser.example/offer"
+    again = client.get(f"/click/{token}")
+    assert again.status_code == 302 and again.headers["Location"] == "https://advertiser.example/offer"
+    clicks = [e for e in stream_events() if e["type"] == "click"]
+    assert len(clicks) == 1
+    assert (clicks[0]["c"], clicks[0]["b"], clicks[0]["q"], clicks[0]["imp"]) == ("7", "101", "2", "imp-1")
+    assert int(clicks[0]["click"]) >= 10**12
+
+
+def test_click_without_landing_url_goes_to_the_default(app, client, token_for):
+    response = client.get(f"/click/{token_for(banner=555)}")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("token", ["garbage", "WzcsMTAxLDIsImltcCJd.fake.sig"])
+def test_click_forged_token_records_nothing_and_lands_on_the_site(client, token):
+    response = client.get(f"/click/{token}?next=https://evil.example/")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert [e for e in stream_events() if e["type"] == "click"] == []
+
+
+def test_click_token_signed_with_another_key_is_forged(client, token_for, app):
+    from itsdangerous import URLSafeTimedSerializer
+
+    forged = URLSafeTimedSerializer("not-our-secret", salt="bannerservice.click").dumps([7, 101, 2, "x"])
+    assert client.get(f"/click/{forged}").headers["Location"] == "/"
+    assert stream_events() == []
+
+
+def test_click_expired_token_records_nothing(app, client, token_for):
+    from dataclasses import replace
+
+    token = token_for()
+    app.extensions["settings"] = replace(app.extensions["settings"], click_token_max_age=1)
+    time.sleep(2.1)
+    response = client.get(f"/click/{token}")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert stream_events() == []
+
+
+@pytest.mark.parametrize("url", ["//evil.example/x", "javascript:alert(1)", "https:///nohost", "/\\evil.example"])
+def test_click_unsafe_stored_landing_url_is_not_followed(app, client, token_for, url):
+    with app.app_context():
+        Banner.create(id=101, landing_url=url)
+    assert client.get(f"/click/{token_for()}").headers["Location"] == "/"
+
+
+# --- conversions API ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_key(app):
+    from webapp.clicks import create_api_key
+
+    with app.app_context():
+        return create_api_key("acme")
+
+
+def live_click(client, token_for, impression="imp-c"):
+    client.get(f"/click/{token_for(impression=impression)}")
+    return int([e for e in stream_events() if e["type"] == "click"][-1]["click"])
+
+
+def test_conversions_api_records_a_conversion_of_a_live_click(client, token_for, api_key):
+    click_id = live_click(client, token_for)
+    response = client.post("/api/conversions", json={"click_id": click_id, "revenue": "12.5"},
+                           headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 201, response.json
+    conversions = [e for e in stream_events() if e["type"] == "conversion"]
+    assert len(conversions) == 1 and conversions[0]["rev"] == "12.5" and conversions[0]["adv"] == "acme"
+    assert conversions[0]["click"] == str(click_id) and conversions[0]["q"] == "2"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])
+def test_conversions_api_without_a_valid_key_is_401(client, headers):
+    response = client.post("/api/conversions", json={"click_id": 1, "revenue": 1}, headers=headers)
+    assert response.status_code == 401 and "API key" in response.json["error"]
+
+
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        ({"click_id": "x", "revenue": 1}, 400, "not a positive integer"),
+        ({"click_id": 5, "revenue": -1}, 400, "negative"),
+        ({"click_id": 5, "revenue": "NaN"}, 400, "not a finite number"),
+        ({"click_id": 5, "revenue": "1e999"}, 400, "too large"),
+        ({"click_id": 5}, 400, "not a finite number"),
+        ([1, 2], 400, "JSON object"),
+        ({"click_id": 424242, "revenue": 1}, 404, "not a known live click"),
+    ],
+)
+def test_conversions_api_validates_like_the_csv_rows(client, api_key, body, status, says):
+    response = client.post("/api/conversions", json=body, headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == status and says in response.json["error"]
+    assert [e for e in stream_events() if e["type"] == "conversion"] == []
+
+
+def test_api_keys_cli_prints_a_key_that_works(runner, client, token_for):
+    result = runner.invoke(args=["api-keys", "create", "globex"])
+    key = result.output.strip()
+    assert result.exit_code == 0 and key.startswith("bsk_")
+    click_id = live_click(client, token_for, impression="cli")
+    response = client.post("/api/conversions", json={"click_id": click_id, "revenue": 3}, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201
+
+
+def test_banners_set_landing_refuses_unsafe_urls(runner):
+    assert runner.invoke(args=["banners", "set-landing", "5", "javascript:alert(1)"]).exit_code != 0
+    result = runner.invoke(args=["banners", "set-landing", "5", "https://shop.example/"])
+    assert result.exit_code == 0
+    with runner.app.app_context():
+        assert Banner.get_by_id(5).landing_url == "https://shop.example/"

@@ -1,0 +1,141 @@
+"""Clicks and conversions: signed click links, the click redirect, and the advertisers' conversions API."""
+
+import hashlib
+import logging
+import secrets
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from jobs.events import (
+    CLICK_TTL,
+    FIRST_LIVE_CLICK_ID,
+    FIRST_LIVE_CONVERSION_ID,
+    click_event,
+    conversion_event,
+    queue_event,
+    visitor_key,
+)
+from jobs.parsing import RowRejected, parse_id, parse_revenue
+from models import ApiKey, Banner
+
+bp = Blueprint("clicks", __name__)
+log = logging.getLogger("bannerservice.clicks")
+
+
+def _serializer():
+    return URLSafeTimedSerializer(current_app.secret_key, salt="bannerservice.click")
+
+
+def click_token(campaign_id, banner_id, quarter, impression_id) -> str:
+    """A signed, timestamped token naming one impression; /click/<token> turns it into a click."""
+    return _serializer().dumps([campaign_id, banner_id, quarter, impression_id])
+
+
+def new_impression_id() -> str:
+    return secrets.token_hex(8)
+
+
+def current_visitor() -> str:
+    sid = getattr(session, "sid", None) or ""
+    return visitor_key(current_app.secret_key, sid) if sid else ""
+
+
+def utc_now():
+    clock = current_app.config.get("CLOCK")
+    return clock() if clock else datetime.now(timezone.utc)
+
+
+@bp.get("/click/<token>")
+def click(token):
+    """Record the click of a served banner once, then send the visitor to the banner's landing page."""
+    settings = current_app.extensions["settings"]
+    try:
+        campaign_id, banner_id, quarter, impression_id = _serializer().loads(token, max_age=settings.click_token_max_age)
+    except SignatureExpired:
+        log.info("click refused: expired token")
+        return redirect(url_for("public.index"))
+    except (BadSignature, ValueError, TypeError):
+        log.warning("click refused: forged or damaged token addr=%s", request.remote_addr)
+        return redirect(url_for("public.index"))
+    ctx = current_app.extensions["runtime"]
+    landing = landing_url(banner_id, settings.default_landing_url)
+    # One click per impression: the first request sets the marker, replays find it.
+    if not ctx.redis.set(ctx.key(f"clicked:{impression_id}"), 1, nx=True, ex=settings.click_token_max_age):
+        log.info("click ignored: impression %s was clicked already", impression_id)
+        return redirect(landing)
+    click_id = _next_id(ctx, "live:click_id", FIRST_LIVE_CLICK_ID)
+    pipe = ctx.redis.pipeline(transaction=False)
+    if settings.events_enabled:
+        queue_event(pipe, ctx, click_event(utc_now(), quarter, campaign_id, banner_id, current_visitor(), impression_id, click_id))
+    pipe.set(ctx.key(f"click:{click_id}"), f"{quarter},{campaign_id},{banner_id}", ex=CLICK_TTL)
+    pipe.execute()
+    return redirect(landing)
+
+
+def landing_url(banner_id, default) -> str:
+    """The banner's landing URL when it has a safe one, else the default; never a URL from the request."""
+    banner = Banner.get_or_none(Banner.id == banner_id)
+    url = banner.landing_url if banner and banner.landing_url else default
+    return url if is_safe_landing_url(url) else "/"
+
+
+def is_safe_landing_url(url: str) -> bool:
+    """An absolute http(s) URL, or a path on this site (not //host, which browsers read as a host)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return bool(parts.netloc)
+    return not parts.scheme and not parts.netloc and url.startswith("/") and not url.startswith("//") and "\\" not in url
+
+
+@bp.post("/api/conversions")
+def record_conversion():
+    """Record a conversion of a live click: JSON {"click_id": int, "revenue": number}, with an advertiser's API key."""
+    advertiser = _advertiser_of(request.headers.get("Authorization", ""))
+    if advertiser is None:
+        return jsonify(error="a valid API key is required: Authorization: Bearer <key>"), 401
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return jsonify(error="send a JSON object with click_id and revenue"), 400
+    try:
+        click_id = parse_id(str(data.get("click_id", "")).strip(), "click_id")
+        revenue = parse_revenue(str(data.get("revenue", "")).strip())
+    except RowRejected as exc:
+        return jsonify(error=str(exc)), 400
+    ctx = current_app.extensions["runtime"]
+    clicked = ctx.redis.get(ctx.key(f"click:{click_id}"))
+    if clicked is None:
+        return jsonify(error=f"click_id {click_id} is not a known live click"), 404
+    quarter, campaign_id, banner_id = (int(v) for v in clicked.split(","))
+    conversion_id = _next_id(ctx, "live:conversion_id", FIRST_LIVE_CONVERSION_ID)
+    pipe = ctx.redis.pipeline(transaction=False)
+    queue_event(pipe, ctx, conversion_event(utc_now(), quarter, campaign_id, banner_id, click_id, conversion_id, revenue, advertiser))
+    pipe.execute()
+    return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
+
+
+def _advertiser_of(header: str):
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    row = ApiKey.get_or_none((ApiKey.key_hash == hash_api_key(key.strip())) & (ApiKey.revoked == False))  # noqa: E712
+    return row.advertiser if row else None
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(advertiser: str) -> str:
+    """A new key for `advertiser`; the plain key is returned once and only its hash is kept."""
+    key = "bsk_" + secrets.token_urlsafe(32)
+    ApiKey.create(advertiser=advertiser, key_hash=hash_api_key(key))
+    return key
+
+
+def _next_id(ctx, name, first):
+    key = ctx.key(name)
+    ctx.redis.set(key, first - 1, nx=True)
+    return ctx.redis.incr(key)
