@@ -42,14 +42,18 @@ def campaign(campaign_id):
         if cid in snapshot.campaigns:
             abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
         abort(404, f"There is no campaign {cid}.")
-    images = dict(banners)
     rotations = session.get(ROTATIONS) or {}
-    banner_id, state = next_banner(images.keys(), rotations.get(str(cid)), _rng)
+    banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)
     rotations[str(cid)] = state
     session[ROTATIONS] = rotations
-    return render_template(
-        "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=images[banner_id], quarter=quarter,
-    )
+    key = (quarter, cid, banner_id)
+    page = snapshot.pages.get(key)
+    if page is None:
+        # The page depends only on the key, so each process renders it once per data version.
+        page = snapshot.pages[key] = render_template(
+            "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=dict(banners)[banner_id], quarter=quarter,
+        )
+    return page
 
 
 @bp.get("/images/<path:name>")

@@ -17,6 +17,9 @@ class Snapshot:
     version: int
     plans: dict = field(default_factory=dict)
     campaigns: frozenset = frozenset()
+    # Rendered slot pages by (quarter, campaign_id, banner_id), filled as visitors ask; a new
+    # snapshot starts empty, so a page never outlives the data it shows.
+    pages: dict = field(default_factory=dict)
 
 
 class PlanCache:
