@@ -1,0 +1,273 @@
+"""Helpers of scripts/loadtest.sh: visitors, campaign list, CPU and Redis readings, and the report.
+
+Subcommands (each prints or writes what scripts/loadtest.sh needs):
+  visitors URL N FILE        make N visitors (one request each), write their cookies to FILE
+  campaigns                  print the campaigns that have a plan in every quarter, comma-separated
+  cpu NAME=PIDFILE...        print NAME=clock-ticks of each process tree
+  redis URL PREFIX           print JSON: memory, session keys and their sizes, command counts
+  report WORK DOC            write the "## Load test" section of DOC from the run's files in WORK
+"""
+
+import json
+import os
+import re
+import sys
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SECTION = "## Load test"
+
+
+def make_visitors(base_url, count, path):
+    """Each visitor's first visit, whose Set-Cookie it will send from then on."""
+    campaigns = campaign_ids()
+    cookies = []
+    for i in range(count):
+        with urllib.request.urlopen(f"{base_url}/campaigns/{campaigns[i % len(campaigns)]}") as response:
+            cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        cookies.append(cookie)
+    Path(path).write_text("\n".join(cookies) + "\n")
+
+
+def campaign_ids() -> list:
+    """Campaigns with a plan in all four quarters, so a run that crosses a quarter never gets a 404."""
+    from models import Plan, db
+    from jobs import runtime
+
+    runtime.context()
+    with db.connection_context():
+        quarters = {}
+        for plan in Plan.select(Plan.quarter, Plan.campaign_id):
+            quarters.setdefault(plan.campaign_id, set()).add(plan.quarter)
+    return sorted(c for c, qs in quarters.items() if len(qs) == 4)
+
+
+def _tree(pid) -> list:
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _ticks(pid) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def cpu_ticks(pidfiles: dict) -> dict:
+    """{name: user+system clock ticks of the process tree whose root is in that pid file}."""
+    return {name: sum(_ticks(p) for p in _tree(int(Path(f).read_text().split()[0]))) for name, f in pidfiles.items()}
+
+
+def redis_stats(url, prefix) -> dict:
+    """Memory, session count and sizes, and commands served so far."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"{prefix}session:*", count=1000))
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.strlen(key)
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        for key in keys:
+            pipe.ttl(key)
+        values = pipe.execute()
+    n = len(keys)
+    lengths, usages, ttls = values[:n], values[n:2 * n], values[2 * n:]
+    info = client.info()
+    commands = client.info("commandstats")
+    return {
+        "used_memory": info["used_memory"],
+        "keys": client.dbsize(),
+        "sessions": n,
+        "session_key_bytes": round(sum(len(k) for k in keys) / n, 1) if n else 0,
+        "session_payload_bytes_avg": round(sum(lengths) / n, 1) if n else 0,
+        "session_payload_bytes_max": max(lengths, default=0),
+        "session_memory_usage_avg": round(sum(usages) / n, 1) if n else 0,
+        "session_ttl_min": min(ttls, default=None),
+        "session_ttl_max": max(ttls, default=None),
+        "calls": sum(v["calls"] for v in commands.values()),
+        "calls_by_command": {k.removeprefix("cmdstat_"): v["calls"] for k, v in commands.items()},
+    }
+
+
+def _per_minute(run) -> float:
+    return run["requests"] / (run["duration_us"] / 1e6) * 60
+
+
+def render_section(results) -> str:
+    """The markdown of the "## Load test" section."""
+    main, base = results["campaign"], results["baseline"]
+    rpm, base_rpm = _per_minute(main), _per_minute(base)
+    errors = main["non2xx"] + sum(main[k] for k in ("connect", "read", "write", "timeout"))
+    base_errors = base["non2xx"] + sum(base[k] for k in ("connect", "read", "write", "timeout"))
+    before, after = results["redis_before"], results["redis_after"]
+    visitors = after["sessions"]
+    memory_per_visitor = (after["used_memory"] - results["redis_empty"]["used_memory"]) / visitors if visitors else 0
+    cpu = results.get("cpu_us_per_request", {})
+    targets = [
+        ("requests/min through nginx", f"{rpm:,.0f}", "≥ 90,000 (aim 120,000)", rpm >= 90_000),
+        ("p99 latency", f"{main['p99_us'] / 1000:.1f} ms", "< 50 ms", main["p99_us"] < 50_000),
+        ("errors (socket errors + non-2xx)", f"{errors}", "0", errors == 0),
+        ("rate / trivial endpoint's rate", f"{rpm / base_rpm:.2f}", "≥ 0.50", rpm / base_rpm >= 0.5),
+    ]
+    lines = [
+        SECTION,
+        "",
+        "Written by `scripts/loadtest.sh`; run it again to replace this section.",
+        "",
+        f"- When: {results['when']}",
+        f"- Machine: {results['cores']} cores ({results['cpu_model']}), {results['memory']}; wrk, nginx, "
+        "gunicorn and Redis all on this machine, talking over loopback.",
+        f"- Load average before/after: {results['load_before']} / {results['load_after']} "
+        "(other processes shared the machine when above ~0.5).",
+        f"- Stack: nginx {results['nginx_version']} ({results['nginx_workers']} workers) → gunicorn "
+        f"({results['web_workers']} {results['worker_class']} workers, unix socket) → Redis {results['redis_version']} "
+        f"({results['redis_transport']}); database {results['database']}; demo data, {len(results['campaigns'])} campaigns.",
+        f"- Command: `{results['command']}`",
+        f"- wrk: {results['threads']} threads, {results['connections']} connections, {results['duration']} s per run; "
+        f"each connection a returning visitor with its own session cookie, every visitor over all campaigns "
+        f"(bench/visitors.lua).",
+        "",
+        "| measure | result | target | met |",
+        "|---|---|---|---|",
+        *(f"| {name} | {value} | {target} | {'yes' if ok else 'NO'} |" for name, value, target, ok in targets),
+        "",
+        "| run | requests | req/min | p50 | p90 | p99 | max | non-2xx | socket errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in (("`/campaigns/<id>`", main), ("`/ping` (trivial, same stack)", base)):
+        socket_errors = sum(run[k] for k in ("connect", "read", "write", "timeout"))
+        lines.append(
+            f"| {name} | {run['requests']:,} | {_per_minute(run):,.0f} | {run['p50_us'] / 1000:.1f} ms "
+            f"| {run['p90_us'] / 1000:.1f} ms | {run['p99_us'] / 1000:.1f} ms | {run['max_us'] / 1000:.1f} ms "
+            f"| {run['non2xx']} | {socket_errors} |"
+        )
+    calls = after["calls"] - before["calls"]
+    lines += [
+        "",
+        f"Baseline errors: {base_errors}.",
+        "",
+        "### Sessions and Redis",
+        "",
+        f"- Redis commands per page view: {calls / main['requests']:.2f} "
+        f"({_command_split(before, after, main['requests'])}): flask-session's GET of the session and SET with expiry; "
+        "the data-version check is once a second per process, not per request.",
+        f"- Visitors (sessions in Redis): {visitors}; each visited every campaign, the largest session there is.",
+        f"- Session payload (msgpack): {after['session_payload_bytes_avg']:.0f} bytes on average, "
+        f"{after['session_payload_bytes_max']} at most; key {after['session_key_bytes']:.0f} bytes.",
+        f"- Redis memory per visitor: {after['session_memory_usage_avg']:.0f} bytes by `MEMORY USAGE`; "
+        f"{memory_per_visitor:,.0f} bytes by `used_memory` growth over the empty server "
+        f"({results['redis_empty']['used_memory']:,} → {after['used_memory']:,} bytes).",
+        f"- Expiry: every session key has a TTL (between {after['session_ttl_min']} and {after['session_ttl_max']} s "
+        f"left at the end, SESSION_LIFETIME_MINUTES={results['session_minutes']}), refreshed on each visit.",
+    ]
+    if cpu:
+        lines += [
+            "",
+            "### CPU per request",
+            "",
+            "User + system CPU of each process tree during each run, divided by the requests served:",
+            "",
+            "| run | " + " | ".join(cpu["campaign"]) + " |",
+            "|---|" + "---|" * len(cpu["campaign"]),
+        ]
+        for run in ("campaign", "baseline"):
+            lines.append(f"| {run} | " + " | ".join(f"{v:.0f} µs" for v in cpu[run].values()) + " |")
+    notes = results.get("notes_file")
+    if notes and Path(notes).exists():
+        lines += ["", Path(notes).read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _command_split(before, after, requests) -> str:
+    diff = {
+        name: after["calls_by_command"].get(name, 0) - before["calls_by_command"].get(name, 0)
+        for name in after["calls_by_command"]
+    }
+    top = sorted(((n, c) for n, c in diff.items() if c), key=lambda item: -item[1])[:4]
+    return ", ".join(f"{name.upper()} {count / requests:.2f}" for name, count in top)
+
+
+def replace_section(document: str, section: str) -> str:
+    """`document` with its "## Load test" section (up to the next "## " heading) replaced, or added at the end."""
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(document):
+        return pattern.sub(lambda _: section + "\n", document, count=1)
+    if not document.strip():
+        document = "# Performance\n"
+    return document.rstrip("\n") + "\n\n" + section
+
+
+def collect(work) -> dict:
+    """The results of a run from the files scripts/loadtest.sh left in `work` and its LT_* variables."""
+    work = Path(work)
+    read = lambda name: json.loads((work / name).read_text())  # noqa: E731
+    results = {key[3:].lower(): value for key, value in os.environ.items() if key.startswith("LT_")}
+    results["campaigns"] = results["campaigns"].split(",")
+    results["campaign"] = parse_wrk((work / "wrk-campaign.txt").read_text())
+    results["baseline"] = parse_wrk((work / "wrk-baseline.txt").read_text())
+    for name in ("redis_empty", "redis_before", "redis_after"):
+        results[name] = read(name.replace("_", "-") + ".json")
+    cpu0, cpu1, cpu2 = read("cpu-0.json"), read("cpu-1.json"), read("cpu-2.json")
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    results["cpu_us_per_request"] = {
+        run: {name: (end[name] - start[name]) * tick_us / results[run]["requests"] for name in start}
+        for run, start, end in (("campaign", cpu0, cpu1), ("baseline", cpu1, cpu2))
+    }
+    results["notes_file"] = str(Path(__file__).resolve().parent / "analysis.md")
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def write_report(work, doc_path):
+    results = collect(work)
+    doc = Path(doc_path)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    section = render_section(results)
+    doc.write_text(replace_section(doc.read_text() if doc.exists() else "", section))
+    print(section)
+
+
+def parse_wrk(text) -> dict:
+    """The RESULT line bench/visitors.lua prints, as ints."""
+    line = next(line for line in text.splitlines() if line.startswith("RESULT "))
+    return {key: int(value) for key, value in (item.split("=") for item in line.split()[1:])}
+
+
+def main(argv):
+    command, args = argv[0], argv[1:]
+    if command == "visitors":
+        make_visitors(args[0], int(args[1]), args[2])
+    elif command == "campaigns":
+        print(",".join(map(str, campaign_ids())))
+    elif command == "cpu":
+        print(json.dumps(cpu_ticks(dict(arg.split("=", 1) for arg in args))))
+    elif command == "redis":
+        print(json.dumps(redis_stats(args[0], args[1])))
+    elif command == "wrk":
+        print(json.dumps(parse_wrk(Path(args[0]).read_text())))
+    elif command == "report":
+        write_report(args[0], args[1])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["help"])

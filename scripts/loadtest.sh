@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Load test of the production stack on loopback: nginx -> gunicorn -> Redis, on the demo data.
+# Drives /campaigns/<id> with wrk (returning visitors, own cookies, all campaigns), then /ping on the
+# same stack, and writes the "## Load test" section of docs/performance.md.
+#
+# Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
+# Environment: WRK_THREADS (2), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
+#   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
+#   LOADTEST_REDIS_PORT (6392), LOADTEST_WRITE=0 to leave docs/performance.md alone.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+DURATION="${1:-30}"
+CONNECTIONS="${2:-64}"
+THREADS="${WRK_THREADS:-2}"
+PORT="${LOADTEST_PORT:-8089}"
+REDIS_PORT="${LOADTEST_REDIS_PORT:-6392}"
+WORK="$RUN_DIR/loadtest"
+COMMAND="scripts/loadtest.sh $*"
+
+ensure_python_env
+apt_install nginx wrk redis-server
+PY="$VENV/bin/python"
+
+rm -rf "$WORK"
+mkdir -p "$WORK/instance" "$WORK/nginx"
+chmod 755 "$WORK" "$WORK/instance"
+
+pids=()
+cleanup() {
+    [ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
+    [ -f "$WORK/gunicorn.pid" ] && kill "$(cat "$WORK/gunicorn.pid")" 2>/dev/null || true
+    [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# A Redis of its own, so its memory and command counts are the load test's alone.
+say "starting redis-server on 127.0.0.1:$REDIS_PORT"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$WORK" --save "" --appendonly no \
+    --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+for _ in $(seq 50); do redis_answers "$REDIS_URL" && break; sleep 0.1; done
+
+export INSTANCE_DIR="$WORK/instance"
+export DATABASE_URL="${LOADTEST_DATABASE_URL:-sqlite:///$WORK/instance/bannerservice.db}"
+export IMAGE_DIR="$WORK/instance/images"
+export LOG_FILE="$WORK/bannerservice.log"
+export SECRET_KEY="loadtest-$(date +%s)"
+export REDIS_PREFIX="bannerservice:"
+export SESSION_LIFETIME_MINUTES="${SESSION_LIFETIME_MINUTES:-30}"
+if [[ "$DATABASE_URL" == postgres* ]]; then
+    "$PY" -c 'import sys; from models import ALL_MODELS, db, init_db; init_db(sys.argv[1]); db.drop_tables(ALL_MODELS, cascade=True)' "$DATABASE_URL"
+fi
+
+say "demo data and ingest ($DATABASE_URL)"
+flask --app webapp demo-data "$WORK/demo" > "$WORK/demo.log"
+flask --app webapp ingest "$WORK/demo" > "$WORK/ingest.log" 2>&1
+"$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-empty.json"
+
+say "starting gunicorn on $WORK/web.sock"
+gunicorn -c gunicorn.conf.py --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
+    --error-logfile "$WORK/gunicorn.log" > /dev/null 2>&1 &
+pids+=($!)
+
+say "starting nginx on 127.0.0.1:$PORT"
+LISTEN="127.0.0.1:$PORT" APP_UPSTREAM="unix:$WORK/web.sock" IMAGE_DIR="$IMAGE_DIR" RUN_DIR="$WORK/nginx" \
+    LOG_DIR="$WORK/nginx" NGINX_WORKERS="${NGINX_WORKERS:-auto}" \
+    "$PY" scripts/render_nginx.py "$WORK/nginx/nginx.conf" 2> "$WORK/nginx/values.txt"
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+
+BASE="http://127.0.0.1:$PORT"
+for _ in $(seq 100); do
+    curl -fs -o /dev/null "$BASE/healthz" && break
+    sleep 0.2
+done
+curl -fs "$BASE/healthz" > "$WORK/healthz.json" || { say "the stack did not become healthy; see $WORK"; exit 1; }
+
+CAMPAIGNS="$("$PY" bench/loadtest.py campaigns)"
+"$PY" bench/loadtest.py visitors "$BASE" "$CONNECTIONS" "$WORK/visitors.txt"
+export VISITORS_FILE="$WORK/visitors.txt" CAMPAIGNS THREADS
+
+WRK=(wrk -t "$THREADS" -c "$CONNECTIONS" --latency --timeout 5s -s bench/visitors.lua)
+say "warming up (5 s, not counted)"
+"${WRK[@]}" -d 5s "$BASE/" > "$WORK/wrk-warmup.txt"
+
+cpu() { "$PY" bench/loadtest.py cpu nginx="$WORK/nginx/nginx.pid" app="$WORK/gunicorn.pid" redis="$WORK/redis.pid"; }
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+"$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-before.json"
+cpu > "$WORK/cpu-0.json"
+say "/campaigns/<id>: $CONNECTIONS connections, $DURATION s"
+"${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-campaign.txt"
+cpu > "$WORK/cpu-1.json"
+"$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-after.json"
+say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
+LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
+cpu > "$WORK/cpu-2.json"
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+export LT_WHEN="$(date -u '+%Y-%m-%d %H:%M UTC')" LT_CORES="$(nproc)" LT_COMMAND="$COMMAND"
+export LT_CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs || echo unknown)"
+export LT_MEMORY="$(free -g | awk '/Mem:/ {print $2 " GiB"}')"
+export LT_LOAD_BEFORE="$LOAD_BEFORE" LT_LOAD_AFTER="$LOAD_AFTER"
+export LT_NGINX_VERSION="$(nginx -v 2>&1 | cut -d/ -f2)" LT_NGINX_WORKERS="$(pgrep -c -P "$(cat "$WORK/nginx/nginx.pid")")"
+export LT_WEB_WORKERS="$(pgrep -c -P "$(cat "$WORK/gunicorn.pid")")"
+export LT_WORKER_CLASS="$("$PY" -c 'import runpy; print(runpy.run_path("gunicorn.conf.py")["worker_class"])')"
+export LT_REDIS_VERSION="$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')" LT_REDIS_TRANSPORT="TCP 127.0.0.1"
+export LT_DATABASE="${DATABASE_URL%%:*}" LT_CAMPAIGNS="$CAMPAIGNS" LT_THREADS="$THREADS"
+export LT_CONNECTIONS="$CONNECTIONS" LT_DURATION="$DURATION" LT_SESSION_MINUTES="$SESSION_LIFETIME_MINUTES"
+if [ "${LOADTEST_WRITE:-1}" = 1 ]; then
+    "$PY" bench/loadtest.py report "$WORK" docs/performance.md
+    say "wrote the Load test section of docs/performance.md"
+else
+    "$PY" bench/loadtest.py report "$WORK" "$WORK/performance.md"
+fi
