@@ -130,8 +130,12 @@ def campaigns():
         view=view, rows=rows, totals=totals, pages=pages, columns=CSV_COLUMNS,
         charts=revenue_by_quarter({r.campaign_id for r in rows}),
     )
-    template = "admin/_campaign_table.html" if is_htmx_request() else "admin/campaigns.html"
-    response = current_app.make_response(render_template(template, **context))
+    if not is_htmx_request():
+        response = current_app.make_response(render_template("admin/campaigns.html", **context))
+    else:
+        response = current_app.make_response(render_template("admin/_campaign_table.html", **context))
+        # Push the view's canonical URL: no empty fields from the filter form, the page as clamped.
+        response.headers["HX-Push-Url"] = url_for("admin.campaigns", **view.args())
     response.vary.add("HX-Request")
     return response
 
@@ -228,7 +232,8 @@ def run_ingest_now():
     except RedisError as exc:
         notice, level = f"Could not queue the ingest: Redis did not answer ({exc}).", "error"
     if is_htmx_request():
-        return render_template("admin/_ingest_rows.html", notice=notice, notice_level=level, **ingest_rows_context())
+        rows = render_template("admin/_ingest_rows.html", **ingest_rows_context())
+        return rows + render_template("admin/_ingest_notice.html", notice=notice, notice_level=level, oob=True)
     flash(notice, level)
     return redirect(url_for("admin.ingests"))
 
