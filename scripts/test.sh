@@ -9,6 +9,8 @@ ensure_python_env test
 ensure_redis
 # The browser tests drive Debian's Chromium (the browser Playwright downloads does not run here).
 apt_install chromium || say "no Chromium: the browser tests fail in CI (CI=true) and are skipped elsewhere"
+# tests/test_stack.py runs the real nginx in front of gunicorn.
+apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
 
 # PostgreSQL is optional: when one answers on 127.0.0.1:5432 the suite runs against it too.
 if [ -z "${TEST_DATABASE_URL:-}" ] && "$VENV/bin/python" -c '

@@ -1,0 +1,260 @@
+"""The production stack for real: nginx from nginx.conf in front of a gunicorn subprocess, on the demo data."""
+
+import gzip
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from conftest import REDIS_URL, ROOT, TEST_DATABASE_URL, _database_params
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from render_nginx import render_file  # noqa: E402
+
+SLOT = re.compile(r'data-campaign-id="(\d+)" data-quarter="(\d)".*?<img src="([^"]+)" data-banner-id="(\d+)"', re.S)
+
+
+def _require(program):
+    """The path of `program`; a missing one fails the test under CI (scripts/test.sh installs it) and skips it elsewhere."""
+    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/local/sbin")
+    if path:
+        return path
+    message = f"{program} is not installed (scripts/test.sh installs it: apt-get install {program})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(check, what, seconds=20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Stack:
+    """Where the running stack is, and a small HTTP client for it."""
+
+    def __init__(self, port, work, env):
+        self.port, self.work, self.env = port, work, env
+
+    def get(self, path, headers=None, method="GET"):
+        """(status, headers as a lower-cased dict, body bytes) of one request on a new connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module", params=_database_params())
+def stack(request, tmp_path_factory, demo_source):
+    """nginx → gunicorn (2 workers) → Redis on the demo data, in SQLite and (when set) PostgreSQL."""
+    nginx = _require("nginx")
+    work = tmp_path_factory.mktemp("stack")
+    prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{work / 'bannerservice.db'}"
+    else:
+        database_url = TEST_DATABASE_URL
+        from models import ALL_MODELS, db, init_db
+
+        init_db(database_url)
+        with db.connection_context():
+            db.drop_tables(ALL_MODELS, safe=True, cascade=True)
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
+        "INSTANCE_DIR": str(work / "instance"), "IMAGE_DIR": str(work / "images"),
+        "LOG_FILE": str(work / "bannerservice.log"), "SECRET_KEY": "stack-test",
+        "QUEUE_NAME": f"{prefix}queue", "PYTHONPATH": str(ROOT), "WEB_WORKERS": "2",
+    })
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "flask", "--app", "webapp", "ingest", str(demo_source)],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    sock = work / "web.sock"
+    gunicorn = subprocess.Popen(
+        [bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"unix:{sock}"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "wb"),
+    )
+    port = _free_port()
+    run_dir = work / "nginx"
+    values = render_file(run_dir / "nginx.conf", {
+        "LISTEN": f"127.0.0.1:{port}", "APP_UPSTREAM": f"unix:{sock}", "IMAGE_DIR": env["IMAGE_DIR"],
+        "RUN_DIR": str(run_dir), "LOG_DIR": str(run_dir), "NGINX_WORKERS": "1",
+        # pytest's temp folders are private to their owner, so root-started workers stay root here.
+        "NGINX_USER": "root",
+    })
+    server = subprocess.Popen(
+        [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"),
+    )
+    running = Stack(port, work, env)
+    running.values = values
+    try:
+        _wait_for(lambda: running.get("/healthz")[0] == 200, "the stack's /healthz")
+        yield running
+    finally:
+        for process in (server, gunicorn):
+            process.send_signal(signal.SIGTERM)
+        for process in (server, gunicorn):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        client = redis_lib.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def plans(stack):
+    """{(quarter, campaign_id): [banner ids]} as the CLI prints them."""
+    out = subprocess.run([Path(sys.executable).parent / "flask", "--app", "webapp", "plans", "--json"],
+                         cwd=ROOT, env=stack.env, check=True, capture_output=True, text=True).stdout
+    return {(p["quarter"], p["campaign_id"]): p["banner_ids"] for p in json.loads(out)}
+
+
+def test_stack_image_is_served_by_nginx_with_type_and_long_cache(stack):
+    status, headers, body = stack.get("/images/100.png")
+    assert status == 200
+    assert headers["content-type"] == "image/png"
+    assert body.startswith(b"\x89PNG")
+    assert headers["cache-control"] == "max-age=604800"  # nginx's; the app would say max-age=86400
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "etag" in headers and "last-modified" in headers
+
+
+def test_stack_missing_image_falls_back_to_the_placeholder_briefly_cached(stack):
+    status, headers, body = stack.get("/images/299.png")  # the demo's banner without an image
+    assert status == 200
+    assert headers["content-type"].startswith("image/svg+xml")
+    assert body == (ROOT / "webapp" / "static" / "placeholder.svg").read_bytes()
+    assert headers["cache-control"] == "max-age=300"
+
+
+def test_stack_image_path_cannot_leave_the_image_folder(stack):
+    for path in ("/images/../../config.py", "/images/..%2f..%2fconfig.py", "/images/%2e%2e/config.py"):
+        status, _, body = stack.get(path)
+        assert b"load_settings" not in body, path
+
+
+@pytest.mark.parametrize("name, content_type", [("style.css", "text/css"), ("htmx.min.js", "application/javascript")])
+def test_stack_static_file_is_gzipped_with_long_cache(stack, name, content_type):
+    status, headers, body = stack.get(f"/static/{name}", {"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["content-type"].startswith(content_type)
+    assert headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == (ROOT / "webapp" / "static" / name).read_bytes()
+    assert headers["cache-control"] == "max-age=604800"
+    assert "Accept-Encoding" in headers["vary"]
+
+
+def test_stack_static_file_without_gzip_is_plain(stack):
+    status, headers, body = stack.get("/static/style.css")
+    assert status == 200 and "content-encoding" not in headers
+    assert body == (ROOT / "webapp" / "static" / "style.css").read_bytes()
+
+
+def test_stack_campaign_page_is_proxied_gzipped(stack, plans):
+    campaign = min(c for _, c in plans)
+    status, headers, body = stack.get(f"/campaigns/{campaign}", {"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["content-type"].startswith("text/html")
+    assert headers["content-encoding"] == "gzip"
+    assert SLOT.search(gzip.decompress(body).decode())
+
+
+def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plans):
+    campaign = max((len(set(ids)), c) for (q, c), ids in plans.items() if q == 1)[1]
+    status, headers, body = stack.get(f"/campaigns/{campaign}")
+    assert status == 200
+    cookie = headers["set-cookie"].split(";", 1)[0]
+    assert cookie.startswith("bs_session=")
+    _, quarter, _, banner = SLOT.search(body.decode()).groups()
+    shown = [(int(quarter), int(banner))]
+    for _ in range(30):
+        status, headers, body = stack.get(f"/campaigns/{campaign}", {"Cookie": cookie})
+        assert status == 200
+        _, quarter, src, banner = SLOT.search(body.decode()).groups()
+        shown.append((int(quarter), int(banner)))
+        assert headers["set-cookie"].split(";", 1)[0] == cookie  # the same visitor all along
+    banners = [b for _, b in shown]
+    assert all(a != b for a, b in zip(banners, banners[1:]))
+    quarters = {q for q, _ in shown}
+    for q, banner in shown:
+        assert banner in plans[(q, campaign)]
+    if len(quarters) == 1:  # a quarter that turns mid-test changes the set and restarts the cycle
+        size = len(set(plans[(quarters.pop(), campaign)]))
+        for start in range(0, len(banners) - size + 1, size):
+            assert sorted(banners[start:start + size]) == sorted(set(banners[start:start + size]))
+            assert len(set(banners[start:start + size])) == size
+
+
+def test_stack_campaign_page_images_load_through_nginx(stack, plans):
+    campaign = min(c for _, c in plans)
+    _, _, body = stack.get(f"/campaigns/{campaign}")
+    src = SLOT.search(body.decode()).group(3)
+    status, headers, _ = stack.get(src)
+    assert status == 200 and headers["content-type"].startswith("image/")
+
+
+def test_stack_healthz_through_nginx(stack):
+    status, headers, body = stack.get("/healthz")
+    assert status == 200
+    health = json.loads(body)
+    assert health["status"] == "ok"
+    versions = health["data_version"]
+    assert versions["database"] == versions["redis"] > 0
+    assert headers["cache-control"] == "no-store"
+
+
+def test_stack_ping_and_unknown_pages(stack):
+    assert stack.get("/ping")[:3:2] == (200, b"pong\n")
+    assert stack.get("/campaigns/999999")[0] == 404
+
+
+def test_stack_rejects_bodies_over_the_limit(stack):
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/campaigns/1")
+        conn.putheader("Content-Length", str(64 * 1024 * 1024))
+        conn.endheaders()
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+
+
+def test_stack_access_log_has_request_and_upstream_times(stack):
+    stack.get("/ping")
+
+    def logged():
+        log = (stack.work / "nginx" / "access.log").read_text()
+        return re.search(r'"GET /ping HTTP/1.1" 200 .* rt=\d+\.\d{3} urt=\d+\.\d{3}', log)
+
+    _wait_for(logged, "the access log to be flushed", seconds=5)
