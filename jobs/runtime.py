@@ -15,12 +15,12 @@ class Context:
 
     @cached_property
     def redis(self):
-        return redis_lib.Redis.from_url(self.settings.redis_url, decode_responses=True, health_check_interval=30)
+        return redis_client(self.settings.redis_url, decode_responses=True)
 
     @cached_property
     def raw_redis(self):
         """A connection without decoding, as RQ requires."""
-        return redis_lib.Redis.from_url(self.settings.redis_url)
+        return redis_client(self.settings.redis_url)
 
     def key(self, name: str) -> str:
         return self.settings.redis_prefix + name
@@ -32,6 +32,20 @@ class Context:
 
 
 _context = None
+
+
+def redis_client(url, **kwargs):
+    """A Redis client that gives up within about two seconds when the server is gone.
+
+    redis-py's default retries with backoff would hold a request for several seconds.
+    """
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis_lib.Redis.from_url(
+        url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), **kwargs,
+    )
 
 
 def context(settings: Settings | None = None) -> Context:

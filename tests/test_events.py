@@ -308,3 +308,73 @@ def test_banners_set_landing_refuses_unsafe_urls(runner):
     assert result.exit_code == 0
     with runner.app.app_context():
         assert Banner.get_by_id(5).landing_url == "https://shop.example/"
+
+
+# --- impressions from served views ----------------------------------------------------------
+
+
+@pytest.fixture
+def serving(app, tmp_path):
+    source = write_source(tmp_path / "serve", {q: {"impressions": "".join(f"{b},1\n" for b in range(11, 16))} for q in (1, 2, 3, 4)})
+    from jobs.ingest import run_ingest
+
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    app.config["CLOCK"] = lambda: NOW
+    return app
+
+
+def test_served_views_record_impression_events_with_the_right_fields(serving):
+    import re
+
+    from jobs.events import visitor_key
+    from models import get_data_version
+
+    client = serving.test_client()
+    shown = []
+    for _ in range(3):
+        html = client.get("/campaigns/1").get_data(as_text=True)
+        shown.append(int(re.search(r'data-banner-id="(\d+)"', html).group(1)))
+    events = [e for e in stream_events() if e["type"] == "impression"]
+    assert [int(e["b"]) for e in events] == shown
+    sid = client.get_cookie("bs_session").value
+    with serving.app_context():
+        version = get_data_version()
+    for event in events:
+        assert (event["c"], event["q"], event["dv"]) == ("1", "2", str(version))
+        assert event["ts"] == f"{NOW.timestamp():.3f}"
+        assert event["v"] == visitor_key("test-secret", sid) and sid not in event["v"]
+    assert len({e["imp"] for e in events}) == 3
+
+
+def test_served_page_links_through_a_click_token_that_counts_once(serving):
+    import re
+
+    client = serving.test_client()
+    html = client.get("/campaigns/1").get_data(as_text=True)
+    banner = re.search(r'data-banner-id="(\d+)"', html).group(1)
+    href = re.search(r'<a href="(/click/[^"]+)"', html).group(1)
+    assert client.get(href).status_code == 302 and client.get(href).status_code == 302
+    clicks = [e for e in stream_events() if e["type"] == "click"]
+    assert len(clicks) == 1 and clicks[0]["b"] == banner and clicks[0]["c"] == "1" and clicks[0]["q"] == "2"
+    impression = next(e for e in stream_events() if e["type"] == "impression")
+    assert clicks[0]["imp"] == impression["imp"] and clicks[0]["v"] == impression["v"]
+
+
+def test_served_views_record_nothing_when_events_are_off(serving):
+    from dataclasses import replace
+
+    serving.extensions["settings"] = replace(serving.extensions["settings"], events_enabled=False)
+    assert serving.test_client().get("/campaigns/1").status_code == 200
+    assert stream_events() == []
+
+
+def test_live_panel_counts_come_from_the_served_views(serving):
+    from jobs.events import recent_counts
+
+    client = serving.test_client()
+    for _ in range(4):
+        client.get("/campaigns/1")
+    assert recent_counts(runtime.context(), NOW + timedelta(minutes=5)) == {1: [4, 0]}
+    assert recent_counts(runtime.context(), NOW + timedelta(minutes=61)) == {}

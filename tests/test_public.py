@@ -157,3 +157,15 @@ def test_image_is_served_with_the_type_of_its_bytes(client, loaded, tmp_path):
 def test_index_lists_campaigns_of_the_current_quarter(client, loaded):
     html = client.get("/").get_data(as_text=True)
     assert 'href="/campaigns/1"' in html and 'href="/campaigns/2"' in html
+
+
+def test_plan_cache_loads_from_the_database_when_redis_is_down(loaded):
+    """A process started while Redis is unreachable still serves the plans the database has."""
+    from jobs.runtime import redis_client
+    from webapp.serving import PlanCache
+
+    dead = redis_client("redis://127.0.0.1:1/0")
+    cache = PlanCache(dead, "v", refresh_seconds=0)
+    with loaded.app_context():
+        snapshot = cache.snapshot()
+    assert snapshot.version > 0 and (1, 1) in snapshot.plans

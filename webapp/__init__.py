@@ -5,13 +5,12 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-import redis as redis_lib
 from flask import Flask, render_template
-from flask_session import Session
 
 from config import INSTANCE_DIR, load_settings
 from jobs import runtime
 from models import db
+from webapp import sessions
 from webapp.serving import PlanCache
 
 
@@ -23,7 +22,7 @@ def create_app(overrides=None):
     app.config.update(
         SECRET_KEY=settings.secret_key or _instance_secret(),
         SESSION_TYPE="redis",
-        SESSION_REDIS=redis_lib.Redis.from_url(settings.redis_url),
+        SESSION_REDIS=runtime.redis_client(settings.redis_url),
         SESSION_KEY_PREFIX=settings.redis_prefix + "session:",
         SESSION_PERMANENT=True,
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_lifetime_minutes),
@@ -34,7 +33,7 @@ def create_app(overrides=None):
     app.extensions["settings"] = settings
     app.extensions["runtime"] = ctx
     app.extensions["plans"] = PlanCache(ctx.redis, ctx.key("data_version"), settings.plan_refresh_seconds)
-    Session(app)
+    sessions.install(app, app.config["SESSION_REDIS"], app.config["SESSION_KEY_PREFIX"])
     _configure_logging(app)
 
     @app.teardown_appcontext

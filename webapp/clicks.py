@@ -3,7 +3,6 @@
 import hashlib
 import logging
 import secrets
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
@@ -20,6 +19,7 @@ from jobs.events import (
 )
 from jobs.parsing import RowRejected, parse_id, parse_revenue
 from models import ApiKey, Banner
+from webapp.clock import utc_now
 
 bp = Blueprint("clicks", __name__)
 log = logging.getLogger("bannerservice.clicks")
@@ -41,11 +41,6 @@ def new_impression_id() -> str:
 def current_visitor() -> str:
     sid = getattr(session, "sid", None) or ""
     return visitor_key(current_app.secret_key, sid) if sid else ""
-
-
-def utc_now():
-    clock = current_app.config.get("CLOCK")
-    return clock() if clock else datetime.now(timezone.utc)
 
 
 @bp.get("/click/<token>")

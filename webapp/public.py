@@ -1,23 +1,21 @@
 """The visitor's side: a campaign's ad slot, banner images, and the campaign index."""
 
 import random
-from datetime import datetime, timezone
 
-from flask import Blueprint, abort, current_app, render_template, send_from_directory, session
+from flask import Blueprint, abort, current_app, render_template, send_from_directory, session, url_for
 
+from jobs.events import impression_event, queue_event
 from rotation import next_banner
 from selection import quarter_of
+from webapp.clicks import click_token, current_visitor, new_impression_id
+from webapp.clock import utc_now
+from webapp.sessions import queue_for_redis
 
 bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
 ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}
-
-
-def utc_now() -> datetime:
-    """The clock the quarter is read from (tests replace it through app.config["CLOCK"])."""
-    clock = current_app.config.get("CLOCK")
-    return clock() if clock else datetime.now(timezone.utc)
+TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
 
 
 @bp.get("/")
@@ -36,7 +34,8 @@ def campaign(campaign_id):
         abort(404, f"Campaign id {campaign_id!r} is not a number.")
     cid = int(campaign_id)
     snapshot = current_app.extensions["plans"].snapshot()
-    quarter = quarter_of(utc_now())
+    now = utc_now()
+    quarter = quarter_of(now)
     banners = snapshot.plans.get((quarter, cid))
     if not banners:
         if cid in snapshot.campaigns:
@@ -49,11 +48,18 @@ def campaign(campaign_id):
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
-        # The page depends only on the key, so each process renders it once per data version.
+        # The page depends only on the key (the click token is put in per view), so each
+        # process renders it once per data version.
         page = snapshot.pages[key] = render_template(
-            "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=dict(banners)[banner_id], quarter=quarter,
+            "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=dict(banners)[banner_id],
+            quarter=quarter, click_href=url_for("clicks.click", token=TOKEN_SLOT),
         )
-    return page
+    impression_id = new_impression_id()
+    if current_app.extensions["settings"].events_enabled:
+        ctx = current_app.extensions["runtime"]
+        event = impression_event(now, quarter, cid, banner_id, current_visitor(), snapshot.version, impression_id)
+        queue_for_redis(lambda pipe: queue_event(pipe, ctx, event))
+    return page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1)
 
 
 @bp.get("/images/<path:name>")

@@ -60,17 +60,19 @@ class PlanCache:
     def _published_version(self):
         try:
             value = self.redis.get(self.version_key)
-        except Exception:  # Redis down: keep serving what we have, look again next time
-            log.warning("cannot read the data version from Redis", exc_info=True)
-            return self._snapshot.version
+        except Exception:  # Redis down: ask the database, once per refresh interval
+            log.warning("cannot read the data version from Redis; reading it from the database", exc_info=True)
+            return get_data_version()
         return int(value) if value is not None else None
 
     def _load(self) -> Snapshot:
         with db.atomic():
             version = get_data_version()
             plans = load_serving_plans()
-        if self._published_version() is None:
+        try:
             # Redis lost the key (restart, flush): publish the database's version again.
             self.redis.set(self.version_key, version, nx=True)
+        except Exception:
+            log.warning("cannot publish the data version to Redis", exc_info=True)
         campaigns = frozenset(campaign for _, campaign in plans)
         return Snapshot(version, plans, campaigns)
