@@ -1,0 +1,33 @@
+# One image for every BannerService process: web (gunicorn), RQ worker, scheduler, one-shot jobs.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    INSTANCE_DIR=/data \
+    IMAGE_DIR=/data/images \
+    LOG_FILE=/data/logs/bannerservice.log \
+    BIND=0.0.0.0:8000
+
+WORKDIR /app
+# Dependencies first, so a code change does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY config.py models.py selection.py rotation.py gunicorn.conf.py ./
+COPY jobs ./jobs
+COPY webapp ./webapp
+COPY scripts/s3_upload.py ./scripts/
+RUN pip install --no-deps . \
+    && useradd --uid 10001 --create-home app \
+    && mkdir -p /data/images /data/logs \
+    && chown -R app:app /data
+
+USER app
+VOLUME /data
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
+CMD ["gunicorn", "-c", "gunicorn.conf.py"]
