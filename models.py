@@ -440,27 +440,28 @@ def last_run():
 def files_behind_served_data(quarters=(1, 2, 3, 4), names=("impressions.csv", "clicks.csv", "conversions.csv")) -> dict:
     """{quarter: [IngestFile, ...]} of the run whose load built each quarter's served data.
 
-    That run is the newest one that read all of the quarter's files (not "unchanged") with the
-    hashes LoadedFile holds now: a run whose hashes all matched would have called them unchanged,
-    and a failed store leaves LoadedFile as it was. Quarters never loaded are left out.
+    That run is the newest one that read (not "unchanged") exactly the quarter's files now recorded
+    as loaded, historical and live, with the hashes LoadedFile holds: a run that found all of them
+    loaded would have called them unchanged, and a failed store leaves LoadedFile as it was.
+    Quarters never loaded are left out.
     """
     loaded = {f.path: f.sha256 for f in LoadedFile.select()}
     result = {}
     for quarter in quarters:
+        live = Meta.get_or_none(Meta.key == f"live_files:{quarter}")  # written by ingest with each load
         wanted = {name: loaded.get(f"{quarter}/{name}") for name in names}
+        wanted.update({path: loaded.get(path) for path in (json.loads(live.value) if live else [])})
         if None in wanted.values():
             continue
         candidates = IngestFile.select().where(
             (IngestFile.quarter == quarter) & (IngestFile.unchanged == False)  # noqa: E712
-            & IngestFile.sha256.in_(list(wanted.values()))
         ).order_by(IngestFile.run.desc(), IngestFile.id)
         by_run = {}
         for f in candidates:
-            if wanted.get(f.name) == f.sha256:
-                by_run.setdefault(f.run_id, {})[f.name] = f
-        for run_id in sorted(by_run, reverse=True):
-            if len(by_run[run_id]) == len(names):
-                result[quarter] = [by_run[run_id][name] for name in names]
+            by_run.setdefault(f.run_id, []).append(f)
+        for files in by_run.values():  # newest run first
+            if len(files) == len(wanted) and {f.name: f.sha256 for f in files} == wanted:
+                result[quarter] = files
                 break
     return result
 

@@ -329,6 +329,31 @@ def test_duplicates_page_follows_a_quarter_reloaded_by_a_later_run(admin, loaded
     assert numbers[2:4] == [4, 4]  # one repeated click and one conflicting click per quarter
 
 
+
+def test_duplicates_page_ignores_a_run_whose_live_batch_was_rejected(admin, app, tmp_path):
+    """Historical files re-read for a new live batch that fails: the served data, and the page, stay run #1's."""
+    from datetime import datetime, timezone
+
+    from jobs.ingest import run_ingest
+
+    rows = {"impressions": "1,1\n2,1\n", "clicks": "10,1,1\n10,1,1\n", "conversions": "20,10,1.5\n"}
+    source = write_source(tmp_path / "src", {q: rows for q in (1, 2, 3, 4)})
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+        folder = source / "live" / f"{datetime.now(timezone.utc):%Y-%m-%d/%H}" / "1"
+        folder.mkdir(parents=True)
+        (folder / "conversions.csv").write_text("wrong,header\n1,2\n")  # read last: the others get hashed
+        run_ingest(str(source), trigger="cli", live_hours=1)
+    text = html(admin.get("/admin/duplicates"))
+    assert text.count("run #1,") == 4 and "run #2," not in text
+    (folder / "conversions.csv").write_text("conversion_id,click_id,revenue\n21,10,2.5\n")
+    with app.app_context():
+        run_ingest(str(source), trigger="cli", live_hours=1)
+    text = html(admin.get("/admin/duplicates"))
+    assert text.count("run #1,") == 3 and text.count("run #3,") == 1
+    assert f"<td>{folder.relative_to(source)}/conversions.csv</td>" in text  # the live batch is listed
+
+
 def test_overview_shows_quarter_data_freshness_totals_and_queue_health(admin, loaded, app):
     from datetime import datetime, timezone
 
