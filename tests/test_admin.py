@@ -86,6 +86,13 @@ def test_campaign_table_for_htmx_is_the_partial_and_otherwise_the_full_page(admi
     for response in (full, partial, restore):
         assert "HX-Request" in response.headers["Vary"]
     assert table_rows(html(full)) == table_rows(html(partial))
+    assert "HX-Push-Url" not in full.headers
+
+
+def test_campaign_table_pushes_the_canonical_url_of_the_view(admin, loaded):
+    response = admin.get("/admin/campaigns?quarter=2&campaign=&sort=clicks&dir=desc&page=99",
+                         headers={"HX-Request": "true"})
+    assert response.headers["HX-Push-Url"] == "/admin/campaigns?quarter=2&sort=clicks&dir=desc&page=3"
 
 
 @pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])

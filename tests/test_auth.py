@@ -45,6 +45,12 @@ def test_login_with_right_password_goes_to_overview(client, users):
     assert "Overview" in client.get("/admin/").get_data(as_text=True)
 
 
+def test_login_page_sends_a_signed_in_user_on(client, users):
+    login(client, "mel")
+    assert client.get("/login").location == "/admin/"
+    assert client.get("/login?next=/admin/ingests").location == "/admin/ingests"
+
+
 def test_login_wrong_password_is_refused_and_logged(client, users):
     records = []
     handler = logging.Handler()
@@ -98,7 +104,7 @@ def test_login_failures_lock_the_username_then_expire(client, users, redis_serve
     key = settings_overrides["redis_prefix"] + "login-failures:user:ada"
     assert 0 < redis_server.ttl(key) <= auth.FAILURE_WINDOW_SECONDS
     # Another name from the same address is not locked by ada's failures.
-    assert login(client, "mel").status_code == 302
+    assert login(client.application.test_client(), "mel").status_code == 302
     redis_server.delete(key)  # the window has passed
     assert login(client, "ada").status_code == 302
 

@@ -115,6 +115,8 @@ def login():
     """The sign-in form, and signing in."""
     error, status = None, 200
     next_url = _safe_next(request.values.get("next"))
+    if request.method == "GET" and g.user:
+        return redirect(next_url or url_for("admin.overview"))
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
