@@ -6,6 +6,7 @@ from functools import cached_property
 import redis as redis_lib
 
 from config import Settings, load_settings
+from jobs.logs import configure_logging
 from models import db, init_db
 
 
@@ -49,13 +50,14 @@ def redis_client(url, **kwargs):
 
 
 def context(settings: Settings | None = None) -> Context:
-    """The process's context; the first call (or one with new settings) binds the database."""
+    """The process's context; the first call (or one with new settings) binds the database and logging."""
     global _context
     if settings is not None or _context is None:
         settings = settings or load_settings()
         if _context is None or _context.settings.database_url != settings.database_url or not _db_bound():
             init_db(settings.database_url)
         _context = Context(settings)
+        configure_logging(settings)
     return _context
 
 

@@ -283,3 +283,32 @@ def test_ingest_cli_prints_a_per_file_summary_and_fails_on_a_failed_run(runner, 
     assert result.exit_code == 1
     assert "failed" in result.output and "3/conversions.csv" in result.output and "file is missing" in result.output
     assert "read" in result.output and "orphan" in result.output
+
+
+def test_ingest_logs_one_line_per_event_with_the_run_id_to_the_log_file(app, loaded, settings_overrides):
+    from pathlib import Path
+
+    lines = Path(settings_overrides["log_file"]).read_text().splitlines()
+    run_lines = [line for line in lines if "bannerservice.ingest" in line]
+    assert any("run=1 start" in line for line in run_lines) and any("run=1 end status=succeeded" in line for line in run_lines)
+    assert sum("run=1 quarter=" in line for line in run_lines) == 4
+
+
+def test_ingest_new_data_reaches_a_running_web_process_within_a_second(app, loaded, tmp_path):
+    import time
+    from dataclasses import replace
+
+    from webapp.serving import PlanCache
+
+    ctx = runtime.context()
+    cache = PlanCache(ctx.redis, ctx.key("data_version"), refresh_seconds=1.0)
+    with app.app_context():
+        old = cache.snapshot()
+        source, _ = loaded
+        (source / "1" / "clicks.csv").write_text("click_id,banner_id,campaign_id\n1,15,1\n2,15,1\n4,20,2\n")
+        run_ingest(str(source), trigger="cli")
+        deadline = time.monotonic() + 1.2
+        while cache.snapshot().version == old.version and time.monotonic() < deadline:
+            time.sleep(0.05)
+        new = cache.snapshot()
+    assert new.version > old.version and new.plans[(1, 1)][0][0] == 15

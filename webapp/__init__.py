@@ -1,6 +1,5 @@
 """The Flask application: `create_app()` wires settings, database, sessions and blueprints."""
 
-import logging
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +33,6 @@ def create_app(overrides=None):
     app.extensions["runtime"] = ctx
     app.extensions["plans"] = PlanCache(ctx.redis, ctx.key("data_version"), settings.plan_refresh_seconds)
     sessions.install(app, app.config["SESSION_REDIS"], app.config["SESSION_KEY_PREFIX"])
-    _configure_logging(app)
 
     @app.teardown_appcontext
     def close_db(exc):
@@ -66,10 +64,3 @@ def _instance_secret() -> str:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def _configure_logging(app):
-    if not logging.getLogger("bannerservice").handlers:
-        from jobs.logs import configure_logging
-
-        configure_logging(app.extensions["settings"])
