@@ -47,6 +47,28 @@ def redis_prefix(redis_server):
         redis_server.delete(*keys)
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL database of this test run's own on TEST_DATABASE_URL's server, dropped at the end,
+    so concurrent runs on one server never drop each other's tables."""
+    import psycopg2
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"bannerservice_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(TEST_DATABASE_URL)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
+    from models import db
+
+    if db.obj is not None and not db.is_closed():
+        db.close()
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
 @pytest.fixture(params=_database_params())
 def database_url(request, tmp_path):
     """A fresh database: a temp SQLite file, and PostgreSQL too when TEST_DATABASE_URL is set."""
@@ -54,12 +76,13 @@ def database_url(request, tmp_path):
         return f"sqlite:///{tmp_path / 'test.db'}"
     from models import ALL_MODELS, db, init_db
 
-    init_db(TEST_DATABASE_URL)
+    url = request.getfixturevalue("postgres_url")
+    init_db(url)
     with db.connection_context():
         db.drop_tables(ALL_MODELS, safe=True, cascade=True)
         # create_app keeps a bound database of the same URL without re-creating tables.
         db.create_tables(ALL_MODELS)
-    return TEST_DATABASE_URL
+    return url
 
 
 @pytest.fixture
