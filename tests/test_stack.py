@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from conftest import REDIS_URL, ROOT, TEST_DATABASE_URL, _database_params
+from conftest import REDIS_URL, ROOT, _database_params
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from render_nginx import render_file  # noqa: E402
@@ -80,7 +80,7 @@ def stack(request, tmp_path_factory, demo_source):
     if request.param == "sqlite":
         database_url = f"sqlite:///{work / 'bannerservice.db'}"
     else:
-        database_url = TEST_DATABASE_URL
+        database_url = request.getfixturevalue("postgres_url")
         from models import ALL_MODELS, db, init_db
 
         init_db(database_url)
