@@ -283,11 +283,6 @@ def load_serving_plans() -> dict:
     }
 
 
-def known_campaign_ids() -> set[int]:
-    """Every campaign that has a plan in some quarter."""
-    return {row.campaign_id for row in Plan.select(Plan.campaign_id).distinct()}
-
-
 def latest_runs(limit=50):
     return IngestRun.select().order_by(IngestRun.id.desc()).limit(limit)
 

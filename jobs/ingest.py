@@ -29,6 +29,7 @@ from models import (
     LoadedFile,
     Meta,
     Plan,
+    active_run,
     bump_data_version,
     db,
     utcnow,
@@ -141,7 +142,7 @@ def reap_abandoned_runs(ctx=None) -> int:
 def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
     if not runtime.acquire_lock(ctx):
         reap_abandoned_runs(ctx)
-        raise IngestBusy(_active_run())
+        raise IngestBusy(active_run())
     try:
         reap_abandoned_runs(ctx)
         run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status)
@@ -150,15 +151,6 @@ def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
         raise
     runtime.hold_lock(ctx, run.id)
     return run
-
-
-def _active_run():
-    return (
-        IngestRun.select()
-        .where(IngestRun.status.in_([IngestRun.QUEUED, IngestRun.RUNNING]))
-        .order_by(IngestRun.id.desc())
-        .first()
-    )
 
 
 @dataclass

@@ -12,26 +12,17 @@ def register_schedules(scheduler, settings):
     """(Re)register the scheduled ingest, and the live export when events are on; returns the ingest's job."""
     scheduler.cancel(EXPORT_SCHEDULE_ID)
     if settings.events_enabled:
-        scheduler.cron(
-            settings.export_cron,
-            func=scheduled_export,
-            id=EXPORT_SCHEDULE_ID,
-            queue_name=settings.queue_name,
-            timeout=600,
-            result_ttl=3600,
-            use_local_timezone=False,
-            description=f"export live events on cron {settings.export_cron!r}",
-        )
+        _register(scheduler, settings, EXPORT_SCHEDULE_ID, settings.export_cron, scheduled_export,
+                  f"export live events on cron {settings.export_cron!r}")
     scheduler.cancel(INGEST_SCHEDULE_ID)
+    return _register(scheduler, settings, INGEST_SCHEDULE_ID, settings.ingest_cron, scheduled_ingest,
+                     f"ingest {settings.ingest_source or '(INGEST_SOURCE)'} on cron {settings.ingest_cron!r}")
+
+
+def _register(scheduler, settings, job_id, cron, func, description):
     return scheduler.cron(
-        settings.ingest_cron,
-        func=scheduled_ingest,
-        id=INGEST_SCHEDULE_ID,
-        queue_name=settings.queue_name,
-        timeout=3600,
-        result_ttl=86400,
-        use_local_timezone=False,
-        description=f"ingest {settings.ingest_source or '(INGEST_SOURCE)'} on cron {settings.ingest_cron!r}",
+        cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
+        use_local_timezone=False, description=description,
     )
 
 
