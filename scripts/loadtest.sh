@@ -6,7 +6,8 @@
 # Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
 # Environment: WRK_THREADS (2), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
 #   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
-#   LOADTEST_REDIS_PORT (6392), LOADTEST_WRITE=0 to leave docs/performance.md alone.
+#   LOADTEST_REDIS_PORT (6392), LOADTEST_REDIS=unix (app to Redis over a unix socket; default tcp),
+#   LOADTEST_WRITE=0 to leave docs/performance.md alone.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -39,8 +40,15 @@ trap cleanup EXIT INT TERM
 # A Redis of its own, so its memory and command counts are the load test's alone.
 say "starting redis-server on 127.0.0.1:$REDIS_PORT"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$WORK" --save "" --appendonly no \
-    --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    --unixsocket "$WORK/redis.sock" --unixsocketperm 700 --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+# LOADTEST_REDIS=unix: the app reaches Redis over its unix socket, as when Redis runs on the web host.
+if [ "${LOADTEST_REDIS:-tcp}" = unix ]; then
+    export REDIS_URL="unix://$WORK/redis.sock?db=0"
+    REDIS_TRANSPORT="unix socket"
+else
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    REDIS_TRANSPORT="TCP 127.0.0.1"
+fi
 for _ in $(seq 50); do redis_answers "$REDIS_URL" && break; sleep 0.1; done
 
 export INSTANCE_DIR="$WORK/instance"
@@ -105,7 +113,7 @@ export LT_LOAD_BEFORE="$LOAD_BEFORE" LT_LOAD_AFTER="$LOAD_AFTER"
 export LT_NGINX_VERSION="$(nginx -v 2>&1 | cut -d/ -f2)" LT_NGINX_WORKERS="$(pgrep -c -P "$(cat "$WORK/nginx/nginx.pid")")"
 export LT_WEB_WORKERS="$(pgrep -c -P "$(cat "$WORK/gunicorn.pid")")"
 export LT_WORKER_CLASS="$("$PY" -c 'import runpy; print(runpy.run_path("gunicorn.conf.py")["worker_class"])')"
-export LT_REDIS_VERSION="$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')" LT_REDIS_TRANSPORT="TCP 127.0.0.1"
+export LT_REDIS_VERSION="$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')" LT_REDIS_TRANSPORT="$REDIS_TRANSPORT"
 export LT_DATABASE="${DATABASE_URL%%:*}" LT_CAMPAIGNS="$CAMPAIGNS" LT_THREADS="$THREADS"
 export LT_CONNECTIONS="$CONNECTIONS" LT_DURATION="$DURATION" LT_SESSION_MINUTES="$SESSION_LIFETIME_MINUTES"
 if [ "${LOADTEST_WRITE:-1}" = 1 ]; then
