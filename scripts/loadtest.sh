@@ -68,7 +68,7 @@ flask --app webapp ingest "$WORK/demo" > "$WORK/ingest.log" 2>&1
 "$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-empty.json"
 
 say "starting gunicorn on $WORK/web.sock"
-gunicorn -c gunicorn.conf.py --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
+gunicorn -c "${GUNICORN_CONF:-gunicorn.conf.py}" --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
     --error-logfile "$WORK/gunicorn.log" > /dev/null 2>&1 &
 pids+=($!)
 
