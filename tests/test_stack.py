@@ -258,3 +258,24 @@ def test_stack_access_log_has_request_and_upstream_times(stack):
         return re.search(r'"GET /ping HTTP/1.1" 200 .* rt=\d+\.\d{3} urt=\d+\.\d{3}', log)
 
     _wait_for(logged, "the access log to be flushed", seconds=5)
+
+
+def test_hot_path_campaign_page_runs_no_sql(app, client, tmp_path, monkeypatch):
+    """After the plan cache is warm, a page view asks the database nothing (plans live in the process)."""
+    from conftest import write_source
+    from jobs.ingest import run_ingest
+    from models import db
+
+    source = write_source(tmp_path / "src", {q: {"impressions": "11,1\n12,1\n13,1\n"} for q in (1, 2, 3, 4)})
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    assert client.get("/campaigns/1").status_code == 200  # loads the plans once
+    cache = app.extensions["plans"]
+    monkeypatch.setattr(cache, "refresh_seconds", 3600.0)
+    queries = []
+    real = db.obj.execute_sql
+    monkeypatch.setattr(db.obj, "execute_sql", lambda sql, *a, **k: queries.append(sql) or real(sql, *a, **k))
+    for _ in range(20):
+        assert client.get("/campaigns/1").status_code == 200
+    assert queries == []
