@@ -5,6 +5,7 @@ Subcommands (each prints or writes what scripts/loadtest.sh needs):
   campaigns                  print the campaigns that have a plan in every quarter, comma-separated
   cpu NAME=PIDFILE...        print NAME=clock-ticks of each process tree
   redis URL PREFIX           print JSON: memory, session keys and their sizes, command counts
+  busy                       print how busy the CPUs are (percent, over 2 s)
   report WORK DOC            write the "## Load test" section of DOC from the run's files in WORK
 """
 
@@ -110,6 +111,20 @@ def redis_stats(url, prefix) -> dict:
     }
 
 
+def busy_percent(seconds=2.0) -> float:
+    """How busy the machine's CPUs were over the next `seconds`, from /proc/stat."""
+    import time
+
+    def sample():
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 100.0 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
 def _per_minute(run) -> float:
     return run["requests"] / (run["duration_us"] / 1e6) * 60
 
@@ -137,8 +152,8 @@ def render_section(results) -> str:
         f"- When: {results['when']}",
         f"- Machine: {results['cores']} cores ({results['cpu_model']}), {results['memory']}; wrk, nginx, "
         "gunicorn and Redis all on this machine, talking over loopback.",
-        f"- Load average before/after: {results['load_before']} / {results['load_after']} "
-        "(other processes shared the machine when above ~0.5).",
+        f"- Other load: CPUs {results['busy_before']}% busy just before the runs (0 on an idle machine); "
+        f"load average before/after {results['load_before']} / {results['load_after']}.",
         f"- Stack: nginx {results['nginx_version']} ({results['nginx_workers']} workers) → gunicorn "
         f"({results['web_workers']} {results['worker_class']} workers, unix socket) → Redis {results['redis_version']} "
         f"({results['redis_transport']}); database {results['database']}; demo data, {len(results['campaigns'])} campaigns.",
@@ -213,14 +228,19 @@ def _command_split(before, after, requests) -> str:
     return ", ".join(f"{name.upper()} {count / requests:.2f}" for name, count in top)
 
 
+START, END = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
+
+
 def replace_section(document: str, section: str) -> str:
-    """`document` with its "## Load test" section (up to the next "## " heading) replaced, or added at the end."""
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(document):
-        return pattern.sub(lambda _: section + "\n", document, count=1)
+    """`document` with the load test's section (between its markers) replaced, or added at the end."""
+    block = f"{START}\n{section.rstrip()}\n{END}\n"
+    if START in document and END in document:
+        head, rest = document.split(START, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        return head + block + ("\n" + tail if tail else "")
     if not document.strip():
         document = "# Performance\n"
-    return document.rstrip("\n") + "\n\n" + section
+    return document.rstrip("\n") + "\n\n" + block
 
 
 def collect(work) -> dict:
@@ -271,6 +291,8 @@ def main(argv):
         print(json.dumps(redis_stats(args[0], args[1])))
     elif command == "wrk":
         print(json.dumps(parse_wrk(Path(args[0]).read_text())))
+    elif command == "busy":
+        print(f"{busy_percent():.0f}")
     elif command == "report":
         write_report(args[0], args[1])
     else:
