@@ -40,13 +40,14 @@ def create_app(overrides=None):
             db.close()
 
     from webapp import admin, auth
-    from webapp import cli, clicks, health, public
+    from webapp import cli, clicks, health, live_admin, public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(clicks.bp)
+    app.register_blueprint(live_admin.bp)
     cli.register(app)
 
     @app.errorhandler(404)

@@ -11,12 +11,13 @@ from redis import RedisError
 import selection
 from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
 from models import (
-    CAMPAIGN_STAT_COLUMNS, CampaignStat, IngestRun, banner_stats_of_campaign, banners_by_id,
+    CAMPAIGN_STAT_COLUMNS, CampaignStat, ExportRun, IngestRun, banner_stats_of_campaign, banners_by_id,
     campaign_stat_totals, campaign_stats, files_behind_served_data, files_of_runs, get_data_version,
     last_loaded_at, last_run, latest_runs, plans_of_campaign, quarter_totals, revenue_by_quarter, utcnow,
 )
 from webapp.auth import admin_required, is_htmx_request, login_required
-from webapp.public import utc_now
+from webapp.clock import utc_now
+from webapp.live_admin import live_panel_context
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,6 +60,7 @@ def overview():
         "admin/overview.html",
         quarter=selection.quarter_of(utc_now()), data_version=get_data_version(), loaded_at=last_loaded_at(),
         run=last_run(), totals=quarter_totals(), health=queue_health(current_app.extensions["runtime"]),
+        live=live_panel_context(),
     )
 
 
@@ -209,7 +211,8 @@ def describe_plan(plan) -> str:
 @bp.get("/ingests")
 def ingests():
     """The ingest history page, with the run button for admins."""
-    return render_template("admin/ingests.html", **ingest_rows_context())
+    exports = ExportRun.select().order_by(ExportRun.id.desc()).limit(10)
+    return render_template("admin/ingests.html", exports=list(exports), **ingest_rows_context())
 
 
 @bp.get("/ingests/rows")

@@ -1,0 +1,58 @@
+"""The dashboard's live parts: impressions and clicks of the last hour, the event stream, exports."""
+
+from flask import Blueprint, current_app, render_template
+from redis import RedisError
+
+from jobs.events import GROUP, STREAM, recent_counts
+from models import ExportRun
+from webapp.auth import login_required
+from webapp.clock import utc_now
+
+bp = Blueprint("live_admin", __name__, url_prefix="/admin/live")
+
+
+@bp.before_request
+@login_required
+def require_login():
+    """The live panel is a dashboard page: signed-in users only."""
+
+
+@bp.get("/")
+def panel():
+    """The live panel fragment; it refreshes itself every few seconds."""
+    return render_template("admin/_live_panel.html", live=live_panel_context())
+
+
+def live_panel_context() -> dict:
+    """Per-campaign impressions, clicks and CTR of the last hour, events waiting, the last exports."""
+    ctx = current_app.extensions["runtime"]
+    context = {"enabled": current_app.extensions["settings"].events_enabled, "error": None, "rows": [], "waiting": None,
+               "exports": list(ExportRun.select().order_by(ExportRun.id.desc()).limit(5))}
+    try:
+        counts = recent_counts(ctx, utc_now())
+        context["waiting"] = events_waiting(ctx.redis, ctx.key(STREAM))
+    except RedisError as exc:
+        context["error"] = f"Redis did not answer: {exc}"
+        return context
+    context["rows"] = sorted(
+        ({"campaign": c, "impressions": i, "clicks": k, "ctr": k / i if i else None} for c, (i, k) in counts.items()),
+        key=lambda row: (-row["impressions"], row["campaign"]),
+    )
+    context["totals"] = {"impressions": sum(r["impressions"] for r in context["rows"]),
+                         "clicks": sum(r["clicks"] for r in context["rows"])}
+    return context
+
+
+def events_waiting(redis, stream) -> int:
+    """Events not yet exported: those no exporter has read (the group's lag) plus those read but unacknowledged."""
+    try:
+        groups = redis.xinfo_groups(stream)
+    except RedisError as exc:
+        if "no such key" in str(exc).lower():
+            return 0
+        raise
+    group = next((g for g in groups if g["name"] == GROUP), None)
+    if group is None:
+        return redis.xlen(stream)
+    lag = group.get("lag")
+    return (lag if lag is not None else redis.xlen(stream)) + group["pending"]
