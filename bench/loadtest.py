@@ -157,7 +157,8 @@ def render_section(results) -> str:
         f"- Stack: nginx {results['nginx_version']} ({results['nginx_workers']} workers) → gunicorn "
         f"({results['web_workers']} {results['worker_class']} workers, unix socket) → Redis {results['redis_version']} "
         f"({results['redis_transport']}); database {results['database']}; demo data, {len(results['campaigns'])} campaigns.",
-        f"- Command: `{results['command']}`",
+        f"- Command: `{results['command']}` ({results['duration']} s per run, {results['connections']} connections, "
+        f"{results['threads']} wrk threads{', Redis over a unix socket' if 'unix' in results['redis_transport'] else ''}).",
         f"- wrk: {results['threads']} threads, {results['connections']} connections, {results['duration']} s per run; "
         f"each connection a returning visitor with its own session cookie, every visitor over all campaigns "
         f"(bench/visitors.lua).",

@@ -19,7 +19,7 @@ THREADS="${WRK_THREADS:-2}"
 PORT="${LOADTEST_PORT:-8089}"
 REDIS_PORT="${LOADTEST_REDIS_PORT:-6392}"
 WORK="$RUN_DIR/loadtest"
-COMMAND="scripts/loadtest.sh $*"
+COMMAND="scripts/loadtest.sh${*:+ $*}"
 
 ensure_python_env
 apt_install nginx wrk redis-server
