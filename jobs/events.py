@@ -5,8 +5,8 @@ The web process queues these commands on a pipeline it already sends, so recordi
 costs no round trip of its own.
 """
 
+import functools
 import hashlib
-import hmac
 from datetime import datetime, timezone
 
 STREAM = "events"
@@ -21,7 +21,13 @@ CLICK_TTL = 30 * 86400  # how long a click can still receive a conversion
 
 def visitor_key(secret: str, session_id: str) -> str:
     """A stable pseudonym of a visitor that does not reveal (or let anyone rebuild) the session id."""
-    return hmac.new(secret.encode(), session_id.encode(), hashlib.sha256).hexdigest()[:20]
+    return hashlib.blake2b(session_id.encode(), key=derived_key(secret, b"bs.visitor"), digest_size=10).hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def derived_key(secret: str, purpose: bytes) -> bytes:
+    """A 32-byte key for one purpose (BLAKE2b's key is at most 64 bytes; SECRET_KEY may be longer)."""
+    return hashlib.blake2b(secret.encode(), digest_size=32, person=purpose).digest()
 
 
 def impression_event(now, quarter, campaign_id, banner_id, visitor, data_version, impression_id) -> dict:
@@ -45,13 +51,21 @@ def conversion_event(now, quarter, campaign_id, banner_id, click_id, conversion_
     }
 
 
+_expiry_set = set()  # counter buckets this process has already given a TTL
+
+
 def queue_event(pipe, ctx, event) -> None:
     """Queue XADD of `event` and its live-panel counters on `pipe` (a Redis pipeline)."""
     pipe.xadd(ctx.key(STREAM), event, maxlen=STREAM_MAXLEN, approximate=True)
     if event["type"] in ("impression", "click"):
         bucket = ctx.key(f"live:{event['type']}s:{minute_of(event['ts'])}")
         pipe.hincrby(bucket, event["c"], 1)
-        pipe.expire(bucket, COUNTER_TTL)
+        if bucket not in _expiry_set:
+            # Once per bucket and process is enough: the TTL only has to outlive the panel's hour.
+            if len(_expiry_set) > 64:
+                _expiry_set.clear()
+            _expiry_set.add(bucket)
+            pipe.expire(bucket, COUNTER_TTL)
 
 
 def minute_of(ts: float) -> int:

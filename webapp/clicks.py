@@ -1,15 +1,17 @@
 """Clicks and conversions: signed click links, the click redirect, and the advertisers' conversions API."""
 
 import hashlib
+import hmac
 import logging
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from jobs.events import (
     CLICK_TTL,
+    derived_key,
     FIRST_LIVE_CLICK_ID,
     FIRST_LIVE_CONVERSION_ID,
     click_event,
@@ -25,13 +27,43 @@ bp = Blueprint("clicks", __name__)
 log = logging.getLogger("bannerservice.clicks")
 
 
-def _serializer():
-    return URLSafeTimedSerializer(current_app.secret_key, salt="bannerservice.click")
+def click_token(campaign_id, banner_id, quarter, impression_id, now=None) -> str:
+    """A signed, timestamped token naming one impression; /click/<token> turns it into a click.
+
+    A keyed BLAKE2b MAC over a dotted payload: it is made on every banner view, where
+    itsdangerous' JSON, zlib and HMAC cost several times more.
+    """
+    issued = int(time.time() if now is None else now)
+    payload = f"{campaign_id}.{banner_id}.{quarter}.{impression_id}.{issued}"
+    return f"{payload}.{_mac(payload)}"
 
 
-def click_token(campaign_id, banner_id, quarter, impression_id) -> str:
-    """A signed, timestamped token naming one impression; /click/<token> turns it into a click."""
-    return _serializer().dumps([campaign_id, banner_id, quarter, impression_id])
+def read_click_token(token: str, max_age: int, now=None):
+    """(campaign_id, banner_id, quarter, impression_id) of a valid token; TokenExpired or TokenForged otherwise."""
+    payload, _, mac = token.rpartition(".")
+    if not payload or not hmac.compare_digest(mac, _mac(payload)):
+        raise TokenForged(token)
+    try:
+        campaign_id, banner_id, quarter, impression_id, issued = payload.split(".")
+        values = int(campaign_id), int(banner_id), int(quarter), impression_id
+        issued = int(issued)
+    except ValueError:
+        raise TokenForged(token) from None
+    if (time.time() if now is None else now) - issued > max_age:
+        raise TokenExpired(token)
+    return values
+
+
+class TokenForged(ValueError):
+    """The token was not made by us (or was altered)."""
+
+
+class TokenExpired(ValueError):
+    """The token is ours but older than CLICK_TOKEN_MAX_AGE."""
+
+
+def _mac(payload: str) -> str:
+    return hashlib.blake2b(payload.encode(), key=derived_key(current_app.secret_key, b"bs.click"), digest_size=16).hexdigest()
 
 
 def new_impression_id() -> str:
@@ -48,11 +80,11 @@ def click(token):
     """Record the click of a served banner once, then send the visitor to the banner's landing page."""
     settings = current_app.extensions["settings"]
     try:
-        campaign_id, banner_id, quarter, impression_id = _serializer().loads(token, max_age=settings.click_token_max_age)
-    except SignatureExpired:
+        campaign_id, banner_id, quarter, impression_id = read_click_token(token, settings.click_token_max_age)
+    except TokenExpired:
         log.info("click refused: expired token")
         return redirect(url_for("public.index"))
-    except (BadSignature, ValueError, TypeError):
+    except TokenForged:
         log.warning("click refused: forged or damaged token addr=%s", request.remote_addr)
         return redirect(url_for("public.index"))
     ctx = current_app.extensions["runtime"]
