@@ -70,10 +70,21 @@ flask --app webapp demo-data "$WORK/demo" > "$WORK/demo.log"
 flask --app webapp ingest "$WORK/demo" > "$WORK/ingest.log" 2>&1
 "$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-empty.json"
 
-say "starting gunicorn on $WORK/web.sock"
-gunicorn -c "${GUNICORN_CONF:-gunicorn.conf.py}" --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
-    --error-logfile "$WORK/gunicorn.log" > /dev/null 2>&1 &
-pids+=($!)
+start_gunicorn() {
+    # start_gunicorn EVENTS_ENABLED: the web processes, with live-event recording on (1) or off (0).
+    say "starting gunicorn on $WORK/web.sock (EVENTS_ENABLED=$1)"
+    rm -f "$WORK/web.sock"
+    EVENTS_ENABLED="$1" gunicorn -c "${GUNICORN_CONF:-gunicorn.conf.py}" --bind "unix:$WORK/web.sock" \
+        --pid "$WORK/gunicorn.pid" --error-logfile "$WORK/gunicorn.log" > /dev/null 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do [ -S "$WORK/web.sock" ] && break; sleep 0.1; done
+}
+stop_gunicorn() {
+    local pid; pid="$(cat "$WORK/gunicorn.pid")"
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+start_gunicorn 1
 
 say "starting nginx on 127.0.0.1:$PORT"
 LISTEN="127.0.0.1:$PORT" APP_UPSTREAM="unix:$WORK/web.sock" IMAGE_DIR="$IMAGE_DIR" RUN_DIR="$WORK/nginx" \
@@ -115,6 +126,13 @@ cpu > "$WORK/cpu-1.json"
 say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
 LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
 cpu > "$WORK/cpu-2.json"
+# The same page with live-event recording off, for the cost of recording (issue: within 10%).
+stop_gunicorn
+start_gunicorn 0
+curl -fs -o /dev/null "$BASE/healthz"
+"${WRK[@]}" -d 5s "$BASE/" > /dev/null
+say "/campaigns/<id> with EVENTS_ENABLED=0: $CONNECTIONS connections, $DURATION s"
+"${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-campaign-noevents.txt"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 export LT_WHEN="$(date -u '+%Y-%m-%d %H:%M UTC')" LT_CORES="$(nproc)" LT_COMMAND="$COMMAND"
