@@ -255,6 +255,9 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     try:
         parsed = _parse_quarter(quarter, parts, tracker)
     except FileRejected as exc:
+        for record in all_records:
+            if record.sha256 is None and record.error is None:
+                record.error = "not read: the quarter was rejected"
         _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
         log.warning("run=%s quarter=%s rejected: %s", run.id, quarter, exc)

@@ -158,17 +158,23 @@ def bootstrap_admin_command():
 
 def format_run_summary(run) -> str:
     """The per-file table the CLI prints after a run."""
-    lines = [f"Ingest run #{run.id}: {run.status}" + (f" - {run.error}" if run.error else "")]
-    header = f"{'file':<22}{'read':>9}{'loaded':>9}{'dupl':>7}{'confl':>7}{'reject':>8}{'orphan':>8}  note"
-    lines.append(header)
-    for f in IngestFile.select().where(IngestFile.run == run).order_by(IngestFile.quarter.asc(nulls="last"), IngestFile.id):
-        name = f"{f.quarter}/{f.name}" if f.quarter else f.name
+    files = list(
+        IngestFile.select().where(IngestFile.run == run).order_by(IngestFile.quarter.asc(nulls="last"), IngestFile.id)
+    )
+    names = [f"{f.quarter}/{f.name}" if f.quarter and not f.name.startswith("live/") else f.name for f in files]
+    width = max([len(name) for name in names] + [20]) + 2
+    lines = [
+        f"Ingest run #{run.id}: {run.status}" + (f" - {run.error}" if run.error else ""),
+        f"{'file':<{width}}{'read':>9}{'loaded':>9}{'dupl':>7}{'confl':>7}{'reject':>8}{'orphan':>8}  note",
+    ]
+    for name, f in zip(names, files):
         note = "unchanged" if f.unchanged else (f.error or "")
         lines.append(
-            f"{name:<22}{f.rows_read:>9}{f.loaded:>9}{f.duplicates:>7}{f.conflicts:>7}{f.rejected:>8}{f.orphans:>8}  {note}"
+            f"{name:<{width}}{f.rows_read:>9}{f.loaded:>9}{f.duplicates:>7}{f.conflicts:>7}{f.rejected:>8}{f.orphans:>8}  {note}"
         )
-        for line, reason in f.sample_list[:5]:
-            lines.append(f"{'':<24}line {line}: {reason}")
+        for where, reason in f.sample_list[:5]:
+            where = f"line {where}" if isinstance(where, int) else where  # images name their file
+            lines.append(f"{'':<{width + 2}}{where}: {reason}")
     return "\n".join(lines)
 
 
