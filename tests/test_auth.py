@@ -235,3 +235,22 @@ def test_bootstrap_admin_does_nothing_when_an_admin_exists(runner, users):
     result = runner.invoke(args=["bootstrap-admin"])
     assert result.exit_code == 0 and result.output == ""
     assert User.get_or_none(User.username == "admin") is None
+
+
+@pytest.mark.parametrize("target", ["/%09/evil.example", "/%0a/evil.example", "/%0d%0a/evil.example", "//evil.example"])
+def test_login_next_with_control_characters_never_leaves_the_site(client, users, target):
+    assert client.get(f"/login?next={target}").status_code == 200
+    token = csrf_of(client, f"/login?next={target}")
+    response = client.post(f"/login?next={target}", data={"username": "ada", "password": PASSWORDS["ada"], "csrf_token": token})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert not location.startswith("//") and "evil.example" not in location
+    # Signed in already: the login page itself sends the user on, and still not off-site.
+    again = client.get(f"/login?next={target}")
+    assert again.status_code == 302 and "evil.example" not in again.headers["Location"]
+
+
+def test_csrf_token_with_non_ascii_text_is_refused_not_a_500(client, users):
+    login(client, "ada")
+    assert client.post("/logout", data={"csrf_token": "é"}).status_code == 400
+    assert client.post("/logout", headers={"X-CSRFToken": "é"}).status_code == 400

@@ -210,7 +210,7 @@ def test_click_without_landing_url_goes_to_the_default(app, client, token_for):
     assert response.status_code == 302 and response.headers["Location"] == "/"
 
 
-@pytest.mark.parametrize("token", ["garbage", "WzcsMTAxLDIsImltcCJd.fake.sig"])
+@pytest.mark.parametrize("token", ["garbage", "WzcsMTAxLDIsImltcCJd.fake.sig", "abc.%C3%A9", "7.101.2.x.9.%00"])
 def test_click_forged_token_records_nothing_and_lands_on_the_site(client, token):
     response = client.get(f"/click/{token}?next=https://evil.example/")
     assert response.status_code == 302 and response.headers["Location"] == "/"

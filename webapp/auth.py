@@ -11,6 +11,7 @@ from flask import (
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import User, has_admin, user_by_name
+from webapp.urls import is_local_path
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("bannerservice.auth")
@@ -77,7 +78,8 @@ def load_user_and_check_csrf():
     if request.method in UNSAFE_METHODS and not request.path.startswith("/api/"):
         sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
         expected = session.get(CSRF_FIELD) or ""
-        if not expected or not hmac.compare_digest(sent, expected):
+        # Bytes: compare_digest refuses non-ASCII str, and a forged token must be a 400, not a 500.
+        if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
             log.warning("csrf rejected path=%s addr=%s", request.path, request.remote_addr)
             abort(400, "The form was stale or not sent by this site (CSRF token missing or wrong). Reload the page and try again.")
 
@@ -156,9 +158,7 @@ def _start_session(user):
 
 def _safe_next(target):
     """Only paths on this site, never another host (an open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    return target if is_local_path(target) else None
 
 
 class _Throttle:

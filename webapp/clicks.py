@@ -5,7 +5,6 @@ import hmac
 import logging
 import secrets
 import time
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
 
@@ -22,6 +21,7 @@ from jobs.events import (
 from jobs.parsing import RowRejected, parse_id, parse_revenue
 from models import ApiKey, Banner
 from webapp.clock import utc_now
+from webapp.urls import is_safe_landing_url
 
 bp = Blueprint("clicks", __name__)
 log = logging.getLogger("bannerservice.clicks")
@@ -41,7 +41,7 @@ def click_token(campaign_id, banner_id, quarter, impression_id, now=None) -> str
 def read_click_token(token: str, max_age: int, now=None):
     """(campaign_id, banner_id, quarter, impression_id) of a valid token; TokenExpired or TokenForged otherwise."""
     payload, _, mac = token.rpartition(".")
-    if not payload or not hmac.compare_digest(mac, _mac(payload)):
+    if not payload or not hmac.compare_digest(mac.encode(), _mac(payload).encode()):
         raise TokenForged(token)
     try:
         campaign_id, banner_id, quarter, impression_id, issued = payload.split(".")
@@ -107,14 +107,6 @@ def landing_url(banner_id, default) -> str:
     banner = Banner.get_or_none(Banner.id == banner_id)
     url = banner.landing_url if banner and banner.landing_url else default
     return url if is_safe_landing_url(url) else "/"
-
-
-def is_safe_landing_url(url: str) -> bool:
-    """An absolute http(s) URL, or a path on this site (not //host, which browsers read as a host)."""
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        return bool(parts.netloc)
-    return not parts.scheme and not parts.netloc and url.startswith("/") and not url.startswith("//") and "\\" not in url
 
 
 @bp.post("/api/conversions")

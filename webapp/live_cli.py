@@ -52,7 +52,7 @@ def banners_command():
 @click.argument("url")
 def banners_set_landing_command(banner_id, url):
     """Send clicks on BANNER_ID to URL (an absolute http(s) URL or a path on this site)."""
-    from webapp.clicks import is_safe_landing_url
+    from webapp.urls import is_safe_landing_url
 
     if not is_safe_landing_url(url):
         raise click.BadParameter("use an absolute http(s) URL or a path starting with /", param_hint="URL")

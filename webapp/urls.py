@@ -1,0 +1,27 @@
+"""Which redirect targets are safe: the one check behind the login's `next` and the click landing URLs."""
+
+from urllib.parse import urlsplit
+
+
+def is_local_path(url) -> bool:
+    """A path on this site: no scheme, no host, nothing a browser could read as another host.
+
+    Control characters and whitespace are refused outright: browsers and Werkzeug drop some of them
+    (`/\\t/evil.example` becomes `//evil.example`), and a header cannot carry others.
+    """
+    if not isinstance(url, str) or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return False
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return False
+    parts = urlsplit(url)
+    return not parts.scheme and not parts.netloc
+
+
+def is_safe_landing_url(url) -> bool:
+    """An absolute http(s) URL with a host, or a path on this site."""
+    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return False
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return bool(parts.netloc) and "\\" not in url
+    return is_local_path(url)
