@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 MAX_ID = 2**63 - 1  # ids are stored in signed 64-bit columns
 SAMPLE_SIZE = 20
+KNOWN_LINES_MAX = 100_000
 
 HEADERS = {
     "impressions": ("banner_id", "campaign_id"),
@@ -68,6 +69,8 @@ def parse_impressions(lines, counts=None):
         report.rows_read += 1
         key = known.get(raw)
         if key is None:
+            if len(known) >= KNOWN_LINES_MAX:
+                known.clear()  # a file of mostly distinct lines must not grow the cache without bound
             try:
                 banner_id, campaign_id = _fields(raw, 2)
                 key = (parse_id(campaign_id, "campaign_id"), parse_id(banner_id, "banner_id"))
@@ -114,6 +117,7 @@ def parse_conversions(lines, click_ids, conversions=None):
     """
     report = FileReport("conversions.csv")
     conversions = {} if conversions is None else conversions
+    orphans = {}
     for lineno, raw in _data_lines(lines, "conversions"):
         report.rows_read += 1
         try:
@@ -123,13 +127,14 @@ def parse_conversions(lines, click_ids, conversions=None):
         except RowRejected as exc:
             report.reject(lineno, str(exc))
             continue
-        first = conversions.setdefault(conversion_id, value)
-        if first is not value:
+        first = conversions.get(conversion_id) or orphans.get(conversion_id)
+        if first is not None:
             _count_repeat(report, lineno, f"conversion_id {conversion_id}", first, value)
         elif value[0] not in click_ids:
-            del conversions[conversion_id]
+            orphans[conversion_id] = value  # kept aside, so a repeat of it is a duplicate or a conflict
             report.orphans += 1
         else:
+            conversions[conversion_id] = value
             report.loaded += 1
     return conversions, report
 
@@ -138,6 +143,8 @@ def parse_id(text: str, name: str) -> int:
     """A positive integer id that fits in 64 signed bits."""
     if not (text.isascii() and text.isdigit()):
         raise RowRejected(f"{name} {text!r} is not a positive integer")
+    if len(text.lstrip("0")) > len(str(MAX_ID)):  # before int(): Python refuses over 4300 digits
+        raise RowRejected(f"{name} {text[:30]}{'...' if len(text) > 30 else ''} is beyond 64 bits")
     value = int(text)
     if value == 0:
         raise RowRejected(f"{name} is 0; ids are positive")
@@ -178,7 +185,7 @@ def _data_lines(lines, kind):
         header_text = header.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise FileRejected("header is not UTF-8 text") from None
-    names = tuple(name.strip() for name in header_text.strip().split(","))
+    names = tuple(name.strip() for name in next(csv.reader([header_text.strip()]), []))
     if names != HEADERS[kind]:
         raise FileRejected(f"header {header_text.strip()!r} does not match {','.join(HEADERS[kind])!r}")
     for lineno, raw in enumerate(lines, start=2):

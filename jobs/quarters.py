@@ -3,7 +3,7 @@
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_PREC, Decimal, localcontext
 
 from selection import BannerStats, Plan, select_banners
 
@@ -24,6 +24,13 @@ def build_quarter(quarter: int, impressions, clicks, conversions, seed: str = ""
     The random fill is seeded by the quarter, the campaign and its pool (and `seed`), so the same
     data gives the same plans however its files are written.
     """
+    with localcontext() as exact:
+        # Sums only (no division), so the largest precision costs nothing but keeps every sum exact.
+        exact.prec = MAX_PREC
+        return _build_quarter(quarter, impressions, clicks, conversions, seed)
+
+
+def _build_quarter(quarter, impressions, clicks, conversions, seed) -> QuarterData:
     totals = defaultdict(lambda: [0, 0, 0, Decimal(0)])
     for key, count in impressions.items():
         totals[key][0] += count

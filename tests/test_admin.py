@@ -404,3 +404,12 @@ def test_run_ingest_goes_from_queued_to_succeeded_with_a_real_worker(admin, work
     assert "manual by ada" in rows
     assert table_rows(html(admin.get("/admin/campaigns?quarter=1")))  # the data arrived
 
+
+
+@pytest.mark.parametrize("path", ["/admin/campaigns?campaign=99999999999999999999", "/admin/campaigns.csv?campaign=99999999999999999999"])
+def test_campaign_filter_beyond_64_bits_is_ignored_not_a_500(manager, loaded, path):
+    assert manager.get(path).status_code == 200
+
+
+def test_campaign_page_beyond_64_bits_is_404_not_500(manager, loaded):
+    assert manager.get("/admin/campaigns/99999999999999999999").status_code == 404

@@ -169,3 +169,35 @@ def test_parse_clicks_every_row_is_accounted_for(raw_rows):
     assert report.rows_read == len(raw_rows)
     assert report.loaded + report.duplicates + report.conflicts + report.rejected == report.rows_read
     assert report.loaded == len(clicks)
+
+
+def test_parse_conversions_repeat_of_an_orphan_is_a_duplicate_or_conflict_not_a_new_row():
+    text = "conversion_id,click_id,revenue\n1,99,5\n1,7,3\n2,98,1\n2,98,1\n"
+    conversions, report = parse_conversions(lines(text), {7})
+    assert conversions == {}
+    assert (report.loaded, report.orphans, report.conflicts, report.duplicates) == (0, 2, 1, 1)
+
+
+def test_parse_id_with_thousands_of_digits_is_one_rejected_row():
+    clicks, report = parse_clicks(lines("click_id,banner_id,campaign_id\n" + "9" * 5000 + ",1,1\n2,1,1\n"))
+    assert clicks == {2: (1, 1)} and report.rejected == 1 and "beyond 64 bits" in report.rejects[0][1]
+
+
+def test_parse_id_leading_zeros_do_not_count_against_the_64_bits():
+    counts, report = parse_impressions(lines("banner_id,campaign_id\n" + "0" * 30 + "7,1\n"))
+    assert counts == {(1, 7): 1} and report.rejected == 0
+
+
+def test_parse_quoted_header_is_accepted():
+    counts, _ = parse_impressions(lines('"banner_id","campaign_id"\n10,1\n'))
+    assert counts == {(1, 10): 1}
+
+
+def test_parse_impressions_of_distinct_lines_keep_a_bounded_cache():
+    def generate():
+        yield b"banner_id,campaign_id\n"
+        for i in range(250_000):
+            yield f"{i + 1},1\n".encode()
+
+    counts, report = parse_impressions(generate())
+    assert report.loaded == 250_000 and len(counts) == 250_000

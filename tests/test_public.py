@@ -169,3 +169,8 @@ def test_plan_cache_loads_from_the_database_when_redis_is_down(loaded):
     with loaded.app_context():
         snapshot = cache.snapshot()
     assert snapshot.version > 0 and (1, 1) in snapshot.plans
+
+
+def test_campaign_page_id_of_thousands_of_digits_is_404_not_500(client, loaded):
+    response = client.get("/campaigns/" + "9" * 5000)
+    assert response.status_code == 404 and "There is no campaign" in response.get_data(as_text=True)

@@ -10,6 +10,7 @@ from redis import RedisError
 
 import selection
 from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
+from jobs.parsing import MAX_ID
 from models import (
     CAMPAIGN_STAT_COLUMNS, CampaignStat, ExportRun, IngestRun, banner_stats_of_campaign, banners_by_id,
     campaign_stat_totals, campaign_stats, files_behind_served_data, files_of_runs, get_data_version,
@@ -92,10 +93,12 @@ class StatsView:
     @classmethod
     def from_args(cls, args):
         quarter = args.get("quarter", type=int)
+        campaign = args.get("campaign", type=int)
         sort = args.get("sort", "campaign")
         return cls(
             quarter=quarter if quarter in QUARTERS else None,
-            campaign=args.get("campaign", type=int),
+            # Outside the ids' 64-bit range no campaign can match, and the database would overflow.
+            campaign=campaign if campaign is None or 0 < campaign <= MAX_ID else None,
             sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
             descending=args.get("dir") == "desc",
             page=max(1, args.get("page", 1, type=int)),
@@ -177,6 +180,8 @@ def _number(value) -> str:
 @bp.get("/campaigns/<int:campaign_id>")
 def campaign(campaign_id):
     """One campaign: per quarter its plan in rank order, each banner's revenue and clicks, and the rule."""
+    if campaign_id > MAX_ID:
+        abort(404, f"There is no campaign {campaign_id}.")
     plans = plans_of_campaign(campaign_id)
     stats = {s.quarter: s for s in CampaignStat.select().where(CampaignStat.campaign_id == campaign_id)}
     if not plans and not stats:

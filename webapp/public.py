@@ -32,6 +32,8 @@ def campaign(campaign_id):
     """One banner: the next of this visitor's rotation over the campaign's current set."""
     if not (campaign_id.isascii() and campaign_id.isdigit()):
         abort(404, f"Campaign id {campaign_id!r} is not a number.")
+    if len(campaign_id.lstrip("0")) > 19:  # beyond any 64-bit id (and before int() has to read it)
+        abort(404, f"There is no campaign {campaign_id[:30]}.")
     cid = int(campaign_id)
     snapshot = current_app.extensions["plans"].snapshot()
     now = utc_now()
