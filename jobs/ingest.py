@@ -32,6 +32,7 @@ from models import (
     Plan,
     active_run,
     bump_data_version,
+    get_data_version,
     db,
     utcnow,
 )
@@ -41,6 +42,10 @@ log = logging.getLogger("bannerservice.ingest")
 QUARTERS = (1, 2, 3, 4)
 CSV_NAMES = ("impressions.csv", "clicks.csv", "conversions.csv")
 BATCH = 5000
+
+
+class LockLost(Exception):
+    """The run's lock expired and another run took it: this one must stop writing."""
 
 
 class IngestBusy(Exception):
@@ -69,7 +74,13 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
         run = _start_locked_run(ctx, source, trigger, user)
     else:
         run = IngestRun.get_by_id(run_id)
-        runtime.hold_lock(ctx, run.id)
+        if not runtime.hold_lock(ctx, run.id):
+            # It waited in the queue past the lock's expiry and another run has the lock now.
+            run.status, run.finished_at = IngestRun.ABANDONED, utcnow()
+            run.error = "another ingest took the lock while this run waited in the queue; nothing was loaded"
+            run.save()
+            log.warning("run=%s abandoned before it started: lock held by %s", run.id, runtime.lock_holder(ctx))
+            return run.id
     run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
     run.save()
     tracker = _Progress(ctx, run, on_progress)
@@ -86,6 +97,7 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
         run.progress, run.stage = 1.0, "done"
         run.save()
         runtime.release_lock(ctx, run.id)
+        _publish_version(ctx)  # again, in case a publish after a quarter was lost
     log.info("run=%s end status=%s error=%s", run.id, run.status, run.error)
     return run.id
 
@@ -146,11 +158,11 @@ def reap_abandoned_runs(ctx=None) -> int:
 
 
 def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
+    # Before taking the lock: afterwards it says "pending", and runs whose worker died would look alive.
+    reap_abandoned_runs(ctx)
     if not runtime.acquire_lock(ctx):
-        reap_abandoned_runs(ctx)
         raise IngestBusy(active_run())
     try:
-        reap_abandoned_runs(ctx)
         run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status)
     except Exception:
         runtime.release_lock(ctx, None)
@@ -262,7 +274,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
         log.warning("run=%s quarter=%s rejected: %s", run.id, quarter, exc)
         return
-    except SourceError:
+    except (SourceError, LockLost):
         raise
     except Exception as exc:
         _save_records(all_records)
@@ -294,7 +306,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         log.exception("run=%s quarter=%s store failed", run.id, quarter)
         _save_records(all_records)
         return
-    runtime.publish_data_version(ctx, version)
+    _publish_version(ctx, version)
     outcome.had_rejects |= any(r.rejected for r in all_records)
     log.info(
         "run=%s quarter=%s loaded campaigns=%s data_version=%s live_files=%s %s",
@@ -438,7 +450,7 @@ def _ingest_images(ctx, run, source, images, tracker, outcome):
     if record.loaded:
         with db.atomic():
             version = bump_data_version()
-        runtime.publish_data_version(ctx, version)
+        _publish_version(ctx, version)
     outcome.had_rejects |= record.rejected > 0
     log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
              run.id, len(images), record.loaded, unchanged, record.rejected)
@@ -489,6 +501,14 @@ def _sha256_bytes(data):
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def _publish_version(ctx, version=None):
+    """Tell the web processes the data version; a Redis failure here must not fail the load itself."""
+    try:
+        runtime.publish_data_version(ctx, version if version is not None else get_data_version())
+    except Exception:
+        log.warning("could not publish the data version to Redis; web processes will see it later", exc_info=True)
 
 
 def _describe_error(exc) -> str:
@@ -558,7 +578,8 @@ class _Progress:
         self._last = time.monotonic()
         fraction = min(1.0, self.done / self.total) if self.total else 0.0
         IngestRun.update(progress=fraction, stage=self._text).where(IngestRun.id == self.run.id).execute()
-        runtime.hold_lock(self.ctx, self.run.id)  # the heartbeat: a live run keeps its lock
+        if not runtime.hold_lock(self.ctx, self.run.id):  # the heartbeat: a live run keeps its lock
+            raise LockLost(f"run {self.run.id} lost the ingest lock to {runtime.lock_holder(self.ctx)}; it stopped")
         if self.job is not None:
             self.job.meta["progress"] = {"fraction": fraction, "stage": self._text}
             self.job.save_meta()

@@ -174,3 +174,38 @@ def test_plan_cache_loads_from_the_database_when_redis_is_down(loaded):
 def test_campaign_page_id_of_thousands_of_digits_is_404_not_500(client, loaded):
     response = client.get("/campaigns/" + "9" * 5000)
     assert response.status_code == 404 and "There is no campaign" in response.get_data(as_text=True)
+
+
+def test_plan_cache_keeps_serving_when_a_reload_fails(loaded, monkeypatch):
+    from webapp import serving
+
+    cache = loaded.extensions["plans"]
+    with loaded.app_context():
+        before = cache.snapshot()
+
+        def broken():
+            raise RuntimeError("database is locked")
+
+        monkeypatch.setattr(serving, "load_serving_plans", broken)
+        cache._snapshot = serving.Snapshot(before.version - 1, before.plans, before.campaigns)  # as if data moved
+        cache.invalidate()
+        assert cache.snapshot().plans == before.plans
+    assert loaded.test_client().get("/campaigns/1").status_code == 200
+
+
+def test_plan_cache_picks_up_a_version_whose_publish_to_redis_was_lost(loaded):
+    from jobs import runtime
+    from models import bump_data_version, db
+    from webapp.serving import PlanCache
+
+    ctx = runtime.context()
+    now = [0.0]
+    cache = PlanCache(ctx.redis, ctx.key("data_version"), refresh_seconds=1.0, clock=lambda: now[0])
+    with loaded.app_context():
+        first = cache.snapshot().version
+        with db.atomic():
+            bump_data_version()  # committed, but Redis never heard of it
+        now[0] += 1.5
+        assert cache.snapshot().version == first
+        now[0] += PlanCache.DATABASE_CHECK_SECONDS
+        assert cache.snapshot().version == first + 1

@@ -228,3 +228,50 @@ def test_worker_serving_under_ingest_gets_only_200s_from_the_old_or_the_new_set(
     switch = next(i for i, b in enumerate(served) if b in new_set)
     assert all(b in old_set for b in served[:switch]) and all(b in new_set for b in served[switch:])
     assert all(a != b for a, b in zip(served, served[1:]))
+
+
+def test_worker_queued_run_whose_lock_was_taken_meanwhile_loads_nothing(app, source):
+    with app.app_context():
+        run = request_ingest(str(source), trigger="manual")
+        ctx = runtime.context()
+        ctx.redis.set(ctx.key("ingest:lock"), "999")  # the lock expired and run 999 took it
+        from jobs.ingest import run_ingest
+
+        run_ingest(str(source), trigger="manual", run_id=run.id)
+        run = refreshed(run.id)
+        assert run.status == IngestRun.ABANDONED and "took the lock" in run.error
+        assert Plan.select().count() == 0 and runtime.lock_holder(ctx) == "999"
+
+
+def test_worker_run_that_loses_its_lock_mid_run_stops_and_applies_nothing_more(app, tmp_path):
+    from jobs import ingest as ingest_module
+
+    source = write_source(tmp_path / "src", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    big_impressions(source / "2" / "impressions.csv", 20, [(1, 30 + i) for i in range(10)])
+    ctx = runtime.context()
+    stolen = threading.Event()
+
+    def steal():
+        with app.app_context():
+            wait_for(lambda: any("quarter 2: reading" in (r.stage or "") for r in IngestRun.select()), timeout=60, interval=0.01)
+        ctx.redis.set(ctx.key("ingest:lock"), "777")
+        stolen.set()
+
+    thief = threading.Thread(target=steal)
+    thief.start()
+    with app.app_context():
+        run = refreshed(ingest_module.run_ingest(str(source), trigger="cli"))
+        thief.join()
+        assert stolen.is_set()
+        assert run.status == IngestRun.FAILED and "lost the ingest lock" in run.error
+        assert {p.quarter for p in Plan.select()} == {1}
+
+
+def test_worker_new_run_marks_runs_of_dead_workers_abandoned_first(app, source):
+    with app.app_context():
+        dead = IngestRun.create(trigger="manual", source=str(source), status=IngestRun.RUNNING)
+        from jobs.ingest import run_ingest
+
+        run = refreshed(run_ingest(str(source), trigger="cli"))
+        assert run.status == IngestRun.SUCCEEDED
+        assert refreshed(dead.id).status == IngestRun.ABANDONED

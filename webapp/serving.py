@@ -29,12 +29,15 @@ class PlanCache:
     one thread reloads while the others keep serving the previous snapshot.
     """
 
+    DATABASE_CHECK_SECONDS = 60.0
+
     def __init__(self, redis, version_key, refresh_seconds=1.0, clock=time.monotonic):
         self.redis, self.version_key = redis, version_key
         self.refresh_seconds, self.clock = refresh_seconds, clock
         self._snapshot = Snapshot(version=-1)
         self._checked_at = float("-inf")
         self._reload_lock = threading.Lock()
+        self._database_checked_at = float("-inf")
 
     def snapshot(self) -> Snapshot:
         if self.clock() - self._checked_at >= self.refresh_seconds:
@@ -51,13 +54,24 @@ class PlanCache:
         self._checked_at = float("-inf")
 
     def _refresh(self):
-        version = self._published_version()
-        if version != self._snapshot.version:
-            self._snapshot = self._load()
-            log.info("plans reloaded: data version %s, %s plans", self._snapshot.version, len(self._snapshot.plans))
+        try:
+            version = self._published_version()
+            if version != self._snapshot.version:
+                self._snapshot = self._load()
+                log.info("plans reloaded: data version %s, %s plans", self._snapshot.version, len(self._snapshot.plans))
+        except Exception:
+            if self._snapshot.version < 0:
+                raise  # nothing to serve yet: the request fails and the next one tries again
+            # Keep serving the plans we have; try again after the refresh interval, not on every request.
+            log.exception("plans could not be reloaded; serving data version %s still", self._snapshot.version)
         self._checked_at = self.clock()
 
     def _published_version(self):
+        now = self.clock()
+        if now - self._database_checked_at >= self.DATABASE_CHECK_SECONDS:
+            # Once a minute, the database itself: a version whose publish to Redis was lost still arrives.
+            self._database_checked_at = now
+            return get_data_version()
         try:
             value = self.redis.get(self.version_key)
         except Exception:  # Redis down: ask the database, once per refresh interval
