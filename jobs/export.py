@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import socket
+import time
+import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 
@@ -28,46 +30,76 @@ HEADERS = {
 }
 MANIFEST = "_manifest.json"
 READ_COUNT = 10_000
-LOCK_SECONDS = 120  # an export takes seconds; a killed one must not block the next for long
+LOCK_SECONDS = 120  # renewed per chunk; a killed export must not block the next for long
 
 
 class ExportBusy(Exception):
     """Another export holds the lock."""
 
 
-def export_events(max_entries=500_000, crash_after_write=False):
+def export_events(time_budget=240.0, crash_after_write=False):
     """Write the stream's unexported events to CSV batches, then acknowledge them (RQ job).
 
-    Returns the ExportRun id. `crash_after_write` stops right before acknowledging, as a
-    worker killed at that moment would; tests use it.
+    Works in chunks of READ_COUNT entries (write, acknowledge, renew the lock), first the
+    entries a dead exporter left unacknowledged, then new ones, until the stream is drained
+    or `time_budget` seconds have passed. Returns the ExportRun id. `crash_after_write`
+    stops after the first write, before its acknowledgement, as a killed worker would; tests use it.
     """
     ctx = runtime.context()
-    lock = ctx.key("export:lock")
-    if not ctx.redis.set(lock, "1", nx=True, ex=LOCK_SECONDS):
-        raise ExportBusy("an export is already running")
+    lock = _ExportLock(ctx)
+    _reap_dead_exports()  # we hold the lock: an export still marked running has died
     run = ExportRun.create(status="running")
+    written, total, started = set(), 0, time.monotonic()
     try:
         sink = open_sink(_live_root(ctx.settings), ctx.settings.s3_endpoint_url, ctx.settings.s3_max_attempts)
         stream = ctx.key(STREAM)
         _ensure_group(ctx.redis, stream)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
-        entries = _claim_abandoned(ctx.redis, stream, consumer) + _read_new(ctx.redis, stream, consumer, max_entries)
-        written = write_batches(sink, entries)
-        if crash_after_write:
-            raise SystemExit("stopping before the acknowledgement, as asked")
-        for start in range(0, len(entries), READ_COUNT):
-            ctx.redis.xack(stream, GROUP, *[entry_id for entry_id, _ in entries[start:start + READ_COUNT]])
-        run.status, run.events, run.files = "succeeded", len(entries), json.dumps(sorted(written))
-        log.info("export=%s events=%s folders=%s", run.id, len(entries), len(written))
+        for entries in _chunks(ctx.redis, stream, consumer):
+            written.update(write_batches(sink, entries))
+            if crash_after_write:
+                raise SystemExit("stopping before the acknowledgement, as asked")
+            ctx.redis.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+            total += len(entries)
+            lock.renew()
+            if time.monotonic() - started > time_budget:
+                break
+        run.status = "succeeded"
+        log.info("export=%s events=%s folders=%s", run.id, total, len(written))
     except BaseException as exc:
         run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
         log.exception("export=%s failed", run.id)
         raise
     finally:
-        run.finished_at = utcnow()
+        run.events, run.files, run.finished_at = total, json.dumps(sorted(written)), utcnow()
         run.save()
-        ctx.redis.delete(lock)
+        lock.release()
     return run.id
+
+
+class _ExportLock:
+    """The one-exporter-at-a-time lock: a token of our own, renewed per chunk, released only if still ours."""
+
+    _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+    def __init__(self, ctx):
+        self.redis, self.key, self.token = ctx.redis, ctx.key("export:lock"), uuid.uuid4().hex
+        if not self.redis.set(self.key, self.token, nx=True, ex=LOCK_SECONDS):
+            raise ExportBusy("an export is already running")
+
+    def renew(self):
+        if not self.redis.eval(self._RENEW, 1, self.key, self.token, LOCK_SECONDS):
+            raise ExportBusy("this export lost its lock to another; it stopped before writing more")
+
+    def release(self):
+        self.redis.eval(self._RELEASE, 1, self.key, self.token)
+
+
+def _reap_dead_exports():
+    ExportRun.update(status="failed", error="the exporter stopped before it finished", finished_at=utcnow()).where(
+        ExportRun.status == "running"
+    ).execute()
 
 
 def scheduled_export():
@@ -94,24 +126,24 @@ def _ensure_group(redis, stream):
             raise
 
 
-def _claim_abandoned(redis, stream, consumer):
-    """Entries delivered to an earlier exporter that never acknowledged them (we hold the lock, so it is gone)."""
-    claimed, cursor = [], "0-0"
-    while True:
+def _chunks(redis, stream, consumer):
+    """Lists of (entry id, fields): first what a dead exporter left unacknowledged, then new entries.
+
+    The caller acknowledges each list before asking for the next.
+    """
+    cursor = "0-0"
+    while True:  # we hold the lock, so every pending entry belongs to an exporter that is gone
         cursor, entries, *_ = redis.xautoclaim(stream, GROUP, consumer, min_idle_time=0, start_id=cursor, count=READ_COUNT)
-        claimed += [(entry_id, fields) for entry_id, fields in entries if fields]
+        live = [(entry_id, fields) for entry_id, fields in entries if fields]  # trimmed entries come back empty
+        if live:
+            yield sorted(live, key=lambda e: entry_key(e[0]))
         if cursor in ("0-0", b"0-0"):
-            return sorted(claimed, key=lambda e: entry_key(e[0]))
-
-
-def _read_new(redis, stream, consumer, limit):
-    entries = []
-    while len(entries) < limit:
-        reply = redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=min(READ_COUNT, limit - len(entries)))
-        if not reply:
             break
-        entries += reply[0][1]
-    return entries
+    while True:
+        reply = redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=READ_COUNT)
+        if not reply or not reply[0][1]:
+            return
+        yield reply[0][1]
 
 
 def entry_key(entry_id) -> tuple[int, int]:

@@ -1,21 +1,25 @@
 """The recurring jobs, registered with rq-scheduler under fixed ids."""
 
+import re
+
 from jobs.export import scheduled_export
 from jobs.ingest import scheduled_ingest
 
-# Fixed ids: registering again replaces the entry, so restarts never stack up schedules.
-INGEST_SCHEDULE_ID = "bannerservice-scheduled-ingest"
-EXPORT_SCHEDULE_ID = "bannerservice-scheduled-export"
+
+def schedule_id(settings, what: str) -> str:
+    """A fixed id per deployment (its queue name) and job: registering again replaces the entry,
+    so restarts never stack up schedules, and deployments sharing a Redis keep their own."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{settings.queue_name}-scheduled-{what}")
 
 
 def register_schedules(scheduler, settings):
     """(Re)register the scheduled ingest, and the live export when events are on; returns the ingest's job."""
-    scheduler.cancel(EXPORT_SCHEDULE_ID)
+    scheduler.cancel(schedule_id(settings, "export"))
     if settings.events_enabled:
-        _register(scheduler, settings, EXPORT_SCHEDULE_ID, settings.export_cron, scheduled_export,
+        _register(scheduler, settings, schedule_id(settings, "export"), settings.export_cron, scheduled_export,
                   f"export live events on cron {settings.export_cron!r}")
-    scheduler.cancel(INGEST_SCHEDULE_ID)
-    return _register(scheduler, settings, INGEST_SCHEDULE_ID, settings.ingest_cron, scheduled_ingest,
+    scheduler.cancel(schedule_id(settings, "ingest"))
+    return _register(scheduler, settings, schedule_id(settings, "ingest"), settings.ingest_cron, scheduled_ingest,
                      f"ingest {settings.ingest_source or '(INGEST_SOURCE)'} on cron {settings.ingest_cron!r}")
 
 

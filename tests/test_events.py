@@ -379,3 +379,66 @@ def test_live_panel_counts_come_from_the_served_views(serving):
         client.get("/campaigns/1")
     assert recent_counts(runtime.context(), NOW + timedelta(minutes=5)) == {1: [4, 0]}
     assert recent_counts(runtime.context(), NOW + timedelta(minutes=61)) == {}
+
+
+def test_export_drains_the_stream_in_chunks_and_acknowledges_each(live_app, monkeypatch):
+    from jobs import export
+
+    monkeypatch.setattr(export, "READ_COUNT", 7)
+    add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(50)])
+    with live_app.app_context():
+        run = ExportRun.get_by_id(export_events())
+    assert run.events == 50
+    rows = read_csv(live_app.live_root / "live" / "2026-11-27" / "10" / "2" / "impressions.csv")
+    assert rows[1:] == [f"{100 + i},7" for i in range(50)]
+    ctx = runtime.context()
+    assert ctx.redis.xpending(ctx.key(STREAM), GROUP)["pending"] == 0
+
+
+def test_export_that_loses_its_lock_stops_before_writing_more(live_app, monkeypatch):
+    from jobs import export
+
+    monkeypatch.setattr(export, "READ_COUNT", 5)
+    add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(20)])
+    ctx = runtime.context()
+    real_xack = ctx.redis.xack
+
+    def xack_then_lose_the_lock(*args):
+        ctx.redis.set(ctx.key("export:lock"), "someone-else")
+        return real_xack(*args)
+
+    monkeypatch.setattr(ctx.redis, "xack", xack_then_lose_the_lock)
+    with live_app.app_context(), pytest.raises(export.ExportBusy):
+        export_events()
+    assert ctx.redis.get(ctx.key("export:lock")) == "someone-else"  # not deleted: it is not ours
+    rows = read_csv(live_app.live_root / "live" / "2026-11-27" / "10" / "2" / "impressions.csv")
+    assert len(rows) == 1 + 5
+    with live_app.app_context():
+        assert ExportRun.select().order_by(ExportRun.id.desc()).get().status == "failed"
+
+
+def test_export_marks_an_export_that_died_running_as_failed(live_app):
+    with live_app.app_context():
+        dead = ExportRun.create(status="running")
+        export_events()
+        dead = ExportRun.get_by_id(dead.id)
+    assert dead.status == "failed" and "stopped before it finished" in dead.error
+
+
+def test_conversions_api_retry_with_the_same_idempotency_key_records_once(client, token_for, api_key):
+    click_id = live_click(client, token_for, impression="idem")
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "order-42"}
+    first = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    again = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json["duplicate"] is True and again.json["conversion_id"] == first.json["conversion_id"]
+    assert len([e for e in stream_events() if e["type"] == "conversion"]) == 1
+
+
+def test_live_click_ids_restart_above_the_database_when_redis_lost_the_counter(app, client, token_for):
+    from models import Click
+
+    with app.app_context():
+        Click.create(quarter=2, click_id=10**12 + 500, banner_id=1, campaign_id=7)
+    click_id = live_click(client, token_for, impression="after-flush")
+    assert click_id == 10**12 + 501

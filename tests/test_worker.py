@@ -136,17 +136,21 @@ def test_worker_schedule_registration_is_idempotent_and_runs_the_ingest(app, sou
 
     from rq_scheduler import Scheduler
 
-    from jobs.schedule import EXPORT_SCHEDULE_ID, INGEST_SCHEDULE_ID, register_schedules
+    from jobs.schedule import register_schedules, schedule_id
 
     ctx = runtime.context()
     settings = replace(ctx.settings, ingest_source=str(source), ingest_cron="*/5 * * * *")
     scheduler = Scheduler(queue_name=settings.queue_name, connection=ctx.raw_redis)
+    INGEST_SCHEDULE_ID, EXPORT_SCHEDULE_ID = schedule_id(settings, "ingest"), schedule_id(settings, "export")
+    other = replace(settings, queue_name="another-deployment")
     try:
         for _ in range(3):
             register_schedules(scheduler, settings)
+        register_schedules(scheduler, other)  # another deployment on the same Redis keeps its own
+        assert schedule_id(other, "ingest") in scheduler
         jobs = [job for job in scheduler.get_jobs() if job.id == INGEST_SCHEDULE_ID]
         assert len(jobs) == 1 and jobs[0].meta["cron_string"] == "*/5 * * * *"
-        assert sum(1 for job in scheduler.get_jobs() if job.func_name == "jobs.ingest.scheduled_ingest") == 1
+        assert sum(1 for job in scheduler.get_jobs() if job.func_name == "jobs.ingest.scheduled_ingest" and job.id == INGEST_SCHEDULE_ID) == 1
         scheduler.enqueue_job(jobs[0])  # what rqscheduler does when the time comes
         env = dict(worker_env, INGEST_SOURCE=str(source))
         worker = start_worker(env, settings.queue_name)
@@ -158,8 +162,8 @@ def test_worker_schedule_registration_is_idempotent_and_runs_the_ingest(app, sou
         assert [job.id for job in scheduler.get_jobs()].count(INGEST_SCHEDULE_ID) == 1
         assert [job.id for job in scheduler.get_jobs()].count(EXPORT_SCHEDULE_ID) == 1
     finally:
-        scheduler.cancel(INGEST_SCHEDULE_ID)
-        scheduler.cancel(EXPORT_SCHEDULE_ID)
+        for job_id in (INGEST_SCHEDULE_ID, EXPORT_SCHEDULE_ID, schedule_id(other, "ingest"), schedule_id(other, "export")):
+            scheduler.cancel(job_id)
 
 
 def test_worker_killed_mid_quarter_leaves_no_partial_quarter_and_the_run_is_abandoned(app, tmp_path, worker_env, settings_overrides):

@@ -7,6 +7,7 @@ import secrets
 import time
 
 from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
+from peewee import fn
 
 from jobs.events import (
     CLICK_TTL,
@@ -19,7 +20,7 @@ from jobs.events import (
     visitor_key,
 )
 from jobs.parsing import RowRejected, parse_id, parse_revenue
-from models import ApiKey, Banner
+from models import ApiKey, Banner, Click, Conversion
 from webapp.clock import utc_now
 from webapp.urls import is_safe_landing_url
 
@@ -93,7 +94,7 @@ def click(token):
     if not ctx.redis.set(ctx.key(f"clicked:{impression_id}"), 1, nx=True, ex=settings.click_token_max_age):
         log.info("click ignored: impression %s was clicked already", impression_id)
         return redirect(landing)
-    click_id = _next_id(ctx, "live:click_id", FIRST_LIVE_CLICK_ID)
+    click_id = _next_id(ctx, "live:click_id", FIRST_LIVE_CLICK_ID, Click.click_id)
     pipe = ctx.redis.pipeline(transaction=False)
     if settings.events_enabled:
         queue_event(pipe, ctx, click_event(utc_now(), quarter, campaign_id, banner_id, current_visitor(), impression_id, click_id))
@@ -128,9 +129,19 @@ def record_conversion():
     if clicked is None:
         return jsonify(error=f"click_id {click_id} is not a known live click"), 404
     quarter, campaign_id, banner_id = (int(v) for v in clicked.split(","))
-    conversion_id = _next_id(ctx, "live:conversion_id", FIRST_LIVE_CONVERSION_ID)
+    idempotency = request.headers.get("Idempotency-Key", "")
+    if len(idempotency) > 200:
+        return jsonify(error="Idempotency-Key is longer than 200 characters"), 400
+    seen_key = ctx.key(f"conversion-request:{advertiser}:{hashlib.sha256(idempotency.encode()).hexdigest()}")
+    if idempotency and not ctx.redis.set(seen_key, "pending", nx=True, ex=CLICK_TTL):
+        # A retry of a request we have: the same answer, nothing recorded twice.
+        earlier = ctx.redis.get(seen_key)
+        return jsonify(conversion_id=None if earlier == "pending" else int(earlier), click_id=click_id, duplicate=True), 200
+    conversion_id = _next_id(ctx, "live:conversion_id", FIRST_LIVE_CONVERSION_ID, Conversion.conversion_id)
     pipe = ctx.redis.pipeline(transaction=False)
     queue_event(pipe, ctx, conversion_event(utc_now(), quarter, campaign_id, banner_id, click_id, conversion_id, revenue, advertiser))
+    if idempotency:
+        pipe.set(seen_key, conversion_id, ex=CLICK_TTL)
     pipe.execute()
     return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
 
@@ -154,7 +165,15 @@ def create_api_key(advertiser: str) -> str:
     return key
 
 
-def _next_id(ctx, name, first):
+_INCR_IF_SET = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('incr', KEYS[1]) end return false"
+
+
+def _next_id(ctx, name, first, column):
+    """The next live id from a Redis counter; a lost counter restarts above every id the database has."""
     key = ctx.key(name)
-    ctx.redis.set(key, first - 1, nx=True)
-    return ctx.redis.incr(key)
+    value = ctx.redis.eval(_INCR_IF_SET, 1, key)
+    if value is None:
+        highest = column.model.select(fn.MAX(column)).scalar() or 0
+        ctx.redis.set(key, max(first - 1, highest), nx=True)
+        value = ctx.redis.incr(key)
+    return int(value)
