@@ -2,9 +2,9 @@
 
 Batches land in `<live root>/live/<yyyy-mm-dd>/<hh>/<q>/{impressions,clicks,conversions}.csv`.
 Each folder keeps a `_manifest.json` with the last stream entry it holds and the byte length of
-each file at that point. A run that died after writing but before acknowledging leaves its
-entries pending; the next run claims them, cuts each file back to the manifest's length and
-appends again, so every event lands once.
+each file at that point; readers (ingest) read each file only up to that length. A run that died
+after writing but before acknowledging leaves its entries pending; the next run claims them, cuts
+each file back to the manifest's length and appends again, so every event lands once.
 """
 
 import json
@@ -191,13 +191,15 @@ def _append_folder(sink, folder, items):
         rows[name].append(line)
     sizes = dict(manifest["sizes"])
     for name, header in HEADERS.items():
-        if name not in rows and name in sizes:
-            continue
-        current = sink.read_bytes(f"{folder}/{name}") or b""
-        # Cut back to what the manifest vouches for: bytes past it are a dead run's unacknowledged rows.
-        kept = current[: sizes[name]] if name in sizes else header.encode()
-        data = kept + "".join(rows.get(name, [])).encode()
-        sink.write_bytes(f"{folder}/{name}", data)
-        sizes[name] = len(data)
+        data = "".join(rows.get(name, [])).encode()
+        if name in sizes:
+            if data:
+                # Cut back to what the manifest vouches for: bytes past it are a dead run's unacknowledged rows.
+                sink.append_bytes(f"{folder}/{name}", data, keep=sizes[name])
+                sizes[name] += len(data)
+        else:
+            sink.write_bytes(f"{folder}/{name}", header.encode() + data)
+            sizes[name] = len(header) + len(data)
+    # The manifest is the commit point: readers take each file up to its size here, no further.
     manifest = {"last_entry": str(fresh[-1][0]), "sizes": sizes}
     sink.write_bytes(f"{folder}/{MANIFEST}", json.dumps(manifest).encode())

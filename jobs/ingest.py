@@ -17,7 +17,7 @@ from jobs import runtime
 from jobs.images import NotAnImage, publish_file, sniff_image
 from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
 from jobs.quarters import build_quarter, campaign_totals
-from jobs.sources import CHUNK, SourceError, image_banner_id, open_source, sha256_of
+from jobs.sources import CHUNK, FileInfo, SourceError, image_banner_id, open_source, sha256_of
 from models import (
     Banner,
     BannerStat,
@@ -216,17 +216,27 @@ def _ingest(ctx, run, source_spec, tracker, live_hours=0) -> _Outcome:
 
 
 def _live_files(live_source, hours, now) -> dict:
-    """{quarter: [(source, FileInfo)]} of the exported live batches of the last `hours` hours."""
+    """{quarter: [(source, FileInfo)]} of the exported live batches of the last `hours` hours.
+
+    Each file counts only up to the length its folder's manifest vouches for (see jobs/export.py);
+    the manifest's last entry and that length stand in for an ETag.
+    """
     found = {}
     for back in range(hours):
         moment = now - timedelta(hours=back)
         folder = f"live/{moment:%Y-%m-%d}/{moment:%H}"
         for entry in live_source.list_dir(folder):
-            if entry in ("1", "2", "3", "4"):
-                for name in CSV_NAMES:
-                    info = live_source.stat(f"{folder}/{entry}/{name}")
-                    if info is not None:
-                        found.setdefault(int(entry), []).append((live_source, info))
+            if entry not in ("1", "2", "3", "4"):
+                continue
+            raw = live_source.read_bytes(f"{folder}/{entry}/_manifest.json")
+            if not raw:
+                continue  # no manifest: nothing in this folder was committed yet
+            manifest = json.loads(raw)
+            for name in CSV_NAMES:
+                size = manifest["sizes"].get(name)
+                if size is not None:
+                    info = FileInfo(f"{folder}/{entry}/{name}", size, f"{manifest['last_entry']}:{size}", limit=size)
+                    found.setdefault(int(entry), []).append((live_source, info))
     return found
 
 
@@ -351,7 +361,8 @@ def _emptied_files(quarter, parsed) -> list:
 
 def _parse_file(source, quarter, info, record, parse, tracker):
     tracker.stage(f"quarter {quarter}: reading {info.path}")
-    hashing = _HashingLines(source.open(info.path), tracker)
+    stream = source.open(info.path)
+    hashing = _HashingLines(stream if info.limit is None else _Limited(stream, info.limit), tracker)
     try:
         with hashing:
             _, report = parse(hashing)
@@ -513,6 +524,22 @@ def _publish_version(ctx, version=None):
 
 def _describe_error(exc) -> str:
     return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+
+
+class _Limited:
+    """The first `limit` bytes of a binary stream."""
+
+    def __init__(self, stream, limit):
+        self.stream, self.left = stream, limit
+
+    def read(self, size=-1):
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.stream.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def close(self):
+        self.stream.close()
 
 
 class _HashingLines:

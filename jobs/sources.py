@@ -25,6 +25,8 @@ class FileInfo:
     path: str  # relative to the source root, with '/'
     size: int
     etag: str | None = None
+    # Read no more than this many bytes: a live batch file holds only what its manifest vouches for.
+    limit: int | None = None
 
 
 def open_source(spec: str, s3_endpoint_url: str = "", s3_max_attempts: int = 5):
@@ -82,6 +84,15 @@ class DirectorySource:
 
         target = self.root / path
         publish_file(target.parent, target.name, data)
+
+    def append_bytes(self, path: str, data: bytes, keep: int) -> None:
+        """Cut the file to its first `keep` bytes, then append `data` (cost: the new bytes only)."""
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "r+b" if target.exists() else "w+b") as out:
+            out.truncate(keep)
+            out.seek(keep)
+            out.write(data)
 
     def list_dir(self, path: str) -> list[str]:
         """Names directly under `path` (files and folders), sorted; [] when it does not exist."""
@@ -148,6 +159,10 @@ class S3Source:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(path), Body=data)
+
+    def append_bytes(self, path: str, data: bytes, keep: int) -> None:
+        """S3 has no append: the object is written again, its first `keep` bytes and `data`."""
+        self.write_bytes(path, (self.read_bytes(path) or b"")[:keep] + data)
 
     def list_dir(self, path: str) -> list[str]:
         prefix = self._key(path.rstrip("/") + "/")

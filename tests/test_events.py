@@ -123,10 +123,17 @@ class _DyingSink:
         return self.inner.read_bytes(path)
 
     def write_bytes(self, path, data):
+        self._count()
+        self.inner.write_bytes(path, data)
+
+    def append_bytes(self, path, data, keep):
+        self._count()
+        self.inner.append_bytes(path, data, keep)
+
+    def _count(self):
         if self.writes == 0:
             raise RuntimeError("killed")
         self.writes -= 1
-        self.inner.write_bytes(path, data)
 
 
 def test_write_batches_a_run_killed_mid_folder_is_cut_back_by_the_next(tmp_path):
@@ -442,3 +449,23 @@ def test_live_click_ids_restart_above_the_database_when_redis_lost_the_counter(a
         Click.create(quarter=2, click_id=10**12 + 500, banner_id=1, campaign_id=7)
     click_id = live_click(client, token_for, impression="after-flush")
     assert click_id == 10**12 + 501
+
+
+def test_ingest_reads_live_files_only_as_far_as_their_manifest(live_app):
+    """Rows a dead export appended past the manifest are not data yet: ingest leaves them out."""
+    from jobs.ingest import run_ingest
+    from jobs.sources import open_sink
+
+    now = datetime.now(timezone.utc).replace(minute=20)
+    source = write_source(live_app.live_root, {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    sink = open_sink(str(live_app.live_root))
+    write_batches(sink, [("1-0", impression_event(now, 2, 1, 10, "v", 1, "a"))])
+    with pytest.raises(RuntimeError):  # the next batch's impressions are appended, its manifest never written
+        write_batches(_DyingSink(sink, writes=1), [("2-0", impression_event(now, 2, 1, 10, "v", 1, "b"))])
+    folder = live_app.live_root / "live" / f"{now:%Y-%m-%d}" / f"{now:%H}" / "2"
+    assert len(read_csv(folder / "impressions.csv")) == 3
+    with live_app.app_context():
+        run_ingest(str(source), trigger="cli", live_hours=0)
+        base = CampaignStat.get(quarter=2, campaign_id=1).impressions
+        run_ingest(str(source), trigger="cli", live_hours=1)
+        assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 1

@@ -212,3 +212,36 @@ def test_ingest_from_s3_access_denied_fails_clearly_and_keeps_data(app, checking
     assert run.status == IngestRun.FAILED and "access denied" in run.error
     with app.app_context():
         assert plans() == before
+
+
+def test_export_to_s3_and_ingest_with_live_from_s3(s3_app, bucket):
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from jobs import runtime
+    from jobs.events import impression_event, queue_event
+    from jobs.export import export_events
+    from models import CampaignStat
+
+    name, client = bucket
+    runtime.context(replace(runtime.context().settings, live_root=f"s3://{name}/feed"))
+    ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        base = CampaignStat.get(quarter=2, campaign_id=1).impressions
+    now = datetime.now(timezone.utc).replace(minute=20)
+    ctx = runtime.context()
+    for batch in range(2):  # the second export appends to the object the first one wrote
+        pipe = ctx.redis.pipeline()
+        for i in range(3):
+            queue_event(pipe, ctx, impression_event(now, 2, 1, 12, "v", 1, f"{batch}-{i}"))
+        pipe.execute()
+        with s3_app.app_context():
+            export_events()
+    key = f"feed/live/{now:%Y-%m-%d}/{now:%H}/2/impressions.csv"
+    assert client.get_object(Bucket=name, Key=key)["Body"].read().decode().splitlines() == ["banner_id,campaign_id"] + ["12,1"] * 6
+    from jobs.ingest import run_ingest
+
+    with s3_app.app_context():
+        run = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", live_hours=1))
+        assert run.status == IngestRun.SUCCEEDED, run.error
+        assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 6
