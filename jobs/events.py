@@ -54,9 +54,29 @@ def conversion_event(now, quarter, campaign_id, banner_id, click_id, conversion_
 _expiry_set = set()  # counter buckets this process has already given a TTL
 
 
+# Each event is one stream field of '|'-separated values, in this order after its type: one field
+# instead of eight costs less to send, store and read, on a path every banner view takes.
+FIELDS = {
+    "impression": ("ts", "q", "c", "b", "v", "dv", "imp"),
+    "click": ("ts", "q", "c", "b", "v", "imp", "click"),
+    "conversion": ("ts", "q", "c", "b", "click", "conv", "rev", "adv"),
+}
+
+
+def encode(event: dict) -> str:
+    """The stream form of an event: its type and values joined by '|' ('|' in a value becomes '/')."""
+    return "|".join([event["type"], *(str(event[name]).replace("|", "/") for name in FIELDS[event["type"]])])
+
+
+def decode(fields: dict) -> dict:
+    """An event from a stream entry's fields (values as strings)."""
+    kind, *values = fields["e"].split("|")
+    return {"type": kind, **dict(zip(FIELDS[kind], values))}
+
+
 def queue_event(pipe, ctx, event) -> None:
     """Queue XADD of `event` and its live-panel counters on `pipe` (a Redis pipeline)."""
-    pipe.xadd(ctx.key(STREAM), event, maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.xadd(ctx.key(STREAM), {"e": encode(event)}, maxlen=STREAM_MAXLEN, approximate=True)
     if event["type"] in ("impression", "click"):
         bucket = ctx.key(f"live:{event['type']}s:{minute_of(event['ts'])}")
         pipe.hincrby(bucket, event["c"], 1)

@@ -17,7 +17,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from jobs import runtime
-from jobs.events import GROUP, STREAM
+from jobs.events import GROUP, STREAM, decode
 from jobs.sources import open_sink
 from models import ExportRun, utcnow
 
@@ -134,7 +134,7 @@ def _chunks(redis, stream, consumer):
     cursor = "0-0"
     while True:  # we hold the lock, so every pending entry belongs to an exporter that is gone
         cursor, entries, *_ = redis.xautoclaim(stream, GROUP, consumer, min_idle_time=0, start_id=cursor, count=READ_COUNT)
-        live = [(entry_id, fields) for entry_id, fields in entries if fields]  # trimmed entries come back empty
+        live = [(entry_id, decode(fields)) for entry_id, fields in entries if fields]  # trimmed entries come back empty
         if live:
             yield sorted(live, key=lambda e: entry_key(e[0]))
         if cursor in ("0-0", b"0-0"):
@@ -143,7 +143,7 @@ def _chunks(redis, stream, consumer):
         reply = redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=READ_COUNT)
         if not reply or not reply[0][1]:
             return
-        yield reply[0][1]
+        yield [(entry_id, decode(fields)) for entry_id, fields in reply[0][1]]
 
 
 def entry_key(entry_id) -> tuple[int, int]:

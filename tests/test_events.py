@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, write_source
 from jobs import runtime
-from jobs.events import GROUP, STREAM, click_event, conversion_event, impression_event, queue_event
+from jobs.events import GROUP, STREAM, click_event, conversion_event, decode, impression_event, queue_event
 from jobs.export import HEADERS, export_events, write_batches
 from models import Banner, CampaignStat, ExportRun, IngestRun
 from test_ingest import GOOD
@@ -29,7 +29,7 @@ def add_events(events):
 
 def stream_events():
     ctx = runtime.context()
-    return [fields for _, fields in ctx.redis.xrange(ctx.key(STREAM))]
+    return [decode(fields) for _, fields in ctx.redis.xrange(ctx.key(STREAM))]
 
 
 def read_csv(path):
@@ -469,3 +469,12 @@ def test_ingest_reads_live_files_only_as_far_as_their_manifest(live_app):
         base = CampaignStat.get(quarter=2, campaign_id=1).impressions
         run_ingest(str(source), trigger="cli", live_hours=1)
         assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 1
+
+
+def test_event_encoding_round_trips_and_keeps_separators_out_of_values():
+    from jobs.events import encode
+
+    event = conversion_event(NOW, 2, 7, 101, 55, 66, "2.50", "acme|evil")
+    decoded = decode({"e": encode(event)})
+    assert decoded["type"] == "conversion" and decoded["adv"] == "acme/evil" and decoded["rev"] == "2.50"
+    assert {k: str(v) for k, v in event.items() if k != "adv"} == {k: v for k, v in decoded.items() if k != "adv"}
