@@ -337,6 +337,15 @@ def test_duplicates_page_follows_a_quarter_reloaded_by_a_later_run(admin, loaded
 
 
 
+def write_live(folder, conversions, last_entry):
+    """A live batch as the exporter leaves it: the file, and the manifest that vouches for it."""
+    import json
+
+    (folder / "conversions.csv").write_text(conversions)
+    manifest = {"last_entry": last_entry, "sizes": {"conversions.csv": len(conversions.encode())}}
+    (folder / "_manifest.json").write_text(json.dumps(manifest))
+
+
 def test_duplicates_page_ignores_a_run_whose_live_batch_was_rejected(admin, app, tmp_path):
     """Historical files re-read for a new live batch that fails: the served data, and the page, stay run #1's."""
     from datetime import datetime, timezone
@@ -349,11 +358,11 @@ def test_duplicates_page_ignores_a_run_whose_live_batch_was_rejected(admin, app,
         run_ingest(str(source), trigger="cli")
         folder = source / "live" / f"{datetime.now(timezone.utc):%Y-%m-%d/%H}" / "1"
         folder.mkdir(parents=True)
-        (folder / "conversions.csv").write_text("wrong,header\n1,2\n")  # read last: the others get hashed
+        write_live(folder, "wrong,header\n1,2\n", "1-0")  # read last: the others get hashed
         run_ingest(str(source), trigger="cli", live_hours=1)
     text = html(admin.get("/admin/duplicates"))
     assert text.count("run #1,") == 4 and "run #2," not in text
-    (folder / "conversions.csv").write_text("conversion_id,click_id,revenue\n21,10,2.5\n")
+    write_live(folder, "conversion_id,click_id,revenue\n21,10,2.5\n", "2-0")
     with app.app_context():
         run_ingest(str(source), trigger="cli", live_hours=1)
     text = html(admin.get("/admin/duplicates"))

@@ -23,7 +23,7 @@ def create_app(overrides=None):
         SESSION_TYPE="redis",
         SESSION_REDIS=runtime.redis_client(settings.redis_url),
         SESSION_KEY_PREFIX=settings.redis_prefix + "session:",
-        SESSION_PERMANENT=True,
+        SESSION_PERMANENT=False,  # a browser-session cookie; the Redis TTL ends idle sessions
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_lifetime_minutes),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

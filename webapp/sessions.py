@@ -4,7 +4,7 @@ flask-session writes a visitor's session with one SET at the end of the request.
 request recorded (an impression) ride in the same pipeline, so recording costs no round trip.
 """
 
-from flask import g
+from flask import g, request
 from flask_session.redis import RedisSessionInterface
 
 PENDING = "pending_events"
@@ -16,7 +16,15 @@ def queue_for_redis(command) -> None:
 
 
 class EventfulRedisSessionInterface(RedisSessionInterface):
-    """flask-session's Redis interface; its session write also sends the queued commands."""
+    """flask-session's Redis interface; its session write also sends the queued commands.
+
+    The cookie carries only the session id, without an expiry: the server-side TTL
+    (PERMANENT_SESSION_LIFETIME, renewed by every write) is what ends an idle session. So the
+    cookie is sent only when the id changes, not rebuilt on every banner view.
+    """
+
+    def should_set_cookie(self, app, session):
+        return request.cookies.get(self.get_cookie_name(app)) != session.sid
 
     def _upsert_session(self, session_lifetime, session, store_id):
         pipe = self.client.pipeline(transaction=False)
@@ -33,7 +41,7 @@ def install(app, client, key_prefix):
         client=client,
         key_prefix=key_prefix,
         use_signer=False,
-        permanent=app.config.get("SESSION_PERMANENT", True),
+        permanent=False,
         sid_length=app.config.get("SESSION_ID_LENGTH", 32),
         serialization_format=app.config.get("SESSION_SERIALIZATION_FORMAT", "msgpack"),
     )
