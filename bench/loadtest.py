@@ -138,13 +138,21 @@ def render_section(results) -> str:
     before, after = results["redis_before"], results["redis_after"]
     visitors = after["sessions"]
     cpu = results.get("cpu_us_per_request", {})
+    # The page is measured twice with events on (before and after the events-off run), so a drift of the
+    # machine's speed during the session weighs on both comparisons alike: the targets use their mean,
+    # their worst p99 and all their errors.
+    again = results["events_again"]
+    page_rpm = (rpm + _per_minute(again)) / 2
+    worst_p99 = max(main["p99_us"], again["p99_us"])
+    errors += again["non2xx"] + sum(again[k] for k in ("connect", "read", "write", "timeout"))
+    events_ratio = page_rpm / _per_minute(results["no_events"])
     targets = [
-        ("requests/min through nginx", f"{rpm:,.0f}", "≥ 90,000 (aim 120,000)", rpm >= 90_000),
-        ("p99 latency", f"{main['p99_us'] / 1000:.1f} ms", "< 50 ms", main["p99_us"] < 50_000),
-        ("errors (socket errors + non-2xx)", f"{errors}", "0", errors == 0),
-        ("rate / trivial endpoint's rate", f"{rpm / base_rpm:.2f}", "≥ 0.50", rpm / base_rpm >= 0.5),
-        ("rate with events on / off", f"{rpm / _per_minute(results['no_events']):.2f}", "≥ 0.90",
-         rpm / _per_minute(results["no_events"]) >= 0.9),
+        ("page views/min through nginx (mean of the two events-on runs)", f"{page_rpm:,.0f}", "≥ 90,000 (aim 120,000)",
+         page_rpm >= 90_000),
+        ("p99 latency (worse of the two)", f"{worst_p99 / 1000:.1f} ms", "< 50 ms", worst_p99 < 50_000),
+        ("errors (socket errors + non-2xx, both runs)", f"{errors}", "0", errors == 0),
+        ("page rate / trivial endpoint's rate", f"{page_rpm / base_rpm:.2f}", "≥ 0.50", page_rpm / base_rpm >= 0.5),
+        ("page rate with events on / off", f"{events_ratio:.2f}", "≥ 0.90", events_ratio >= 0.9),
     ]
     lines = [
         SECTION,
@@ -173,7 +181,8 @@ def render_section(results) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     runs = (("`/campaigns/<id>` (events on)", main), ("`/ping` (trivial, same stack)", base),
-            ("`/campaigns/<id>` with `EVENTS_ENABLED=0`", results["no_events"]))
+            ("`/campaigns/<id>` with `EVENTS_ENABLED=0`", results["no_events"]),
+            ("`/campaigns/<id>` (events on, again)", results["events_again"]))
     for name, run in runs:
         socket_errors = sum(run[k] for k in ("connect", "read", "write", "timeout"))
         lines.append(
@@ -217,8 +226,10 @@ def render_section(results) -> str:
             "| run | " + " | ".join(cpu["campaign"]) + " |",
             "|---|" + "---|" * len(cpu["campaign"]),
         ]
-        for run in ("campaign", "baseline"):
-            lines.append(f"| {run} | " + " | ".join(f"{v:.0f} µs" for v in cpu[run].values()) + " |")
+        names = {"campaign": "page, events on", "baseline": "/ping", "no_events": "page, events off",
+                 "events_again": "page, events on again"}
+        for run in ("campaign", "baseline", "no_events", "events_again"):
+            lines.append(f"| {names[run]} | " + " | ".join(f"{v:.0f} µs" for v in cpu[run].values()) + " |")
     notes = results.get("notes_file")
     if notes and Path(notes).exists():
         lines += ["", Path(notes).read_text().strip()]
@@ -258,13 +269,18 @@ def collect(work) -> dict:
     results["campaign"] = parse_wrk((work / "wrk-campaign.txt").read_text())
     results["baseline"] = parse_wrk((work / "wrk-baseline.txt").read_text())
     results["no_events"] = parse_wrk((work / "wrk-campaign-noevents.txt").read_text())
+    results["events_again"] = parse_wrk((work / "wrk-campaign-events2.txt").read_text())
     for name in ("redis_empty", "redis_before", "redis_after"):
         results[name] = read(name.replace("_", "-") + ".json")
     cpu0, cpu1, cpu2 = read("cpu-0.json"), read("cpu-1.json"), read("cpu-2.json")
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
     results["cpu_us_per_request"] = {
         run: {name: (end[name] - start[name]) * tick_us / results[run]["requests"] for name in start}
-        for run, start, end in (("campaign", cpu0, cpu1), ("baseline", cpu1, cpu2))
+        for run, start, end in (
+            ("campaign", cpu0, cpu1), ("baseline", cpu1, cpu2),
+            ("no_events", read("cpu-noevents-0.json"), read("cpu-noevents-1.json")),
+            ("events_again", read("cpu-events2-0.json"), read("cpu-events2-1.json")),
+        )
     }
     results["notes_file"] = str(Path(__file__).resolve().parent / "analysis.md")
     (work / "results.json").write_text(json.dumps(results, indent=2))
