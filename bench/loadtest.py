@@ -11,7 +11,6 @@ Subcommands (each prints or writes what scripts/loadtest.sh needs):
 
 import json
 import os
-import re
 import sys
 import urllib.request
 from pathlib import Path

@@ -14,11 +14,11 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from jobs import runtime
 from jobs.events import GROUP, STREAM, decode
-from jobs.sources import open_sink
+from jobs.sources import FileInfo, open_sink
 from models import ExportRun, utcnow
 
 log = logging.getLogger("bannerservice.export")
@@ -203,3 +203,28 @@ def _append_folder(sink, folder, items):
     # The manifest is the commit point: readers take each file up to its size here, no further.
     manifest = {"last_entry": str(fresh[-1][0]), "sizes": sizes}
     sink.write_bytes(f"{folder}/{MANIFEST}", json.dumps(manifest).encode())
+
+
+def live_batches(live_source, hours, now) -> dict:
+    """{quarter: [(source, FileInfo)]} of the exported live batches of the last `hours` hours.
+
+    Each file counts only up to the length its folder's manifest vouches for;
+    the manifest's last entry and that length stand in for an ETag.
+    """
+    found = {}
+    for back in range(hours):
+        moment = now - timedelta(hours=back)
+        folder = f"live/{moment:%Y-%m-%d}/{moment:%H}"
+        for entry in live_source.list_dir(folder):
+            if entry not in ("1", "2", "3", "4"):
+                continue
+            raw = live_source.read_bytes(f"{folder}/{entry}/_manifest.json")
+            if not raw:
+                continue  # no manifest: nothing in this folder was committed yet
+            manifest = json.loads(raw)
+            for name in HEADERS:
+                size = manifest["sizes"].get(name)
+                if size is not None:
+                    info = FileInfo(f"{folder}/{entry}/{name}", size, f"{manifest['last_entry']}:{size}", limit=size)
+                    found.setdefault(int(entry), []).append((live_source, info))
+    return found

@@ -1,9 +1,19 @@
-"""Banner images: tell their real type from their bytes, and publish them without torn reads."""
+"""Banner images: tell their real type from their bytes, publish them without torn reads, load a source's."""
 
+import hashlib
 import io
+import json
+import logging
 import os
 import tempfile
 from pathlib import Path
+
+from jobs import runtime
+from jobs.sources import image_banner_id
+from jobs.store import is_loaded, remember_loaded
+from models import Banner, IngestFile, bump_data_version, db
+
+log = logging.getLogger("bannerservice.ingest")
 
 # Magic bytes -> (extension, content type). The file name's extension is not trusted.
 _SIGNATURES = (
@@ -49,3 +59,48 @@ def publish_file(folder, name: str, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return folder / name
+
+
+def ingest_images(ctx, run, source, images, tracker, outcome):
+    record = IngestFile(run=run, quarter=None, name="images/", rows_read=len(images))
+    unchanged, samples = 0, []
+    tracker.stage(f"images: {len(images)} files")
+    for info in images:
+        banner_id = image_banner_id(info.path)
+        try:
+            if info.etag and is_loaded(info, None):
+                unchanged += 1
+                continue
+            with source.open(info.path) as stream:
+                data = stream.read()
+            digest = hashlib.sha256(data).hexdigest()
+            if is_loaded(info, digest):
+                unchanged += 1
+                continue
+            ext, content_type = sniff_image(data)
+            name = f"{banner_id}.{ext}"
+            publish_file(ctx.settings.image_dir, name, data)
+            with db.atomic():
+                Banner.insert(id=banner_id, image_name=name, content_type=content_type, image_sha256=digest).on_conflict(
+                    conflict_target=[Banner.id],
+                    update={Banner.image_name: name, Banner.content_type: content_type, Banner.image_sha256: digest},
+                ).execute()
+                remember_loaded(info, digest)
+            record.loaded += 1
+        except NotAnImage as exc:
+            record.rejected += 1
+            if len(samples) < 20:
+                samples.append([info.path, str(exc)])
+        finally:
+            tracker.advance(info.size)
+    record.unchanged = unchanged == len(images)
+    record.duplicates = 0
+    record.samples = json.dumps(samples)
+    record.save()
+    if record.loaded:
+        with db.atomic():
+            version = bump_data_version()
+        runtime.publish_data_version(ctx, version)
+    outcome.had_rejects |= record.rejected > 0
+    log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
+             run.id, len(images), record.loaded, unchanged, record.rejected)

@@ -6,46 +6,27 @@
 import json
 import logging
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-
-from peewee import PostgresqlDatabase, chunked
+from datetime import datetime, timezone
 
 from jobs import runtime
-from jobs.images import NotAnImage, publish_file, sniff_image
+from jobs.export import live_batches
+from jobs.images import ingest_images
 from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
-from jobs.quarters import build_quarter, campaign_totals
-from jobs.sources import CHUNK, FileInfo, SourceError, image_banner_id, open_source, sha256_of
-from models import (
-    Banner,
-    BannerStat,
-    CampaignStat,
-    Click,
-    Conversion,
-    ImpressionCount,
-    IngestFile,
-    IngestRun,
-    LoadedFile,
-    Meta,
-    Plan,
-    active_run,
-    bump_data_version,
-    get_data_version,
-    db,
-    utcnow,
+from jobs.quarters import build_quarter
+from jobs.sources import SourceError, open_source, sha256_of
+from jobs.store import (
+    emptied_files, is_loaded, live_set, loaded_hash, remember_live_set, remember_loaded, store_quarter,
 )
+from jobs.progress import LockLost, Progress
+from jobs.streams import HashingLines, Limited
+from models import IngestFile, IngestRun, active_run, bump_data_version, db, utcnow
 
 log = logging.getLogger("bannerservice.ingest")
 
 QUARTERS = (1, 2, 3, 4)
 CSV_NAMES = ("impressions.csv", "clicks.csv", "conversions.csv")
-BATCH = 5000
-
-
-class LockLost(Exception):
-    """The run's lock expired and another run took it: this one must stop writing."""
 
 
 class IngestBusy(Exception):
@@ -83,7 +64,7 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
             return run.id
     run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
     run.save()
-    tracker = _Progress(ctx, run, on_progress)
+    tracker = Progress(ctx, run, on_progress)
     log.info("run=%s start source=%s trigger=%s user=%s", run.id, source, trigger, user)
     try:
         outcome = _ingest(ctx, run, source, tracker, live_hours)
@@ -97,7 +78,7 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
         run.progress, run.stage = 1.0, "done"
         run.save()
         runtime.release_lock(ctx, run.id)
-        _publish_version(ctx)  # again, in case a publish after a quarter was lost
+        runtime.publish_data_version(ctx)  # again, in case a publish after a quarter was lost
     log.info("run=%s end status=%s error=%s", run.id, run.status, run.error)
     return run.id
 
@@ -202,7 +183,7 @@ def _ingest(ctx, run, source_spec, tracker, live_hours=0) -> _Outcome:
     live = {}
     if live_hours:
         live_source = open_source(settings.live_root, settings.s3_endpoint_url, settings.s3_max_attempts) if settings.live_root else source
-        live = _live_files(live_source, live_hours, datetime.now(timezone.utc))
+        live = live_batches(live_source, live_hours, datetime.now(timezone.utc))
     images = source.list_images()
     tracker.total = (
         sum(i.size for files in infos.values() for i in files.values() if i)
@@ -211,33 +192,8 @@ def _ingest(ctx, run, source_spec, tracker, live_hours=0) -> _Outcome:
     )
     for quarter in QUARTERS:
         _ingest_quarter(ctx, run, source, quarter, infos[quarter], live.get(quarter, []), tracker, outcome)
-    _ingest_images(ctx, run, source, images, tracker, outcome)
+    ingest_images(ctx, run, source, images, tracker, outcome)
     return outcome.finish()
-
-
-def _live_files(live_source, hours, now) -> dict:
-    """{quarter: [(source, FileInfo)]} of the exported live batches of the last `hours` hours.
-
-    Each file counts only up to the length its folder's manifest vouches for (see jobs/export.py);
-    the manifest's last entry and that length stand in for an ETag.
-    """
-    found = {}
-    for back in range(hours):
-        moment = now - timedelta(hours=back)
-        folder = f"live/{moment:%Y-%m-%d}/{moment:%H}"
-        for entry in live_source.list_dir(folder):
-            if entry not in ("1", "2", "3", "4"):
-                continue
-            raw = live_source.read_bytes(f"{folder}/{entry}/_manifest.json")
-            if not raw:
-                continue  # no manifest: nothing in this folder was committed yet
-            manifest = json.loads(raw)
-            for name in CSV_NAMES:
-                size = manifest["sizes"].get(name)
-                if size is not None:
-                    info = FileInfo(f"{folder}/{entry}/{name}", size, f"{manifest['last_entry']}:{size}", limit=size)
-                    found.setdefault(int(entry), []).append((live_source, info))
-    return found
 
 
 @dataclass
@@ -267,9 +223,9 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     live_paths = sorted(info.path for _, info in live_files)
     tracker.stage(f"quarter {quarter}: checking")
     hashes = [_content_hash(part.source, part.info) for part in parts]
-    if _live_set(quarter) == live_paths and all(_is_loaded(part.info, h) for part, h in zip(parts, hashes)):
+    if live_set(quarter) == live_paths and all(is_loaded(part.info, h) for part, h in zip(parts, hashes)):
         for part, digest in zip(parts, hashes):
-            part.record.unchanged, part.record.sha256 = True, digest or _loaded_hash(part.info)
+            part.record.unchanged, part.record.sha256 = True, digest or loaded_hash(part.info)
         _save_records(all_records)
         tracker.advance(sum(part.info.size for part in parts))
         log.info("run=%s quarter=%s unchanged", run.id, quarter)
@@ -291,7 +247,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         outcome.fail(f"quarter {quarter}: {_describe_error(exc)}; previous data kept")
         log.exception("run=%s quarter=%s failed", run.id, quarter)
         return
-    emptied = _emptied_files(quarter, parsed)
+    emptied = emptied_files(quarter, parsed)
     if emptied:
         for name in emptied:
             records[name].error = "no data rows where the loaded data has some; looks truncated"
@@ -302,13 +258,10 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     tracker.stage(f"quarter {quarter}: storing")
     try:
         with db.atomic():
-            _store_quarter(quarter, parsed, data)
+            store_quarter(quarter, parsed, data)
             for part in parts:
-                _remember_loaded(part.info, part.record.sha256)
-            # insert .. on conflict, not REPLACE: PostgreSQL has no REPLACE.
-            Meta.insert(key=f"live_files:{quarter}", value=json.dumps(live_paths)).on_conflict(
-                conflict_target=[Meta.key], update={Meta.value: json.dumps(live_paths)}
-            ).execute()
+                remember_loaded(part.info, part.record.sha256)
+            remember_live_set(quarter, live_paths)
             _save_records(all_records)
             version = bump_data_version()
     except Exception as exc:
@@ -316,19 +269,13 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         log.exception("run=%s quarter=%s store failed", run.id, quarter)
         _save_records(all_records)
         return
-    _publish_version(ctx, version)
+    runtime.publish_data_version(ctx, version)
     outcome.had_rejects |= any(r.rejected for r in all_records)
     log.info(
         "run=%s quarter=%s loaded campaigns=%s data_version=%s live_files=%s %s",
         run.id, quarter, len(data.plans), version, len(live_paths),
         " ".join(f"{r.name}:read={r.rows_read},loaded={r.loaded},rejected={r.rejected}" for r in records.values()),
     )
-
-
-def _live_set(quarter) -> list:
-    """The live batch files the served data of `quarter` was built with."""
-    row = Meta.get_or_none(Meta.key == f"live_files:{quarter}")
-    return json.loads(row.value) if row else []
 
 
 def _parse_quarter(quarter, parts, tracker):
@@ -346,23 +293,10 @@ def _parse_quarter(quarter, parts, tracker):
     return parsed
 
 
-def _emptied_files(quarter, parsed) -> list:
-    """Files of the quarter that came without rows although the served data has rows of that kind.
-
-    A header-only export is far more often a broken one than a real empty hour: refuse to let it
-    wipe a quarter that is being served.
-    """
-    current = {"impressions.csv": ImpressionCount, "clicks.csv": Click, "conversions.csv": Conversion}
-    return [
-        name for name, model in current.items()
-        if not parsed[name.split(".")[0]] and model.select().where(model.quarter == quarter).exists()
-    ]
-
-
 def _parse_file(source, quarter, info, record, parse, tracker):
     tracker.stage(f"quarter {quarter}: reading {info.path}")
     stream = source.open(info.path)
-    hashing = _HashingLines(stream if info.limit is None else _Limited(stream, info.limit), tracker)
+    hashing = HashingLines(stream if info.limit is None else Limited(stream, info.limit), tracker)
     try:
         with hashing:
             _, report = parse(hashing)
@@ -377,94 +311,6 @@ def _parse_file(source, quarter, info, record, parse, tracker):
         [[line, reason] for line, reason in report.rejects]
         + [[line, reason] for line, reason in report.conflict_samples]
     )
-
-
-def _store_quarter(quarter, parsed, data):
-    for model in (ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat):
-        model.delete().where(model.quarter == quarter).execute()
-    _insert(ImpressionCount, ("quarter", "campaign_id", "banner_id", "impressions"),
-            ((quarter, c, b, n) for (c, b), n in parsed["impressions"].items()))
-    _insert(Click, ("quarter", "click_id", "banner_id", "campaign_id"),
-            ((quarter, k, b, c) for k, (b, c) in parsed["clicks"].items()))
-    _insert(Conversion, ("quarter", "conversion_id", "click_id", "revenue"),
-            ((quarter, k, click, str(rev)) for k, (click, rev) in parsed["conversions"].items()))
-    _insert(BannerStat, ("quarter", "campaign_id", "banner_id", "impressions", "clicks", "conversions", "revenue"),
-            ((quarter, c, b, i, k, n, float(r)) for (c, b), (i, k, n, r) in data.banner_stats.items()))
-    _insert(Plan, ("quarter", "campaign_id", "x", "scenario", "banner_ids", "random_fill"),
-            ((quarter, c, p.x, p.scenario, ",".join(map(str, p.banner_ids)), p.random_fill)
-             for c, p in data.plans.items()))
-    totals = campaign_totals(data)
-    _insert(CampaignStat, ("quarter", "campaign_id", "impressions", "clicks", "conversions", "revenue", "x", "scenario", "banners"),
-            ((quarter, c, i, k, n, float(r), data.plans[c].x, data.plans[c].scenario, len(data.plans[c].banner_ids))
-             for c, (i, k, n, r) in totals.items()))
-
-
-def _insert(model, names, rows):
-    """Bulk-insert plain tuples: executemany on SQLite, execute_values on PostgreSQL.
-
-    peewee's insert_many builds SQL per row in Python, which took most of an ingest's time.
-    """
-    columns = ", ".join(_quoted(model._meta.fields[name].column_name) for name in names)
-    head = f"INSERT INTO {_quoted(model._meta.table_name)} ({columns}) VALUES "
-    cursor = db.cursor()
-    if isinstance(db.obj, PostgresqlDatabase):
-        from psycopg2.extras import execute_values
-
-        for batch in chunked(rows, BATCH):
-            execute_values(cursor, head + "%s", batch, page_size=BATCH)
-    else:
-        sql = head + "(" + ", ".join([db.param] * len(names)) + ")"
-        for batch in chunked(rows, BATCH):
-            cursor.executemany(sql, batch)
-
-
-def _quoted(name):
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _ingest_images(ctx, run, source, images, tracker, outcome):
-    record = IngestFile(run=run, quarter=None, name="images/", rows_read=len(images))
-    unchanged, samples = 0, []
-    tracker.stage(f"images: {len(images)} files")
-    for info in images:
-        banner_id = image_banner_id(info.path)
-        try:
-            if info.etag and _is_loaded(info, None):
-                unchanged += 1
-                continue
-            with source.open(info.path) as stream:
-                data = stream.read()
-            digest = _sha256_bytes(data)
-            if _is_loaded(info, digest):
-                unchanged += 1
-                continue
-            ext, content_type = sniff_image(data)
-            name = f"{banner_id}.{ext}"
-            publish_file(ctx.settings.image_dir, name, data)
-            with db.atomic():
-                Banner.insert(id=banner_id, image_name=name, content_type=content_type, image_sha256=digest).on_conflict(
-                    conflict_target=[Banner.id],
-                    update={Banner.image_name: name, Banner.content_type: content_type, Banner.image_sha256: digest},
-                ).execute()
-                _remember_loaded(info, digest)
-            record.loaded += 1
-        except NotAnImage as exc:
-            record.rejected += 1
-            if len(samples) < 20:
-                samples.append([info.path, str(exc)])
-        finally:
-            tracker.advance(info.size)
-    record.unchanged = unchanged == len(images)
-    record.duplicates = 0
-    record.samples = json.dumps(samples)
-    record.save()
-    if record.loaded:
-        with db.atomic():
-            version = bump_data_version()
-        _publish_version(ctx, version)
-    outcome.had_rejects |= record.rejected > 0
-    log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
-             run.id, len(images), record.loaded, unchanged, record.rejected)
 
 
 def _file_record(run, quarter, name, info):
@@ -487,128 +333,7 @@ def _content_hash(source, info):
         return sha256_of(stream)
 
 
-def _is_loaded(info, sha256) -> bool:
-    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
-    if loaded is None:
-        return False
-    if info.etag:
-        return loaded.etag == info.etag and loaded.size == info.size
-    return loaded.sha256 == sha256
-
-
-def _loaded_hash(info):
-    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
-    return loaded.sha256 if loaded else None
-
-
-def _remember_loaded(info, sha256):
-    LoadedFile.insert(path=info.path, sha256=sha256, etag=info.etag, size=info.size, loaded_at=utcnow()).on_conflict(
-        conflict_target=[LoadedFile.path],
-        update={LoadedFile.sha256: sha256, LoadedFile.etag: info.etag, LoadedFile.size: info.size, LoadedFile.loaded_at: utcnow()},
-    ).execute()
-
-
-def _sha256_bytes(data):
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def _publish_version(ctx, version=None):
-    """Tell the web processes the data version; a Redis failure here must not fail the load itself."""
-    try:
-        runtime.publish_data_version(ctx, version if version is not None else get_data_version())
-    except Exception:
-        log.warning("could not publish the data version to Redis; web processes will see it later", exc_info=True)
-
-
 def _describe_error(exc) -> str:
     return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
 
 
-class _Limited:
-    """The first `limit` bytes of a binary stream."""
-
-    def __init__(self, stream, limit):
-        self.stream, self.left = stream, limit
-
-    def read(self, size=-1):
-        size = self.left if size is None or size < 0 else min(size, self.left)
-        data = self.stream.read(size) if size else b""
-        self.left -= len(data)
-        return data
-
-    def close(self):
-        self.stream.close()
-
-
-class _HashingLines:
-    """Byte lines of a stream, read in chunks that are hashed and counted on the way to the parser."""
-
-    def __init__(self, stream, tracker):
-        import hashlib
-
-        self.stream, self.tracker = stream, tracker
-        self.digest = hashlib.sha256()
-
-    def __iter__(self):
-        update, advance, read = self.digest.update, self.tracker.advance, self.stream.read
-        pending = b""
-        while chunk := read(CHUNK):
-            update(chunk)
-            advance(len(chunk))
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            yield from lines
-        if pending:
-            yield pending
-
-    def drain(self):
-        """Hash whatever the parser left unread, so the digest covers the whole file."""
-        for _ in self:
-            pass
-
-    def hexdigest(self):
-        return self.digest.hexdigest()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stream.close()
-
-
-class _Progress:
-    """Bytes done of bytes to do, written to the run record and the RQ job's meta a few times a second."""
-
-    INTERVAL = 0.5
-
-    def __init__(self, ctx, run, callback):
-        self.ctx, self.run, self.callback = ctx, run, callback
-        self.total, self.done, self._text, self._last = 0, 0, "", 0.0
-        from rq import get_current_job
-
-        self.job = get_current_job()
-
-    def stage(self, text):
-        self._text = text
-        self._flush(force=True)
-
-    def advance(self, amount):
-        self.done += amount
-        if self.callback:
-            self.callback(self.done, self.total, self._text)
-        if time.monotonic() - self._last >= self.INTERVAL:
-            self._flush()
-
-    def _flush(self, force=False):
-        self._last = time.monotonic()
-        fraction = min(1.0, self.done / self.total) if self.total else 0.0
-        IngestRun.update(progress=fraction, stage=self._text).where(IngestRun.id == self.run.id).execute()
-        if not runtime.hold_lock(self.ctx, self.run.id):  # the heartbeat: a live run keeps its lock
-            raise LockLost(f"run {self.run.id} lost the ingest lock to {runtime.lock_holder(self.ctx)}; it stopped")
-        if self.job is not None:
-            self.job.meta["progress"] = {"fraction": fraction, "stage": self._text}
-            self.job.save_meta()
-        if self.callback and force:
-            self.callback(self.done, self.total, self._text)

@@ -5,7 +5,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import MAX_PREC, Decimal, localcontext
 
-from selection import BannerStats, Plan, select_banners
+from selection import BannerStats, select_banners
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """What a job needs around it: settings, the database, Redis, the queue, and the ingest lock."""
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -7,7 +8,9 @@ import redis as redis_lib
 
 from config import Settings, load_settings
 from jobs.logs import configure_logging
-from models import db, init_db
+from models import db, get_data_version, init_db
+
+log = logging.getLogger("bannerservice.runtime")
 
 
 @dataclass
@@ -106,6 +109,13 @@ def lock_holder(ctx: Context):
     return ctx.redis.get(ctx.key("ingest:lock"))
 
 
-def publish_data_version(ctx: Context, version: int) -> None:
-    """Tell every web process that plans changed; they poll this key at most once a second."""
-    ctx.redis.set(ctx.key("data_version"), str(version))
+def publish_data_version(ctx: Context, version=None) -> None:
+    """Tell every web process that plans changed (they poll this key at most once a second).
+
+    Without `version`, the database's. A Redis failure is logged, not raised: the load it follows
+    stands, and web processes also read the database's version once a minute.
+    """
+    try:
+        ctx.redis.set(ctx.key("data_version"), str(version if version is not None else get_data_version()))
+    except Exception:
+        log.warning("could not publish the data version to Redis; web processes will see it later", exc_info=True)

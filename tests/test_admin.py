@@ -5,7 +5,6 @@ import io
 import re
 import subprocess
 from html import unescape
-import time
 from pathlib import Path
 
 import pytest

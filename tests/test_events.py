@@ -2,7 +2,6 @@
 ingest of those batches -- against the real Redis."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 from conftest import ROOT, write_source
 from jobs import runtime
 from jobs.events import GROUP, STREAM, click_event, conversion_event, decode, impression_event, queue_event
-from jobs.export import HEADERS, export_events, write_batches
+from jobs.export import export_events, write_batches
 from models import Banner, CampaignStat, ExportRun, IngestRun
 from test_ingest import GOOD
 

@@ -2,7 +2,6 @@
 
 import io
 import json
-import resource
 import subprocess
 import sys
 
@@ -296,7 +295,6 @@ def test_ingest_logs_one_line_per_event_with_the_run_id_to_the_log_file(app, loa
 
 def test_ingest_new_data_reaches_a_running_web_process_within_a_second(app, loaded, tmp_path):
     import time
-    from dataclasses import replace
 
     from webapp.serving import PlanCache
 

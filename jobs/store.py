@@ -1,0 +1,101 @@
+"""The database side of a load: replace a quarter's rows, and remember which file versions it was built from."""
+
+import json
+
+from peewee import PostgresqlDatabase, chunked
+
+from jobs.quarters import campaign_totals
+from models import BannerStat, CampaignStat, Click, Conversion, ImpressionCount, LoadedFile, Meta, Plan, db, utcnow
+
+BATCH = 5000
+
+
+def store_quarter(quarter, parsed, data):
+    for model in (ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat):
+        model.delete().where(model.quarter == quarter).execute()
+    insert(ImpressionCount, ("quarter", "campaign_id", "banner_id", "impressions"),
+            ((quarter, c, b, n) for (c, b), n in parsed["impressions"].items()))
+    insert(Click, ("quarter", "click_id", "banner_id", "campaign_id"),
+            ((quarter, k, b, c) for k, (b, c) in parsed["clicks"].items()))
+    insert(Conversion, ("quarter", "conversion_id", "click_id", "revenue"),
+            ((quarter, k, click, str(rev)) for k, (click, rev) in parsed["conversions"].items()))
+    insert(BannerStat, ("quarter", "campaign_id", "banner_id", "impressions", "clicks", "conversions", "revenue"),
+            ((quarter, c, b, i, k, n, float(r)) for (c, b), (i, k, n, r) in data.banner_stats.items()))
+    insert(Plan, ("quarter", "campaign_id", "x", "scenario", "banner_ids", "random_fill"),
+            ((quarter, c, p.x, p.scenario, ",".join(map(str, p.banner_ids)), p.random_fill)
+             for c, p in data.plans.items()))
+    totals = campaign_totals(data)
+    insert(CampaignStat, ("quarter", "campaign_id", "impressions", "clicks", "conversions", "revenue", "x", "scenario", "banners"),
+            ((quarter, c, i, k, n, float(r), data.plans[c].x, data.plans[c].scenario, len(data.plans[c].banner_ids))
+             for c, (i, k, n, r) in totals.items()))
+
+
+def insert(model, names, rows):
+    """Bulk-insert plain tuples: executemany on SQLite, execute_values on PostgreSQL.
+
+    peewee's insert_many builds SQL per row in Python, which took most of an ingest's time.
+    """
+    columns = ", ".join(quoted(model._meta.fields[name].column_name) for name in names)
+    head = f"INSERT INTO {quoted(model._meta.table_name)} ({columns}) VALUES "
+    cursor = db.cursor()
+    if isinstance(db.obj, PostgresqlDatabase):
+        from psycopg2.extras import execute_values
+
+        for batch in chunked(rows, BATCH):
+            execute_values(cursor, head + "%s", batch, page_size=BATCH)
+    else:
+        sql = head + "(" + ", ".join([db.param] * len(names)) + ")"
+        for batch in chunked(rows, BATCH):
+            cursor.executemany(sql, batch)
+
+
+def quoted(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def emptied_files(quarter, parsed) -> list:
+    """Files of the quarter that came without rows although the served data has rows of that kind.
+
+    A header-only export is far more often a broken one than a real empty hour: refuse to let it
+    wipe a quarter that is being served.
+    """
+    current = {"impressions.csv": ImpressionCount, "clicks.csv": Click, "conversions.csv": Conversion}
+    return [
+        name for name, model in current.items()
+        if not parsed[name.split(".")[0]] and model.select().where(model.quarter == quarter).exists()
+    ]
+
+
+def is_loaded(info, sha256) -> bool:
+    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
+    if loaded is None:
+        return False
+    if info.etag:
+        return loaded.etag == info.etag and loaded.size == info.size
+    return loaded.sha256 == sha256
+
+
+def loaded_hash(info):
+    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
+    return loaded.sha256 if loaded else None
+
+
+def remember_loaded(info, sha256):
+    LoadedFile.insert(path=info.path, sha256=sha256, etag=info.etag, size=info.size, loaded_at=utcnow()).on_conflict(
+        conflict_target=[LoadedFile.path],
+        update={LoadedFile.sha256: sha256, LoadedFile.etag: info.etag, LoadedFile.size: info.size, LoadedFile.loaded_at: utcnow()},
+    ).execute()
+
+
+def live_set(quarter) -> list:
+    """The live batch files the served data of `quarter` was built with."""
+    row = Meta.get_or_none(Meta.key == f"live_files:{quarter}")
+    return json.loads(row.value) if row else []
+
+
+def remember_live_set(quarter, paths) -> None:
+    """Record the live batch files the quarter's data is now built with."""
+    value = json.dumps(paths)
+    Meta.insert(key=f"live_files:{quarter}", value=value).on_conflict(
+        conflict_target=[Meta.key], update={Meta.value: value}
+    ).execute()
