@@ -14,6 +14,14 @@ def visible_rows(page):
         "#campaign-table tbody tr[data-campaign]", "rows => rows.map(r => [r.dataset.campaign, r.dataset.quarter])")]
 
 
+def wait_for_htmx(page, selector):
+    """Wait until htmx has processed the (swapped-in) element: before that, a click is a plain page load."""
+    page.wait_for_function(
+        "s => { const e = document.querySelector(s); return !!(e && e['htmx-internal-data'] && e['htmx-internal-data'].initHash); }",
+        arg=selector,
+    )
+
+
 def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_server, loaded):
     from models import CampaignStat
 
@@ -23,12 +31,14 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
 
     page.click("th a[data-sort=revenue]")
     page.wait_for_url(re.compile(r"/admin/campaigns\?sort=revenue$"))
+    wait_for_htmx(page, "th a[data-sort=revenue]")
     page.click("th a[data-sort=revenue]")
     page.wait_for_url(re.compile(r"/admin/campaigns\?sort=revenue&dir=desc$"))
     top = sorted(CampaignStat.select(), key=lambda r: (-r.revenue, r.campaign_id, r.quarter))[0]
     page.wait_for_function(f"document.querySelector('#campaign-table tbody tr').dataset.campaign == '{top.campaign_id}'")
     assert visible_rows(page)[0] == (top.campaign_id, top.quarter)
 
+    wait_for_htmx(page, "#campaign-table form")
     page.select_option("select[name=quarter]", "2")
     page.wait_for_url(re.compile(r"quarter=2"))
     assert "sort=revenue" in page.url and "dir=desc" in page.url
@@ -36,6 +46,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
     revenues = [r.revenue for r in CampaignStat.select().where(CampaignStat.quarter == 2)]
     assert {q for _, q in visible_rows(page)} == {2} and len(visible_rows(page)) == min(20, len(revenues))
 
+    wait_for_htmx(page, "a[rel=next]")
     page.click("a[rel=next]")
     page.wait_for_url(re.compile(r"page=2"))
     assert page.evaluate("window.notReloaded") is True
