@@ -37,6 +37,52 @@ def test_compose_config_is_valid(profile):
     assert result.returncode == 0, result.stderr
 
 
+_VARIABLE = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def interpolate(text, env):
+    """Compose's variable substitution (${NAME}, ${NAME:-default}, ${NAME-default}, $$), as `docker compose` does first."""
+    def value(match):
+        if match.group(0) == "$$":
+            return "$$"
+        name, op, default = match.group("name") or match.group("bare"), match.group("op"), match.group("default")
+        current = env.get(name)
+        if op == ":-" and not current or op == "-" and current is None:
+            return default or ""
+        if op in (":?", "?") and not current:
+            raise ValueError(f"{name} must be set: {default}")
+        return current or ""
+
+    return _VARIABLE.sub(value, text)
+
+
+def parse_compose_spec(text, env):
+    """The file through the compose_spec parser (a Rust implementation of the Compose specification)."""
+    from compose_spec import PyCompose
+    import json
+
+    return PyCompose.from_json(json.dumps(yaml.safe_load(interpolate(text, env))))
+
+
+@pytest.mark.parametrize("env", [{}, {"DATABASE_URL": "postgresql://bannerservice:bannerservice@postgres:5432/bannerservice",
+                                      "WEB_REPLICAS": "4", "SECRET_KEY": "s"}])
+def test_compose_file_follows_the_compose_specification(env):
+    parsed = parse_compose_spec(COMPOSE.read_text(), env)
+    assert set(parsed.service_names()) >= LONG_RUNNING | {"minio-init"}
+
+
+@pytest.mark.parametrize("mistake", [
+    ("restart: unless-stopped", "restart: sometimes"),
+    ("healthcheck:", "healthchek:"),
+    ("condition: service_healthy", "condition: service_happy"),
+])
+def test_compose_specification_check_catches_mistakes(mistake):
+    with pytest.raises(ValueError):
+        parse_compose_spec(COMPOSE.read_text().replace(*mistake, 1), {})
+
+
 def test_compose_has_every_part_with_restart_and_health_checks(compose):
     services = compose["services"]
     assert LONG_RUNNING | {"minio-init"} <= set(services)
