@@ -209,3 +209,14 @@ def test_plan_cache_picks_up_a_version_whose_publish_to_redis_was_lost(loaded):
         assert cache.snapshot().version == first
         now[0] += PlanCache.DATABASE_CHECK_SECONDS
         assert cache.snapshot().version == first + 1
+
+
+def test_visitor_session_expires_in_redis_and_its_cookie_is_sent_once(client, loaded, redis_server):
+    first = client.get("/campaigns/1")
+    cookie = first.headers["Set-Cookie"]
+    assert cookie.startswith("bs_session=") and "Expires" not in cookie and "HttpOnly" in cookie
+    assert "Set-Cookie" not in client.get("/campaigns/1").headers
+    sid = client.get_cookie("bs_session").value
+    prefix = loaded.extensions["settings"].redis_prefix
+    ttl = redis_server.ttl(f"{prefix}session:{sid}")
+    assert 0 < ttl <= loaded.extensions["settings"].session_lifetime_minutes * 60
