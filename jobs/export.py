@@ -81,7 +81,6 @@ class _ExportLock:
     """The one-exporter-at-a-time lock: a token of our own, renewed per chunk, released only if still ours."""
 
     _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
-    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
     def __init__(self, ctx):
         self.redis, self.key, self.token = ctx.redis, ctx.key("export:lock"), uuid.uuid4().hex
@@ -93,7 +92,7 @@ class _ExportLock:
             raise ExportBusy("this export lost its lock to another; it stopped before writing more")
 
     def release(self):
-        self.redis.eval(self._RELEASE, 1, self.key, self.token)
+        runtime.release_if_held(self.redis, self.key, self.token)
 
 
 def _reap_dead_exports():

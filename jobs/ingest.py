@@ -5,7 +5,6 @@
 
 import json
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,8 +33,8 @@ class IngestBusy(Exception):
 
     def __init__(self, run):
         self.run = run
-        what = f"run #{run.id} is {run.status}" if run else "another ingest holds the lock"
-        super().__init__(f"an ingest is already in progress: {what}")
+        self.what = f"run #{run.id} is {run.status}" if run else "another ingest holds the lock"
+        super().__init__(f"an ingest is already in progress: {self.what}")
 
 
 def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None, live_hours=None):
@@ -94,7 +93,7 @@ def request_ingest(source=None, trigger="manual", user=None, live_hours=None):
     try:
         job = ctx.queue().enqueue(
             run_ingest, source, trigger, user, run.id, None, live_hours,
-            job_id=_job_id(ctx, run), job_timeout=3600, result_ttl=86400, failure_ttl=7 * 86400,
+            job_id=runtime.rq_id(ctx.settings, f"ingest-{run.id}"), job_timeout=3600, result_ttl=86400, failure_ttl=7 * 86400,
         )
     except Exception as exc:
         run.status, run.error, run.finished_at = IngestRun.FAILED, f"could not queue: {exc}", utcnow()
@@ -105,11 +104,6 @@ def request_ingest(source=None, trigger="manual", user=None, live_hours=None):
     run.save()
     log.info("run=%s queued source=%s trigger=%s user=%s", run.id, source, trigger, user)
     return run
-
-
-def _job_id(ctx, run) -> str:
-    """The RQ job id of a run; rq's keys carry no deployment prefix, so the queue name goes in."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{ctx.settings.queue_name}-ingest-{run.id}")
 
 
 def scheduled_ingest():

@@ -1,6 +1,7 @@
 """What a job needs around it: settings, the database, Redis, the queue, and the ingest lock."""
 
 import logging
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -89,19 +90,23 @@ def hold_lock(ctx: Context, run_id: int) -> bool:
     return bool(ctx.redis.eval(_HOLD, 1, ctx.key("ingest:lock"), str(run_id), ctx.settings.ingest_lock_seconds))
 
 
+_RELEASE_IF_HELD = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def release_if_held(redis, key: str, holder: str) -> bool:
+    """Delete the lock `key` only while `holder` is its value (atomically): never someone else's."""
+    return bool(redis.eval(_RELEASE_IF_HELD, 1, key, holder))
+
+
 def release_lock(ctx: Context, run_id) -> None:
     """Drop the lock if `run_id` (or a pending request, for None) still holds it."""
-    expected = "pending" if run_id is None else str(run_id)
-    key = ctx.key("ingest:lock")
-    with ctx.redis.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            if pipe.get(key) == expected:
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-        except redis_lib.WatchError:
-            pass
+    release_if_held(ctx.redis, ctx.key("ingest:lock"), "pending" if run_id is None else str(run_id))
+
+
+def rq_id(settings: Settings, what: str) -> str:
+    """An RQ or rq-scheduler id for `what` in this deployment: rq's keys carry no prefix of ours,
+    so the queue name goes in, reduced to the characters RQ allows."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{settings.queue_name}-{what}")
 
 
 def lock_holder(ctx: Context):

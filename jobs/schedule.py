@@ -1,15 +1,14 @@
 """The recurring jobs, registered with rq-scheduler under fixed ids."""
 
-import re
-
 from jobs.export import scheduled_export
 from jobs.ingest import scheduled_ingest
+from jobs.runtime import rq_id
 
 
 def schedule_id(settings, what: str) -> str:
     """A fixed id per deployment (its queue name) and job: registering again replaces the entry,
     so restarts never stack up schedules, and deployments sharing a Redis keep their own."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{settings.queue_name}-scheduled-{what}")
+    return rq_id(settings, f"scheduled-{what}")
 
 
 def register_schedules(scheduler, settings):

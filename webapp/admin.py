@@ -235,8 +235,7 @@ def run_ingest_now():
         run = request_ingest(trigger="manual", user=g.user.username)
         notice = f"Ingest run #{run.id} is queued."
     except IngestBusy as exc:
-        what = f"run #{exc.run.id} is {exc.run.status}" if exc.run else "another ingest holds the lock"
-        notice, level = f"An ingest is already in progress ({what}); no new run was queued.", "warning"
+        notice, level = f"An ingest is already in progress ({exc.what}); no new run was queued.", "warning"
     except RedisError as exc:
         notice, level = f"Could not queue the ingest: Redis did not answer ({exc}).", "error"
     if is_htmx_request():

@@ -11,7 +11,7 @@ def is_local_path(url) -> bool:
     """
     if not isinstance(url, str) or not url.startswith("/") or url.startswith("//") or "\\" in url:
         return False
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if _has_space_or_control(url):
         return False
     parts = urlsplit(url)
     return not parts.scheme and not parts.netloc
@@ -19,9 +19,13 @@ def is_local_path(url) -> bool:
 
 def is_safe_landing_url(url) -> bool:
     """An absolute http(s) URL with a host, or a path on this site."""
-    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if not isinstance(url, str) or _has_space_or_control(url):
         return False
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         return bool(parts.netloc) and "\\" not in url
     return is_local_path(url)
+
+
+def _has_space_or_control(url: str) -> bool:
+    return any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url)
