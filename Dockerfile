@@ -19,6 +19,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY config.py models.py selection.py rotation.py gunicorn.conf.py ./
 COPY jobs ./jobs
 COPY webapp ./webapp
+COPY live ./live
 COPY scripts/s3_upload.py ./scripts/
 RUN pip install --no-deps . \
     && useradd --uid 10001 --create-home app \

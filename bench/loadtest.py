@@ -210,7 +210,7 @@ def render_section(results) -> str:
         f"- Not per visitor but per page view: the live-events stream (impressions, written in the same pipeline as "
         f"the session) held {after['events_stream_entries']:,} entries in {after['events_stream_bytes'] / 2**20:.1f} MiB "
         f"at the end (~{after['events_stream_bytes'] / max(after['events_stream_entries'], 1):.0f} bytes each); the stream "
-        f"is capped at 5,000,000 entries (jobs/events.py). Redis `used_memory`: {results['redis_empty']['used_memory']:,} bytes after ingest, "
+        f"is capped at 5,000,000 entries (live/events.py). Redis `used_memory`: {results['redis_empty']['used_memory']:,} bytes after ingest, "
         f"{after['used_memory']:,} after the run.",
         f"- Expiry: every session key has a TTL (between {after['session_ttl_min']} and {after['session_ttl_max']} s "
         f"left at the end, SESSION_LIFETIME_MINUTES={results['session_minutes']}), refreshed on each visit.",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from jobs import runtime
-from jobs.export import live_batches
+from live.export import live_batches
 from jobs.images import ingest_images
 from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
 from jobs.quarters import build_quarter

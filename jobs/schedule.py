@@ -1,6 +1,6 @@
 """The recurring jobs, registered with rq-scheduler under fixed ids."""
 
-from jobs.export import scheduled_export
+from live.export import scheduled_export
 from jobs.ingest import scheduled_ingest
 from jobs.runtime import rq_id
 

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import ROOT, write_source
 from jobs import runtime
-from jobs.events import GROUP, STREAM, click_event, conversion_event, decode, impression_event, queue_event
-from jobs.export import export_events, write_batches
+from live.events import GROUP, STREAM, click_event, conversion_event, decode, impression_event, queue_event
+from live.export import export_events, write_batches
 from models import Banner, CampaignStat, ExportRun, IngestRun
 from test_ingest import GOOD
 
@@ -92,7 +92,7 @@ def test_export_worker_killed_between_writing_and_acknowledging_writes_every_eve
     code = (
         "import os, redis\n"
         "redis.Redis.xack = lambda *a, **k: os._exit(9)  # die right where the acknowledgement would go\n"
-        "from webapp import create_app\nfrom jobs.export import export_events\n"
+        "from webapp import create_app\nfrom live.export import export_events\n"
         "app = create_app()\nwith app.app_context(): export_events()\n"
     )
     env = dict(worker_env, LIVE_ROOT=str(live_app.live_root))
@@ -188,7 +188,7 @@ def test_ingest_with_live_adds_the_exported_batches_of_the_last_hours(live_app, 
 
 @pytest.fixture
 def token_for(app):
-    from webapp.clicks import click_token
+    from live.clicks import click_token
 
     def make(campaign=7, banner=101, quarter=2, impression="imp-1", now=None):
         with app.test_request_context():
@@ -226,7 +226,7 @@ def test_click_forged_token_records_nothing_and_lands_on_the_site(client, token)
 def test_click_token_signed_with_another_key_is_forged(client, token_for, app):
     import hashlib
 
-    from jobs.events import derived_key
+    from live.events import derived_key
 
     payload = f"7.101.2.x.{int(time.time())}"
     mac = hashlib.blake2b(payload.encode(), key=derived_key("not-our-secret", b"bs.click"), digest_size=16).hexdigest()
@@ -255,7 +255,7 @@ def test_click_unsafe_stored_landing_url_is_not_followed(app, client, token_for,
 
 @pytest.fixture
 def api_key(app):
-    from webapp.clicks import create_api_key
+    from live.clicks import create_api_key
 
     with app.app_context():
         return create_api_key("acme")
@@ -335,7 +335,7 @@ def serving(app, tmp_path):
 def test_served_views_record_impression_events_with_the_right_fields(serving):
     import re
 
-    from jobs.events import visitor_key
+    from live.events import visitor_key
     from models import get_data_version
 
     client = serving.test_client()
@@ -378,7 +378,7 @@ def test_served_views_record_nothing_when_events_are_off(serving):
 
 
 def test_live_panel_counts_come_from_the_served_views(serving):
-    from jobs.events import recent_counts
+    from live.events import recent_counts
 
     client = serving.test_client()
     for _ in range(4):
@@ -388,7 +388,7 @@ def test_live_panel_counts_come_from_the_served_views(serving):
 
 
 def test_export_drains_the_stream_in_chunks_and_acknowledges_each(live_app, monkeypatch):
-    from jobs import export
+    from live import export
 
     monkeypatch.setattr(export, "READ_COUNT", 7)
     add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(50)])
@@ -402,7 +402,7 @@ def test_export_drains_the_stream_in_chunks_and_acknowledges_each(live_app, monk
 
 
 def test_export_that_loses_its_lock_stops_before_writing_more(live_app, monkeypatch):
-    from jobs import export
+    from live import export
 
     monkeypatch.setattr(export, "READ_COUNT", 5)
     add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(20)])
@@ -471,7 +471,7 @@ def test_ingest_reads_live_files_only_as_far_as_their_manifest(live_app):
 
 
 def test_event_encoding_round_trips_and_keeps_separators_out_of_values():
-    from jobs.events import encode
+    from live.events import encode
 
     event = conversion_event(NOW, 2, 7, 101, 55, 66, "2.50", "acme|evil")
     decoded = decode({"e": encode(event)})

@@ -219,8 +219,8 @@ def test_export_to_s3_and_ingest_with_live_from_s3(s3_app, bucket):
     from datetime import datetime, timezone
 
     from jobs import runtime
-    from jobs.events import impression_event, queue_event
-    from jobs.export import export_events
+    from live.events import impression_event, queue_event
+    from live.export import export_events
     from models import CampaignStat
 
     name, client = bucket

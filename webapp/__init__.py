@@ -40,14 +40,15 @@ def create_app(overrides=None):
             db.close()
 
     from webapp import admin, auth
-    from webapp import cli, clicks, health, live_admin, public
+    from live import clicks, panel
+    from webapp import cli, health, public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(clicks.bp)
-    app.register_blueprint(live_admin.bp)
+    app.register_blueprint(panel.bp)
     cli.register(app)
 
     @app.errorhandler(404)

@@ -18,7 +18,7 @@ from models import (
 )
 from webapp.auth import admin_required, is_htmx_request, login_required
 from webapp.clock import utc_now
-from webapp.live_admin import live_panel_context
+from live.panel import live_panel_context
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

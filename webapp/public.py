@@ -4,10 +4,10 @@ import random
 
 from flask import Blueprint, abort, current_app, render_template, send_from_directory, session, url_for
 
-from jobs.events import impression_event, queue_event
+from live.events import impression_event, queue_event
 from rotation import next_banner
 from selection import quarter_of
-from webapp.clicks import click_token, current_visitor, new_impression_id
+from live.clicks import click_token, current_visitor, new_impression_id
 from webapp.clock import utc_now
 from webapp.sessions import queue_for_redis
 

@@ -8,7 +8,7 @@ import pytest
 from jobs import runtime
 from test_auth import login, users  # noqa: F401  (users is a fixture)
 from test_events import NOW, add_events, serving  # noqa: F401  (serving is a fixture)
-from jobs.events import click_event, impression_event
+from live.events import click_event, impression_event
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_live_panel_counts_served_views_and_is_on_the_overview(serving, admin):
 def test_live_panel_waiting_drops_to_zero_after_an_export_and_shows_it(serving, admin, tmp_path):
     from dataclasses import replace
 
-    from jobs.export import export_events
+    from live.export import export_events
 
     runtime.context(replace(runtime.context().settings, live_root=str(tmp_path / "live-root")))
     add_events([impression_event(NOW, 2, 7, 101, "v", 1, "a")])

@@ -17,7 +17,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 from jobs import runtime
-from jobs.events import GROUP, STREAM, decode
+from live.events import GROUP, STREAM, decode
 from jobs.sources import FileInfo, open_sink
 from models import ExportRun, utcnow
 

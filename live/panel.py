@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, render_template
 from redis import RedisError
 
-from jobs.events import GROUP, STREAM, recent_counts
+from live.events import GROUP, STREAM, recent_counts
 from models import ExportRun
 from webapp.auth import login_required
 from webapp.clock import utc_now

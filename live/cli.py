@@ -16,7 +16,7 @@ def register(app):
 @with_appcontext
 def export_events_command():
     """Drain the live event stream into CSV batches under <LIVE_ROOT or INGEST_SOURCE>/live/ now."""
-    from jobs.export import ExportBusy, export_events
+    from live.export import ExportBusy, export_events
     from models import ExportRun
 
     try:
@@ -36,7 +36,7 @@ def api_keys_command():
 @click.argument("advertiser")
 def api_keys_create_command(advertiser):
     """Create a key for ADVERTISER and print it once (only its hash is stored)."""
-    from webapp.clicks import create_api_key
+    from live.clicks import create_api_key
 
     click.echo(create_api_key(advertiser))
 

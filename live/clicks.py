@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
 from peewee import fn
 
-from jobs.events import (
+from live.events import (
     CLICK_TTL,
     derived_key,
     FIRST_LIVE_CLICK_ID,
