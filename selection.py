@@ -53,6 +53,13 @@ def select_banners(stats, pool, rng) -> Plan:
     `pool` holds every banner seen in the campaign that quarter (impression or click);
     `rng` (a random.Random) draws the fill when the rules give fewer than five.
     """
+    x, scenario, banner_ids = rank_banners(stats)
+    fill = draw_fill(banner_ids, pool, rng)
+    return Plan(x=x, scenario=scenario, banner_ids=tuple(banner_ids + fill), random_fill=len(fill))
+
+
+def rank_banners(stats) -> tuple[int, str, list[int]]:
+    """The rules without the random fill: (X, scenario, the chosen banner ids in rank order)."""
     converted = sorted((s for s in stats if s.conversions > 0), key=revenue_key)
     x = len(converted)
     if x >= PLAN_SIZE_MAX:
@@ -64,9 +71,7 @@ def select_banners(stats, pool, rng) -> Plan:
         clicked = sorted((s for s in stats if s.clicks > 0 and s.banner_id not in taken), key=click_key)
         chosen = converted + clicked[: PLAN_SIZE_MIN - x]
         scenario = SCENARIO_REVENUE_THEN_CLICKS if x else SCENARIO_TOP5_CLICKS
-    banner_ids = [s.banner_id for s in chosen]
-    fill = draw_fill(banner_ids, pool, rng)
-    return Plan(x=x, scenario=scenario, banner_ids=tuple(banner_ids + fill), random_fill=len(fill))
+    return x, scenario, [s.banner_id for s in chosen]
 
 
 def draw_fill(chosen, pool, rng) -> list[int]:

@@ -5,7 +5,6 @@
 
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -267,18 +266,25 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     outcome.had_rejects |= any(r.rejected for r in all_records)
     log.info(
         "run=%s quarter=%s loaded campaigns=%s data_version=%s live_files=%s %s",
-        run.id, quarter, len(data.plans), version, len(live_paths),
+        run.id, quarter, data.campaign_count, version, len(live_paths),
         " ".join(f"{r.name}:read={r.rows_read},loaded={r.loaded},rejected={r.rejected}" for r in records.values()),
     )
 
 
 def _parse_quarter(quarter, parts, tracker):
-    """Parse the quarter's files, each kind's historical file first, then its live batches."""
-    parsed = {"impressions": Counter(), "clicks": {}, "conversions": {}}
+    """Parse the quarter's files, each kind's historical file first, then its live batches (earlier rows win)."""
+    parsed = {"impressions": None, "clicks": None, "conversions": None}
+
+    def into(key, parse):
+        def run(lines):
+            parsed[key], report = parse(lines)
+            return parsed[key], report
+        return run
+
     parsers = {
-        "impressions.csv": lambda lines: parse_impressions(lines, parsed["impressions"]),
-        "clicks.csv": lambda lines: parse_clicks(lines, parsed["clicks"]),
-        "conversions.csv": lambda lines: parse_conversions(lines, parsed["clicks"], parsed["conversions"]),
+        "impressions.csv": into("impressions", lambda lines: parse_impressions(lines, parsed["impressions"])),
+        "clicks.csv": into("clicks", lambda lines: parse_clicks(lines, parsed["clicks"])),
+        "conversions.csv": into("conversions", lambda lines: parse_conversions(lines, parsed["clicks"], parsed["conversions"])),
     }
     for kind in CSV_NAMES:
         for part in parts:

@@ -6,9 +6,15 @@ and keeps only what it must, never the whole file.
 
 import csv
 import re
-from collections import Counter
+from array import array
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+import numpy as np
+
+from jobs.columns import (
+    Clicks, Conversions, LineNumbers, PairCounter, column, first_wins, found_in, merge_sorted, money_parts,
+)
 
 MAX_ID = 2**63 - 1  # ids are stored in signed 64-bit columns
 SAMPLE_SIZE = 20
@@ -66,10 +72,12 @@ class FileReport:
 def parse_impressions(lines, counts=None):
     """Count impressions per (campaign_id, banner_id); repeated rows are normal, not duplicates.
 
+    Returns an ImpressionCounts (a mapping {(campaign_id, banner_id): count} held in columns).
     Pass the `counts` of an earlier file to add this one's to them.
     """
     report = FileReport("impressions.csv")
-    counts = Counter() if counts is None else counts
+    counter = PairCounter(counts)
+    campaigns, banners, pending = counter.campaigns.append, counter.banners.append, 0
     known = {}  # raw line -> key or the reason it was rejected; most lines repeat, so parse each once
     for lineno, raw in _data_lines(lines, "impressions"):
         report.rows_read += 1
@@ -85,64 +93,84 @@ def parse_impressions(lines, counts=None):
             known[raw] = key
         if isinstance(key, str):
             report.reject(lineno, key)
-        else:
-            counts[key] += 1
-            report.loaded += 1
-    return counts, report
+            continue
+        campaigns(key[0])
+        banners(key[1])
+        report.loaded += 1
+        pending += 1
+        if pending == counter.limit:
+            counter.fold()
+            campaigns, banners, pending = counter.campaigns.append, counter.banners.append, 0
+    counter.fold()
+    return counter.total, report
 
 
 def parse_clicks(lines, clicks=None):
     """Clicks by click_id: {click_id: (banner_id, campaign_id)}; a repeated id is a duplicate or a conflict.
 
-    Pass the `clicks` of an earlier file to merge this one into them (its ids count as seen).
+    Returns a Clicks (that mapping, held in columns). Pass the `clicks` of an earlier file to merge
+    this one into them: its ids count as seen, and its rows win.
     """
     report = FileReport("clicks.csv")
-    clicks = {} if clicks is None else clicks
+    clicks = Clicks() if clicks is None else clicks
+    ids, banners, campaigns, lines_of = array("q"), array("q"), array("q"), LineNumbers()
     for lineno, raw in _data_lines(lines, "clicks"):
         report.rows_read += 1
         try:
             click_id, banner_id, campaign_id = _fields(raw, 3)
             click_id = parse_id(click_id, "click_id")
-            value = (parse_id(banner_id, "banner_id"), parse_id(campaign_id, "campaign_id"))
+            banner_id, campaign_id = parse_id(banner_id, "banner_id"), parse_id(campaign_id, "campaign_id")
         except RowRejected as exc:
             report.reject(lineno, str(exc))
             continue
-        first = clicks.setdefault(click_id, value)
-        if first is not value:
-            _count_repeat(report, lineno, f"click_id {click_id}", first, value)
-        else:
-            report.loaded += 1
-    return clicks, report
+        lines_of.mark(len(ids), lineno)
+        ids.append(click_id)
+        banners.append(banner_id)
+        campaigns.append(campaign_id)
+    ids, banners, campaigns = column(ids), column(banners), column(campaigns)
+    winners = _count_repeats(report, "click_id", ids, (banners, campaigns), clicks.ids, (clicks.banners, clicks.campaigns), lines_of)
+    report.loaded = len(winners)
+    merged, (banners, campaigns) = merge_sorted(clicks.ids, (clicks.banners, clicks.campaigns), ids[winners], (banners[winners], campaigns[winners]))
+    return Clicks(merged, banners, campaigns), report
 
 
 def parse_conversions(lines, click_ids, conversions=None):
     """Conversions by conversion_id: {conversion_id: (click_id, revenue)}.
 
-    A conversion whose click_id is not in `click_ids` is an orphan: counted, not kept.
-    Pass the `conversions` of an earlier file to merge this one into them.
+    A conversion whose click_id is not in `click_ids` (a Clicks, or any collection of ids) is an
+    orphan: counted, not kept, but its id is taken: a later row with it is a duplicate or a conflict.
+    Returns a Conversions (that mapping, held in columns). Pass the `conversions` of an earlier file
+    to merge this one into them.
     """
     report = FileReport("conversions.csv")
-    conversions = {} if conversions is None else conversions
-    orphans = {}
+    conversions = Conversions() if conversions is None else conversions
+    ids, clicks, units, nanos, lines_of = array("q"), array("q"), array("q"), array("q"), LineNumbers()
     for lineno, raw in _data_lines(lines, "conversions"):
         report.rows_read += 1
         try:
             conversion_id, click_id, revenue = _fields(raw, 3)
             conversion_id = parse_id(conversion_id, "conversion_id")
-            value = (parse_id(click_id, "click_id"), parse_revenue(revenue))
+            click_id, (whole, nano) = parse_id(click_id, "click_id"), money_parts(parse_revenue(revenue))
         except RowRejected as exc:
             report.reject(lineno, str(exc))
             continue
-        first = conversions.get(conversion_id) or orphans.get(conversion_id)
-        if first is not None:
-            _count_repeat(report, lineno, f"conversion_id {conversion_id}", first, value)
-        elif value[0] not in click_ids:
-            orphans[conversion_id] = value  # kept aside, so a repeat of it is a duplicate or a conflict
-            report.orphans += 1
-        else:
-            conversions[conversion_id] = value
-            report.loaded += 1
-    return conversions, report
+        lines_of.mark(len(ids), lineno)
+        ids.append(conversion_id)
+        clicks.append(click_id)
+        units.append(whole)
+        nanos.append(nano)
+    ids, values = column(ids), (column(clicks), column(units), column(nanos))
+    earlier = conversions
+    winners = _count_repeats(report, "conversion_id", ids, values, earlier.ids, (earlier.click_ids, earlier.units, earlier.nanos), lines_of)
+    clicks, units, nanos = (value[winners] for value in values)
+    known_ids = click_ids.ids if isinstance(click_ids, Clicks) else np.unique(np.fromiter(click_ids, dtype=np.int64))
+    known = found_in(known_ids, clicks)[1]
+    report.loaded = int(np.count_nonzero(known))
+    report.orphans = len(winners) - report.loaded
+    merged, columns = merge_sorted(
+        earlier.ids, (earlier.click_ids, earlier.units, earlier.nanos, earlier.known), ids[winners], (clicks, units, nanos, known)
+    )
+    return Conversions(merged, *columns), report
 
 
 def parse_id(text: str, name: str) -> int:
@@ -196,11 +224,18 @@ def quote(text, limit: int = MAX_QUOTE) -> str:
     return repr(text[:limit] + "...") if len(text) > limit else repr(text)
 
 
-def _count_repeat(report, lineno, what, first, value):
-    if first == value:
-        report.duplicates += 1
-    else:
-        report.conflict(lineno, f"{what} repeats with other values; the first row wins")
+def _count_repeats(report, name, ids, values, earlier_ids, earlier_values, lines_of):
+    """Count the rows that repeat an id as duplicates or conflicts (sampling the first conflicts); the winners' rows."""
+    winners, repeats, same = first_wins(ids, values, earlier_ids, earlier_values)
+    report.duplicates = int(np.count_nonzero(same))
+    conflicts = repeats[~same]
+    report.conflicts = len(conflicts)
+    sample = conflicts[:SAMPLE_SIZE]
+    report.conflict_samples = [
+        (line, f"{name} {row_id} repeats with other values; the first row wins")
+        for line, row_id in zip(lines_of.of(sample).tolist(), ids[sample].tolist())
+    ]
+    return winners
 
 
 _BOMS = (

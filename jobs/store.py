@@ -1,33 +1,40 @@
 """The database side of a load: replace a quarter's rows, and remember which file versions it was built from."""
 
 import json
+from itertools import repeat
 
 from peewee import PostgresqlDatabase, chunked
 
-from jobs.quarters import campaign_totals
+from jobs.columns import money_text
 from models import BannerStat, CampaignStat, Click, Conversion, ImpressionCount, LoadedFile, Meta, Plan, db, utcnow
 
 BATCH = 5000
 
 
 def store_quarter(quarter, parsed, data):
+    """Replace the quarter's rows with `parsed` (the parsers' columns) and `data` (build_quarter's), streamed in batches."""
     for model in (ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat):
         model.delete().where(model.quarter == quarter).execute()
+    impressions, clicks = parsed["impressions"], parsed["clicks"]
     insert(ImpressionCount, ("quarter", "campaign_id", "banner_id", "impressions"),
-            ((quarter, c, b, n) for (c, b), n in parsed["impressions"].items()))
+           rows_of(quarter, impressions.campaigns, impressions.banners, impressions.counts))
     insert(Click, ("quarter", "click_id", "banner_id", "campaign_id"),
-            ((quarter, k, b, c) for k, (b, c) in parsed["clicks"].items()))
+           rows_of(quarter, clicks.ids, clicks.banners, clicks.campaigns))
     insert(Conversion, ("quarter", "conversion_id", "click_id", "revenue"),
-            ((quarter, k, click, str(rev)) for k, (click, rev) in parsed["conversions"].items()))
+           ((q, k, click, money_text(units, nanos)) for q, k, click, units, nanos in rows_of(quarter, *parsed["conversions"].kept())))
     insert(BannerStat, ("quarter", "campaign_id", "banner_id", "impressions", "clicks", "conversions", "revenue"),
-            ((quarter, c, b, i, k, n, float(r)) for (c, b), (i, k, n, r) in data.banner_stats.items()))
-    insert(Plan, ("quarter", "campaign_id", "x", "scenario", "banner_ids", "random_fill"),
-            ((quarter, c, p.x, p.scenario, ",".join(map(str, p.banner_ids)), p.random_fill)
-             for c, p in data.plans.items()))
-    totals = campaign_totals(data)
-    insert(CampaignStat, ("quarter", "campaign_id", "impressions", "clicks", "conversions", "revenue", "x", "scenario", "banners"),
-            ((quarter, c, i, k, n, float(r), data.plans[c].x, data.plans[c].scenario, len(data.plans[c].banner_ids))
-             for c, (i, k, n, r) in totals.items()))
+           rows_of(quarter, data.campaigns, data.banners, data.impressions, data.clicks, data.conversions, data.revenue_floats()))
+    for batch in chunked(data.campaign_plans(), BATCH):
+        insert(Plan, ("quarter", "campaign_id", "x", "scenario", "banner_ids", "random_fill"),
+               ((quarter, c, p.x, p.scenario, ",".join(map(str, p.banner_ids)), p.random_fill) for c, p, _ in batch))
+        insert(CampaignStat, ("quarter", "campaign_id", "impressions", "clicks", "conversions", "revenue", "x", "scenario", "banners"),
+               ((quarter, c, i, k, n, float(r), p.x, p.scenario, len(p.banner_ids)) for c, p, (i, k, n, r) in batch))
+
+
+def rows_of(quarter, *columns):
+    """Tuples (quarter, *one value of each column) of plain Python values, a batch of columns at a time."""
+    for start in range(0, len(columns[0]), BATCH):
+        yield from zip(repeat(quarter), *(column[start:start + BATCH].tolist() for column in columns))
 
 
 def insert(model, names, rows):

@@ -1,0 +1,252 @@
+"""Parsed rows as numpy columns: first-row-wins dedupe, pair counts, exact money sums (pure: numpy only).
+
+Memory grows with the distinct keys a file holds, a few int64s each, never with Python objects per row.
+"""
+
+from array import array
+from collections.abc import Mapping
+from decimal import Decimal
+
+import numpy as np
+
+NANO = 10**9
+# Money is kept as whole units (< 10^12) and nanos; for sums the units are split at 10^6 so that no
+# int64 sum of up to 9 * 10^12 rows can overflow, and carried back afterwards.
+SPLIT = 10**6
+EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def column(buffer) -> np.ndarray:
+    """An int64 column over an array('q') buffer, without copying it."""
+    return np.frombuffer(buffer, dtype=np.int64) if len(buffer) else EMPTY
+
+
+class LineNumbers:
+    """The line number of each buffered row, kept only where lines stop being consecutive (blank, rejected)."""
+
+    def __init__(self):
+        self.rows, self.lines = array("q"), array("q")
+        self.expected = None
+
+    def mark(self, row: int, line: int) -> None:
+        if line != self.expected:
+            self.rows.append(row)
+            self.lines.append(line)
+        self.expected = line + 1
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(column(self.rows), rows, side="right") - 1
+        return column(self.lines)[at] + (rows - column(self.rows)[at])
+
+
+def found_in(sorted_ids: np.ndarray, ids: np.ndarray):
+    """(positions of `ids` in `sorted_ids`, whether each is there)."""
+    pos = np.searchsorted(sorted_ids, ids)
+    if not len(sorted_ids):
+        return pos, np.zeros(len(ids), dtype=bool)
+    np.minimum(pos, len(sorted_ids) - 1, out=pos)
+    return pos, sorted_ids[pos] == ids
+
+
+def first_wins(ids, values, earlier_ids, earlier_values):
+    """Split one file's rows by id: the first row of an id wins unless an earlier file had the id.
+
+    Returns (winners, repeats, same): row indices of the new winners in id order, row indices of the
+    rows that repeat a winner (this file's or an earlier one's) in row order, and for each repeat
+    whether its values equal the winner's (a duplicate) or not (a conflict).
+    """
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    first = np.ones(len(ids), dtype=bool)
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    del sorted_ids
+    _, earlier = found_in(earlier_ids, ids[order])
+    winners = order[first & ~earlier]
+    repeats = np.sort(order[~first | earlier])
+    del order, first, earlier
+    repeat_ids = ids[repeats]
+    in_file, in_earlier = found_in(ids[winners], repeat_ids)[0], found_in(earlier_ids, repeat_ids)
+    same = np.ones(len(repeats), dtype=bool)
+    for mine, theirs in zip(values, earlier_values):
+        reference = np.where(in_earlier[1], theirs[in_earlier[0]] if len(theirs) else 0, mine[winners][in_file] if len(winners) else 0)
+        same &= mine[repeats] == reference
+    return winners, repeats, same
+
+
+def merge_sorted(ids_a, columns_a, ids_b, columns_b):
+    """Two id-sorted tables with no id in common, merged into one sorted by id."""
+    at = np.searchsorted(ids_a, ids_b) + np.arange(len(ids_b))
+    from_b = np.zeros(len(ids_a) + len(ids_b), dtype=bool)
+    from_b[at] = True
+    merged = []
+    for a, b in zip((ids_a, *columns_a), (ids_b, *columns_b)):
+        out = np.empty(len(from_b), dtype=np.result_type(a, b))
+        out[at], out[~from_b] = b, a
+        merged.append(out)
+    return merged[0], merged[1:]
+
+
+def group_pairs(first, second, *values):
+    """Sorted distinct (first, second) pairs: (first, second, row count, sum of each value column)."""
+    if not len(first):
+        return (EMPTY, EMPTY, EMPTY, *(EMPTY for _ in values))
+    order = pair_order(first, second)
+    first, second = first[order], second[order]
+    starts = np.flatnonzero(np.concatenate(([True], (first[1:] != first[:-1]) | (second[1:] != second[:-1]))))
+    counts = np.diff(np.append(starts, len(order)))
+    sums = [np.add.reduceat(v[order], starts) for v in values]
+    return (first[starts], second[starts], counts, *sums)
+
+
+def group_starts(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in sorted `keys`."""
+    if not len(keys):
+        return EMPTY
+    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+
+
+def money_parts(value: Decimal) -> tuple[int, int]:
+    """(units, nanos) of a revenue that passed the money rule: exact integers."""
+    _, digits, exponent = value.as_tuple()
+    coefficient = int("".join(map(str, digits)))
+    total = coefficient * 10 ** (9 + exponent) if exponent >= -9 else coefficient // 10 ** (-9 - exponent)
+    return divmod(total, NANO)
+
+
+def money_split(units, nanos):
+    """Money columns for summing: (units above 10^6, units below, nanos)."""
+    high, low = np.divmod(units, SPLIT)
+    return high, low, nanos
+
+
+def money_carry(high, low, nanos):
+    """Summed money columns back into (high, low < 10^6, nanos < 10^9); equal money, equal columns."""
+    carry, nanos = np.divmod(nanos, NANO)
+    carry, low = np.divmod(low + carry, SPLIT)
+    return high + carry, low, nanos
+
+
+def money_decimal(high, low, nanos) -> Decimal:
+    """The exact Decimal of one money value held as (high, low, nanos)."""
+    return Decimal(money_text(int(high) * SPLIT + int(low), int(nanos)))
+
+
+def money_text(units: int, nanos: int) -> str:
+    """'12.5' for (12, 500000000): plain decimal text, no trailing zeros."""
+    return f"{units}.{nanos:09d}".rstrip("0").rstrip(".") if nanos else str(units)
+
+
+class ImpressionCounts(Mapping):
+    """{(campaign_id, banner_id): impressions}, as columns sorted by campaign then banner."""
+
+    def __init__(self, campaigns=EMPTY, banners=EMPTY, counts=EMPTY):
+        self.campaigns, self.banners, self.counts = campaigns, banners, counts
+
+    def __getitem__(self, key):
+        campaign, banner = key
+        lo, hi = np.searchsorted(self.campaigns, campaign), np.searchsorted(self.campaigns, campaign, side="right")
+        at = lo + np.searchsorted(self.banners[lo:hi], banner)
+        if at < hi and self.banners[at] == banner:
+            return int(self.counts[at])
+        raise KeyError(key)
+
+    def __iter__(self):
+        return zip(self.campaigns.tolist(), self.banners.tolist())
+
+    def __len__(self):
+        return len(self.campaigns)
+
+
+class Clicks(Mapping):
+    """{click_id: (banner_id, campaign_id)}, as columns sorted by click id."""
+
+    def __init__(self, ids=EMPTY, banners=EMPTY, campaigns=EMPTY):
+        self.ids, self.banners, self.campaigns = ids, banners, campaigns
+
+    def __getitem__(self, click_id):
+        pos, hit = found_in(self.ids, np.asarray([click_id], dtype=np.int64))
+        if not hit[0]:
+            raise KeyError(click_id)
+        return int(self.banners[pos[0]]), int(self.campaigns[pos[0]])
+
+    def __iter__(self):
+        return iter(self.ids.tolist())
+
+    def __len__(self):
+        return len(self.ids)
+
+
+class Conversions(Mapping):
+    """{conversion_id: (click_id, revenue)} of the conversions kept; orphans are held for dedupe only."""
+
+    def __init__(self, ids=EMPTY, click_ids=EMPTY, units=EMPTY, nanos=EMPTY, known=np.zeros(0, dtype=bool)):
+        self.ids, self.click_ids, self.units, self.nanos, self.known = ids, click_ids, units, nanos, known
+
+    def kept(self):
+        """(conversion ids, click ids, units, nanos) of the conversions whose click is known."""
+        return self.ids[self.known], self.click_ids[self.known], self.units[self.known], self.nanos[self.known]
+
+    def __getitem__(self, conversion_id):
+        pos, hit = found_in(self.ids, np.asarray([conversion_id], dtype=np.int64))
+        if not (hit[0] and self.known[pos[0]]):
+            raise KeyError(conversion_id)
+        at = pos[0]
+        return int(self.click_ids[at]), Decimal(money_text(int(self.units[at]), int(self.nanos[at])))
+
+    def __iter__(self):
+        return iter(self.ids[self.known].tolist())
+
+    def __len__(self):
+        return int(np.count_nonzero(self.known))
+
+
+class PairCounter:
+    """Impressions per (campaign, banner): rows buffered a chunk at a time, folded into distinct pairs.
+
+    A chunk is at least as large as the distinct pairs so far, so folding costs O(rows log rows)
+    in all, and memory stays a small multiple of the distinct pairs.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, start=None):
+        self.total = start if start is not None else ImpressionCounts()
+        self.campaigns, self.banners = array("q"), array("q")
+        self.limit = max(self.CHUNK, len(self.total))
+
+    def fold(self) -> None:
+        campaigns, banners, counts = group_pairs(column(self.campaigns), column(self.banners))
+        self.campaigns, self.banners = array("q"), array("q")
+        if len(self.total):
+            total = self.total
+            campaigns, banners, _, counts = group_pairs(
+                np.concatenate((total.campaigns, campaigns)), np.concatenate((total.banners, banners)),
+                np.concatenate((total.counts, counts)),
+            )
+        self.total = ImpressionCounts(campaigns, banners, counts) if len(campaigns) else self.total
+        self.limit = max(self.CHUNK, len(self.total))
+
+
+def union_pairs(*tables):
+    """Sorted distinct (campaign, banner) pairs of several tables of pairs, and for each table where its rows went.
+
+    Returns (campaigns, banners, [for each table: the index of each of its rows in the union]).
+    """
+    sizes = np.cumsum([len(first) for first, _ in tables])[:-1]
+    first = np.concatenate([first for first, _ in tables])
+    second = np.concatenate([second for _, second in tables])
+    order = pair_order(first, second)
+    first, second = first[order], second[order]
+    new = np.ones(len(first), dtype=bool)
+    new[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.cumsum(new) - 1
+    return first[new], second[new], np.split(where, sizes)
+
+
+def pair_order(first, second) -> np.ndarray:
+    """The order that sorts rows by (first, second)."""
+    if len(first) and first.max() < 2**31 and second.max() < 2**32:
+        # Ids are positive: one packed int64 key sorts faster and in less memory than lexsort's two.
+        return np.argsort((first << 32) | second, kind="stable")
+    return np.lexsort((second, first))
