@@ -51,30 +51,37 @@ def found_in(sorted_ids: np.ndarray, ids: np.ndarray):
 def first_wins(ids, values, earlier_ids, earlier_values):
     """Split one file's rows by id: the first row of an id wins unless an earlier file had the id.
 
-    Returns (winners, repeats, same): row indices of the new winners in id order, row indices of the
-    rows that repeat a winner (this file's or an earlier one's) in row order, and for each repeat
-    whether its values equal the winner's (a duplicate) or not (a conflict).
+    Returns (winners, repeats, same): the new winners' rows in id order (an index array, or a slice of
+    all rows when they already are), the rows that repeat a winner (this file's or an earlier one's)
+    in row order, and for each repeat whether its values equal the winner's (a duplicate) or not (a conflict).
     """
+    if not len(earlier_ids) and bool(np.all(ids[1:] > ids[:-1])):
+        return slice(None), EMPTY, np.ones(0, dtype=bool)  # ascending and new: nothing to sort or compare
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     first = np.ones(len(ids), dtype=bool)
     np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    earlier = found_in(earlier_ids, sorted_ids)[1]
     del sorted_ids
-    _, earlier = found_in(earlier_ids, ids[order])
     winners = order[first & ~earlier]
     repeats = np.sort(order[~first | earlier])
     del order, first, earlier
     repeat_ids = ids[repeats]
-    in_file, in_earlier = found_in(ids[winners], repeat_ids)[0], found_in(earlier_ids, repeat_ids)
+    in_file = found_in(ids[winners], repeat_ids)[0]
+    in_earlier, is_earlier = found_in(earlier_ids, repeat_ids)
     same = np.ones(len(repeats), dtype=bool)
     for mine, theirs in zip(values, earlier_values):
-        reference = np.where(in_earlier[1], theirs[in_earlier[0]] if len(theirs) else 0, mine[winners][in_file] if len(winners) else 0)
-        same &= mine[repeats] == reference
+        winner = mine[winners][in_file] if len(winners) else np.zeros(len(repeats), dtype=mine.dtype)
+        if len(theirs):
+            winner = np.where(is_earlier, theirs[in_earlier], winner)
+        same &= mine[repeats] == winner
     return winners, repeats, same
 
 
 def merge_sorted(ids_a, columns_a, ids_b, columns_b):
     """Two id-sorted tables with no id in common, merged into one sorted by id."""
+    if not len(ids_a) or not len(ids_b):
+        return (ids_b, columns_b) if len(ids_b) else (ids_a, columns_a)
     at = np.searchsorted(ids_a, ids_b) + np.arange(len(ids_b))
     from_b = np.zeros(len(ids_a) + len(ids_b), dtype=bool)
     from_b[at] = True
@@ -227,21 +234,28 @@ class PairCounter:
         self.limit = max(self.CHUNK, len(self.total))
 
 
-def union_pairs(*tables):
-    """Sorted distinct (campaign, banner) pairs of several tables of pairs, and for each table where its rows went.
+class PairCodec:
+    """(campaign, banner) pairs as one int64 each that sorts like the pair, for every table of a quarter alike.
 
-    Returns (campaigns, banners, [for each table: the index of each of its rows in the union]).
+    Ids that fit (campaign < 2^31, banner < 2^32) are packed as they are; otherwise each id is replaced
+    by its rank among the ids the tables hold, which keeps the order and always fits.
     """
-    sizes = np.cumsum([len(first) for first, _ in tables])[:-1]
-    first = np.concatenate([first for first, _ in tables])
-    second = np.concatenate([second for _, second in tables])
-    order = pair_order(first, second)
-    first, second = first[order], second[order]
-    new = np.ones(len(first), dtype=bool)
-    new[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
-    where = np.empty(len(order), dtype=np.int64)
-    where[order] = np.cumsum(new) - 1
-    return first[new], second[new], np.split(where, sizes)
+
+    def __init__(self, campaign_columns, banner_columns):
+        fits = all(not len(c) or c.max() < 2**31 for c in campaign_columns) and all(not len(b) or b.max() < 2**32 for b in banner_columns)
+        self.campaigns = None if fits else np.unique(np.concatenate(campaign_columns))
+        self.banners = None if fits else np.unique(np.concatenate(banner_columns))
+
+    def encode(self, campaigns, banners) -> np.ndarray:
+        if self.campaigns is not None:
+            campaigns, banners = np.searchsorted(self.campaigns, campaigns), np.searchsorted(self.banners, banners)
+        return (campaigns << 32) | banners
+
+    def decode(self, keys):
+        campaigns, banners = keys >> 32, keys & (2**32 - 1)
+        if self.campaigns is not None:
+            return self.campaigns[campaigns], self.banners[banners]
+        return campaigns, banners
 
 
 def pair_order(first, second) -> np.ndarray:

@@ -129,8 +129,12 @@ def parse_clicks(lines, clicks=None):
         campaigns.append(campaign_id)
     ids, banners, campaigns = column(ids), column(banners), column(campaigns)
     winners = _count_repeats(report, "click_id", ids, (banners, campaigns), clicks.ids, (clicks.banners, clicks.campaigns), lines_of)
-    report.loaded = len(winners)
-    merged, (banners, campaigns) = merge_sorted(clicks.ids, (clicks.banners, clicks.campaigns), ids[winners], (banners[winners], campaigns[winners]))
+    # One column at a time, each buffer freed as its winners are taken: memory for one extra column, not three.
+    ids = ids[winners]
+    banners = banners[winners]
+    campaigns = campaigns[winners]
+    report.loaded = len(ids)
+    merged, (banners, campaigns) = merge_sorted(clicks.ids, (clicks.banners, clicks.campaigns), ids, (banners, campaigns))
     return Clicks(merged, banners, campaigns), report
 
 
@@ -159,16 +163,20 @@ def parse_conversions(lines, click_ids, conversions=None):
         clicks.append(click_id)
         units.append(whole)
         nanos.append(nano)
-    ids, values = column(ids), (column(clicks), column(units), column(nanos))
+    ids, clicks, units, nanos = column(ids), column(clicks), column(units), column(nanos)
     earlier = conversions
-    winners = _count_repeats(report, "conversion_id", ids, values, earlier.ids, (earlier.click_ids, earlier.units, earlier.nanos), lines_of)
-    clicks, units, nanos = (value[winners] for value in values)
+    winners = _count_repeats(report, "conversion_id", ids, (clicks, units, nanos), earlier.ids,
+                             (earlier.click_ids, earlier.units, earlier.nanos), lines_of)
+    ids = ids[winners]
+    clicks = clicks[winners]
+    units = units[winners]
+    nanos = nanos[winners]
     known_ids = click_ids.ids if isinstance(click_ids, Clicks) else np.unique(np.fromiter(click_ids, dtype=np.int64))
     known = found_in(known_ids, clicks)[1]
     report.loaded = int(np.count_nonzero(known))
-    report.orphans = len(winners) - report.loaded
+    report.orphans = len(ids) - report.loaded
     merged, columns = merge_sorted(
-        earlier.ids, (earlier.click_ids, earlier.units, earlier.nanos, earlier.known), ids[winners], (clicks, units, nanos, known)
+        earlier.ids, (earlier.click_ids, earlier.units, earlier.nanos, earlier.known), ids, (clicks, units, nanos, known)
     )
     return Conversions(merged, *columns), report
 

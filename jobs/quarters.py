@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 
 from jobs.columns import (
-    EMPTY, found_in, group_starts, money_carry, money_decimal, money_split, money_text, union_pairs,
+    EMPTY, PairCodec, found_in, group_starts, money_carry, money_decimal, money_split, money_text,
 )
 from selection import PLAN_SIZE_MAX, PLAN_SIZE_MIN, BannerStats, Plan, rank_banners
 
@@ -133,22 +133,25 @@ def build_quarter(quarter: int, impressions, clicks, conversions, seed: str = ""
     The random fill of a plan is seeded by the quarter, the campaign and its pool (and `seed`), so the
     same data gives the same plans however its files are written.
     """
-    campaigns, banners, (at_impressions, at_clicks) = union_pairs(
-        (impressions.campaigns, impressions.banners), (clicks.campaigns, clicks.banners)
-    )
-    size = len(campaigns)
-    impression_counts = np.zeros(size, dtype=np.int64)
-    impression_counts[at_impressions] = impressions.counts
-    click_counts = np.bincount(at_clicks, minlength=size).astype(np.int64)
+    codec = PairCodec((impressions.campaigns, clicks.campaigns), (impressions.banners, clicks.banners))
+    click_keys = codec.encode(clicks.campaigns, clicks.banners)
+    clicked_keys, clicked_counts = np.unique(click_keys, return_counts=True)
+    impression_keys = codec.encode(impressions.campaigns, impressions.banners)
+    keys = np.union1d(impression_keys, clicked_keys)
+    impression_counts = np.zeros(len(keys), dtype=np.int64)
+    impression_counts[np.searchsorted(keys, impression_keys)] = impressions.counts
+    click_counts = np.zeros(len(keys), dtype=np.int64)
+    click_counts[np.searchsorted(keys, clicked_keys)] = clicked_counts
+    del impression_keys, clicked_keys, clicked_counts
     _, click_ids, units, nanos = conversions.kept()
-    click_rows, _ = found_in(clicks.ids, click_ids)
-    at_conversions = at_clicks[click_rows]
-    del at_clicks, click_rows
-    conversion_counts = np.bincount(at_conversions, minlength=size).astype(np.int64)
+    at_conversions = np.searchsorted(keys, click_keys[found_in(clicks.ids, click_ids)[0]])
+    del click_keys
+    conversion_counts = np.bincount(at_conversions, minlength=len(keys)).astype(np.int64)
     revenue = []
     for part in money_split(units, nanos):
-        sums = np.zeros(size, dtype=np.int64)
+        sums = np.zeros(len(keys), dtype=np.int64)
         np.add.at(sums, at_conversions, part)
         revenue.append(sums)
+    campaigns, banners = codec.decode(keys)
     return QuarterData(quarter, seed, campaigns, banners, impression_counts, click_counts, conversion_counts,
                        money_carry(*revenue))

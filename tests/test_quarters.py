@@ -115,13 +115,14 @@ def test_build_quarter_fill_from_a_large_pool_draws_what_draw_fill_draws():
 
 
 ids = st.one_of(st.integers(1, 12), st.integers(2**31 - 2, 2**31 + 1), st.integers(2**63 - 3, 2**63 - 1))
+campaigns = st.sampled_from([1, 2, 3, 2**31, 2**63 - 1])
 money = st.one_of(st.just("0"), st.just("999999999999.999999999"), st.decimals(0, 1000, places=9).map(str))
 
 
 @settings(max_examples=150, deadline=None)
 @given(
-    impressions=st.lists(st.tuples(ids, st.integers(1, 4)), max_size=40),
-    clicks=st.lists(st.tuples(st.integers(1, 60), ids, st.integers(1, 4)), max_size=60),
+    impressions=st.lists(st.tuples(ids, campaigns), max_size=40),
+    clicks=st.lists(st.tuples(st.integers(1, 60), ids, campaigns), max_size=60),
     conversions=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 70), money), max_size=40),
     quarter=st.integers(1, 4),
 )
