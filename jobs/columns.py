@@ -210,28 +210,62 @@ class Conversions(Mapping):
 class PairCounter:
     """Impressions per (campaign, banner): rows buffered a chunk at a time, folded into distinct pairs.
 
-    A chunk is at least as large as the distinct pairs so far, so folding costs O(rows log rows)
-    in all, and memory stays a small multiple of the distinct pairs.
+    A chunk is at least as large as the distinct pairs so far, so folding costs O(rows log rows) in all.
+    While ids fit, pairs are kept as one packed int64 key and each chunk is merged into the sorted total
+    without sorting it again; a larger id switches to sorting (campaign, banner) columns.
     """
 
     CHUNK = 1 << 20
 
     def __init__(self, start=None):
-        self.total = start if start is not None else ImpressionCounts()
+        self.keys, self.counts, self.columns = EMPTY, EMPTY, None
         self.campaigns, self.banners = array("q"), array("q")
-        self.limit = max(self.CHUNK, len(self.total))
+        if start is not None and len(start):
+            self._add(start.campaigns, start.banners, start.counts)
+        self.limit = max(self.CHUNK, len(self))
+
+    def __len__(self):
+        return len(self.keys) if self.columns is None else len(self.columns[0])
 
     def fold(self) -> None:
-        campaigns, banners, counts = group_pairs(column(self.campaigns), column(self.banners))
+        """Add the buffered rows to the total and empty the buffers."""
+        campaigns, banners = column(self.campaigns), column(self.banners)
         self.campaigns, self.banners = array("q"), array("q")
-        if len(self.total):
-            total = self.total
-            campaigns, banners, _, counts = group_pairs(
-                np.concatenate((total.campaigns, campaigns)), np.concatenate((total.banners, banners)),
-                np.concatenate((total.counts, counts)),
-            )
-        self.total = ImpressionCounts(campaigns, banners, counts) if len(campaigns) else self.total
-        self.limit = max(self.CHUNK, len(self.total))
+        self._add(campaigns, banners, None)
+        self.limit = max(self.CHUNK, len(self))
+
+    def _add(self, campaigns, banners, weights) -> None:
+        """Add rows of pairs, each counting 1 or, given distinct sorted pairs, its weight."""
+        if self.columns is None and packable(campaigns, banners):
+            if weights is None:
+                keys, counts = np.unique((campaigns << 32) | banners, return_counts=True)
+            else:  # rows already distinct and sorted (an earlier file's total)
+                keys, counts = (campaigns << 32) | banners, weights.copy()
+            del campaigns, banners
+            pos, hit = found_in(self.keys, keys)
+            self.counts[pos[hit]] += counts[hit]
+            self.keys, (self.counts,) = merge_sorted(self.keys, (self.counts,), keys[~hit], (counts[~hit],))
+        else:
+            if self.columns is None:
+                self.columns = (self.keys >> 32, self.keys & (2**32 - 1), self.counts)
+                self.keys, self.counts = EMPTY, EMPTY
+            weights = np.ones(len(campaigns), dtype=np.int64) if weights is None else weights
+            total = self.columns
+            first, second, _, counts = group_pairs(np.concatenate((total[0], campaigns)), np.concatenate((total[1], banners)),
+                                                   np.concatenate((total[2], weights)))
+            self.columns = (first, second, counts)
+
+    @property
+    def total(self):
+        """The counts so far, as ImpressionCounts."""
+        if self.columns is None:
+            return ImpressionCounts(self.keys >> 32, self.keys & (2**32 - 1), self.counts)
+        return ImpressionCounts(*self.columns)
+
+
+def packable(campaigns, banners) -> bool:
+    """Whether (campaign, banner) fits one int64 as campaign << 32 | banner (ids are positive)."""
+    return (not len(campaigns) or campaigns.max() < 2**31) and (not len(banners) or banners.max() < 2**32)
 
 
 class PairCodec:
@@ -242,7 +276,7 @@ class PairCodec:
     """
 
     def __init__(self, campaign_columns, banner_columns):
-        fits = all(not len(c) or c.max() < 2**31 for c in campaign_columns) and all(not len(b) or b.max() < 2**32 for b in banner_columns)
+        fits = all(packable(c, b) for c, b in zip(campaign_columns, banner_columns))
         self.campaigns = None if fits else np.unique(np.concatenate(campaign_columns))
         self.banners = None if fits else np.unique(np.concatenate(banner_columns))
 
