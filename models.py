@@ -39,7 +39,22 @@ def init_db(url: str):
     db.initialize(database)
     with db.connection_context():
         db.create_tables(ALL_MODELS, safe=True)
+        add_missing_columns(ALL_MODELS)
     return database
+
+
+def add_missing_columns(models) -> None:
+    """Add the columns a model gained since its table was created (each has a default or is nullable)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = None
+    for model in models:
+        table = model._meta.table_name
+        present = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in present:
+                migrator = migrator or SchemaMigrator.from_database(db.obj)
+                migrate(migrator.add_column(table, field.column_name, field))
 
 
 class ExactDecimalField(TextField):
@@ -185,6 +200,8 @@ class IngestRun(BaseModel):
     job_id = CharField(null=True)
     progress = DoubleField(default=0.0)  # 0..1, for the dashboard's progress bar
     stage = CharField(default="")  # what the run is doing now, in words
+    # Asked to load quarters whose files are over the reject limit anyway (`ingest --accept-rejects`).
+    accept_rejects = BooleanField(default=False)
 
     @property
     def is_active(self) -> bool:

@@ -14,7 +14,7 @@ from live.export import live_batches
 from jobs.images import ingest_images
 from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
 from jobs.quarters import build_quarter
-from jobs.sources import SourceError, open_source, sha256_of
+from jobs.sources import FileInfo, FileRefused, SourceError, open_source, sha256_of
 from jobs.store import (
     emptied_files, is_loaded, live_set, loaded_hash, remember_live_set, remember_loaded, store_quarter,
 )
@@ -37,7 +37,8 @@ class IngestBusy(Exception):
         super().__init__(f"an ingest is already in progress: {self.what}")
 
 
-def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None, live_hours=None):
+def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None, live_hours=None,
+               accept_rejects=False):
     """Load `source` (a directory or s3://bucket/prefix; default INGEST_SOURCE) into the database.
 
     Called by an RQ worker with the `run_id` that `request_ingest` created and locked, or
@@ -45,13 +46,14 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
     IngestBusy when another run holds it. Returns the finished IngestRun's id.
     `on_progress(done, total, stage)` is for a foreground caller's progress bar.
     `live_hours` adds the exported live batches of that many past hours (default LIVE_HOURS).
+    `accept_rejects` loads quarters whose files reject more rows than INGEST_REJECT_LIMIT_PERCENT.
     """
     ctx = runtime.context()
     settings = ctx.settings
     source = source or settings.ingest_source
     live_hours = settings.live_hours if live_hours is None else live_hours
     if run_id is None:
-        run = _start_locked_run(ctx, source, trigger, user)
+        run = _start_locked_run(ctx, source, trigger, user, accept_rejects=accept_rejects)
     else:
         run = IngestRun.get_by_id(run_id)
         if not runtime.hold_lock(ctx, run.id):
@@ -66,7 +68,7 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
     tracker = Progress(ctx, run, on_progress)
     log.info("run=%s start source=%s trigger=%s user=%s", run.id, source, trigger, user)
     try:
-        outcome = _ingest(ctx, run, source, tracker, live_hours)
+        outcome = _ingest(ctx, run, source, tracker, live_hours, run.accept_rejects)
         run.status = outcome.status
         run.error = outcome.error
     except Exception as exc:  # the record must say what happened, whatever happened
@@ -82,14 +84,14 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
     return run.id
 
 
-def request_ingest(source=None, trigger="manual", user=None, live_hours=None):
+def request_ingest(source=None, trigger="manual", user=None, live_hours=None, accept_rejects=False):
     """Queue an ingest for a worker unless one is queued or running; returns the new IngestRun.
 
     Raises IngestBusy (with the active run) otherwise, so a second request never queues twice.
     """
     ctx = runtime.context()
     source = source or ctx.settings.ingest_source
-    run = _start_locked_run(ctx, source, trigger, user, status=IngestRun.QUEUED)
+    run = _start_locked_run(ctx, source, trigger, user, status=IngestRun.QUEUED, accept_rejects=accept_rejects)
     try:
         job = ctx.queue().enqueue(
             run_ingest, source, trigger, user, run.id, None, live_hours,
@@ -132,13 +134,13 @@ def reap_abandoned_runs(ctx=None) -> int:
     return count
 
 
-def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
+def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING, accept_rejects=False):
     # Before taking the lock: afterwards it says "pending", and runs whose worker died would look alive.
     reap_abandoned_runs(ctx)
     if not runtime.acquire_lock(ctx):
         raise IngestBusy(active_run())
     try:
-        run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status)
+        run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status, accept_rejects=accept_rejects)
     except Exception:
         runtime.release_lock(ctx, None)
         raise
@@ -150,11 +152,12 @@ def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
 class _Outcome:
     status: str = IngestRun.SUCCEEDED
     errors: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # said in the history without failing the run
     had_rejects: bool = False
 
     @property
     def error(self):
-        return "; ".join(self.errors) or None
+        return "; ".join(self.errors + self.notes) or None
 
     def fail(self, message):
         self.errors.append(message)
@@ -166,26 +169,27 @@ class _Outcome:
         return self
 
 
-def _ingest(ctx, run, source_spec, tracker, live_hours=0) -> _Outcome:
+def _ingest(ctx, run, source_spec, tracker, live_hours=0, accept_rejects=False) -> _Outcome:
     outcome = _Outcome()
     if not source_spec:
         outcome.fail("no source: pass one or set INGEST_SOURCE")
         return outcome
     settings = ctx.settings
     source = open_source(source_spec, settings.s3_endpoint_url, settings.s3_max_attempts)
-    infos = {q: {name: source.stat(f"{q}/{name}") for name in CSV_NAMES} for q in QUARTERS}
+    infos = {q: {name: _stat(source, f"{q}/{name}") for name in CSV_NAMES} for q in QUARTERS}
     live = {}
     if live_hours:
         live_source = open_source(settings.live_root, settings.s3_endpoint_url, settings.s3_max_attempts) if settings.live_root else source
         live = live_batches(live_source, live_hours, datetime.now(timezone.utc))
     images = source.list_images()
     tracker.total = (
-        sum(i.size for files in infos.values() for i in files.values() if i)
+        sum(i.size for files in infos.values() for i in files.values() if isinstance(i, FileInfo))
         + sum(info.size for files in live.values() for _, info in files)
         + sum(i.size for i in images)
     )
+    limits = (settings.ingest_reject_limit_percent, accept_rejects)
     for quarter in QUARTERS:
-        _ingest_quarter(ctx, run, source, quarter, infos[quarter], live.get(quarter, []), tracker, outcome)
+        _ingest_quarter(ctx, run, source, quarter, infos[quarter], live.get(quarter, []), tracker, outcome, limits)
     ingest_images(ctx, run, source, images, tracker, outcome)
     return outcome.finish()
 
@@ -200,14 +204,26 @@ class _Part:
     record: IngestFile
 
 
-def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outcome):
+def _stat(source, path):
+    """The file's FileInfo, None when it is missing, or the FileRefused that says why it may not be read."""
+    try:
+        return source.stat(path)
+    except FileRefused as exc:
+        return exc
+
+
+def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outcome, limits):
     records = {name: _file_record(run, quarter, name, info) for name, info in infos.items()}
     missing = [name for name, info in infos.items() if info is None]
-    if missing:
+    refused = {name: info for name, info in infos.items() if isinstance(info, FileRefused)}
+    if missing or refused:
         for name in missing:
             records[name].error = "file is missing"
+        for name, exc in refused.items():
+            records[name].error = str(exc)
         _save_records(records.values())
-        outcome.fail(f"quarter {quarter}: {', '.join(missing)} missing; previous data kept")
+        said = [f"{', '.join(missing)} missing"] if missing else []
+        outcome.fail(f"quarter {quarter}: {'; '.join(said + [str(exc) for exc in refused.values()])}; previous data kept")
         return
     parts = [_Part(source, infos[name], name, records[name]) for name in CSV_NAMES] + [
         _Part(live_source, info, info.path.rsplit("/", 1)[-1], _file_record(run, quarter, info.path, info))
@@ -216,7 +232,12 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     all_records = [part.record for part in parts]
     live_paths = sorted(info.path for _, info in live_files)
     tracker.stage(f"quarter {quarter}: checking")
-    hashes = [_content_hash(part.source, part.info) for part in parts]
+    try:
+        hashes = [_content_hash(part.source, part.info) for part in parts]
+    except FileRefused as exc:
+        _save_records(all_records)
+        outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
+        return
     if live_set(quarter) == live_paths and all(is_loaded(part.info, h) for part, h in zip(parts, hashes)):
         for part, digest in zip(parts, hashes):
             part.record.unchanged, part.record.sha256 = True, digest or loaded_hash(part.info)
@@ -226,7 +247,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         return
     try:
         parsed = _parse_quarter(quarter, parts, tracker)
-    except FileRejected as exc:
+    except (FileRejected, FileRefused) as exc:
         for record in all_records:
             if record.sha256 is None and record.error is None:
                 record.error = "not read: the quarter was rejected"
@@ -248,6 +269,18 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {', '.join(emptied)} has no data rows; previous data kept")
         return
+    reject_limit, accept_rejects = limits
+    over = [(part, share) for part in parts if (share := _rejected_share(part.record)) > reject_limit]
+    if over and not accept_rejects:
+        for part, share in over:
+            part.record.error = f"over the reject limit: {share:.1f}% of its rows rejected (limit {reject_limit:g}%)"
+        _save_records(all_records)
+        outcome.fail(f"quarter {quarter}: " + ", ".join(
+            f"{part.info.path} has {share:.1f}% of its rows rejected ({part.record.rejected} of {part.record.rows_read}; "
+            f"limit {reject_limit:g}%)" for part, share in over
+        ) + "; previous data kept (load it anyway with --accept-rejects)")
+        log.warning("run=%s quarter=%s over the reject limit", run.id, quarter)
+        return
     data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"])
     tracker.stage(f"quarter {quarter}: storing")
     try:
@@ -265,6 +298,9 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         return
     runtime.publish_data_version(ctx, version)
     outcome.had_rejects |= any(r.rejected for r in all_records)
+    if over:
+        outcome.notes.append(f"quarter {quarter}: rejects accepted: " + ", ".join(
+            f"{part.info.path} {share:.1f}% of its rows rejected" for part, share in over))
     log.info(
         "run=%s quarter=%s loaded campaigns=%s data_version=%s live_files=%s %s",
         run.id, quarter, len(data.plans), version, len(live_paths),
@@ -307,7 +343,12 @@ def _parse_file(source, quarter, info, record, parse, tracker):
     )
 
 
+def _rejected_share(record) -> float:
+    return 100.0 * record.rejected / record.rows_read if record.rows_read else 0.0
+
+
 def _file_record(run, quarter, name, info):
+    info = info if isinstance(info, FileInfo) else None
     return IngestFile(
         run=run, quarter=quarter, name=name,
         size=info.size if info else None, etag=info.etag if info else None,
