@@ -4,6 +4,7 @@ import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from peewee import (
     AutoField,
@@ -34,7 +35,11 @@ def init_db(url: str):
     """Point `db` at `url` (sqlite:///path or postgresql://...) and create missing tables."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"pragmas": SQLITE_PRAGMAS} if url.startswith("sqlite") else {}
+    kwargs = {}
+    if url.startswith("sqlite"):
+        # A `?timeout=SECONDS` in the URL sets how long a writer waits for the lock (default 10 s).
+        timeout = parse_qs(urlsplit(url).query).get("timeout")
+        kwargs["pragmas"] = dict(SQLITE_PRAGMAS, **({"busy_timeout": int(float(timeout[0]) * 1000)} if timeout else {}))
     database = connect(url, **kwargs)
     db.initialize(database)
     with db.connection_context():

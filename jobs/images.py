@@ -76,7 +76,7 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
     tracker.stage(f"images: {len(images)} files")
     for info in images:
         try:
-            if _publish_image(settings, source, info):
+            if _publish_image(settings, source, info, tracker):
                 record.loaded += 1
             else:
                 unchanged += 1
@@ -104,7 +104,7 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
              run.id, len(images), record.loaded, unchanged, record.rejected)
 
 
-def _publish_image(settings, source, info) -> bool:
+def _publish_image(settings, source, info, tracker) -> bool:
     """Publish one image once it passed every check; False when it is already published as it is."""
     name = info.path.rsplit("/", 1)[-1]
     banner_id = image_banner_id(name)
@@ -116,7 +116,7 @@ def _publish_image(settings, source, info) -> bool:
         raise NotAnImage(f"{info.size:,} bytes is larger than {settings.image_max_bytes:,}")
     if info.etag and is_loaded(info, None):
         return False
-    with source.open(info.path) as stream:
+    with tracker.reading(info.path), source.open(info.path) as stream:
         data = stream.read(settings.image_max_bytes + 1)
     if len(data) > settings.image_max_bytes:
         raise NotAnImage(f"larger than {settings.image_max_bytes:,} bytes")

@@ -12,13 +12,14 @@ from datetime import datetime, timezone
 from jobs import runtime
 from live.export import live_batches
 from jobs.images import ingest_images
-from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
+from jobs.parsing import FileRejected, quote, parse_clicks, parse_conversions, parse_impressions
 from jobs.quarters import build_quarter
 from jobs.sources import FileInfo, FileRefused, SourceError, open_source, sha256_of
 from jobs.store import (
     emptied_files, is_loaded, live_set, loaded_hash, remember_live_set, remember_loaded, store_quarter,
 )
-from jobs.progress import LockLost, Progress
+from jobs.progress import Progress
+from jobs.runs import Heartbeat, LockLost, RunEnd, cut, reap_abandoned_runs
 from jobs.streams import HashingLines, Limited
 from models import IngestFile, IngestRun, active_run, bump_data_version, db, utcnow
 
@@ -56,31 +57,30 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
         run = _start_locked_run(ctx, source, trigger, user, accept_rejects=accept_rejects)
     else:
         run = IngestRun.get_by_id(run_id)
-        if not runtime.hold_lock(ctx, run.id):
-            # It waited in the queue past the lock's expiry and another run has the lock now.
-            run.status, run.finished_at = IngestRun.ABANDONED, utcnow()
-            run.error = "another ingest took the lock while this run waited in the queue; nothing was loaded"
-            run.save()
-            log.warning("run=%s abandoned before it started: lock held by %s", run.id, runtime.lock_holder(ctx))
+        if run.status != IngestRun.QUEUED:
+            log.warning("run=%s is %s, not queued: not run again", run.id, run.status)
             return run.id
-    run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
-    run.save()
-    tracker = Progress(ctx, run, on_progress)
-    log.info("run=%s start source=%s trigger=%s user=%s", run.id, source, trigger, user)
+        if not runtime.hold_lock(ctx, run.id):
+            holder = runtime.lock_holder(ctx)
+            RunEnd(ctx, run)(IngestRun.FAILED, f"another ingest (run {holder}) took the lock while this run waited "
+                                               "in the queue; nothing was loaded")
+            return run.id
+    end = RunEnd(ctx, run)
+    status, error = IngestRun.FAILED, "the run stopped before it finished"
     try:
-        outcome = _ingest(ctx, run, source, tracker, live_hours, run.accept_rejects)
-        run.status = outcome.status
-        run.error = outcome.error
+        with Heartbeat(ctx, run.id, on_stall=lambda exc: end(IngestRun.FAILED, str(exc))) as heartbeat:
+            run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
+            run.save()
+            log.info("run=%s start source=%s trigger=%s user=%s", run.id, quote(source), trigger, user)
+            tracker = Progress(run, on_progress, heartbeat)
+            outcome = _ingest(ctx, run, source, tracker, live_hours, run.accept_rejects)
+            status, error = outcome.status, outcome.error
     except Exception as exc:  # the record must say what happened, whatever happened
-        log.exception("run=%s failed", run.id)
-        run.status, run.error = IngestRun.FAILED, _describe_error(exc)
+        log.error("run=%s failed: %s", run.id, quote(_describe_error(exc), 500), exc_info=not isinstance(exc, SourceError))
+        status, error = IngestRun.FAILED, _describe_error(exc)
     finally:
-        run.finished_at = utcnow()
-        run.progress, run.stage = 1.0, "done"
-        run.save()
-        runtime.release_lock(ctx, run.id)
+        end(status, error)  # also on a job timeout, SystemExit or KeyboardInterrupt
         runtime.publish_data_version(ctx)  # again, in case a publish after a quarter was lost
-    log.info("run=%s end status=%s error=%s", run.id, run.status, run.error)
     return run.id
 
 
@@ -115,23 +115,6 @@ def scheduled_ingest():
     except IngestBusy as exc:
         log.info("scheduled ingest skipped: %s", exc)
         return None
-
-
-def reap_abandoned_runs(ctx=None) -> int:
-    """Mark queued/running runs whose lock has expired (their worker died) as abandoned."""
-    ctx = ctx or runtime.context()
-    holder = runtime.lock_holder(ctx)
-    stale = IngestRun.select().where(IngestRun.status.in_([IngestRun.QUEUED, IngestRun.RUNNING]))
-    count = 0
-    for run in stale:
-        if holder is None or (holder.isdigit() and int(holder) != run.id):
-            run.status = IngestRun.ABANDONED
-            run.error = "the worker stopped before the run finished (its lock expired); nothing of the unfinished quarter was applied"
-            run.finished_at = run.finished_at or utcnow()
-            run.save()
-            log.warning("run=%s abandoned", run.id)
-            count += 1
-    return count
 
 
 def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING, accept_rejects=False):
@@ -233,7 +216,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     live_paths = sorted(info.path for _, info in live_files)
     tracker.stage(f"quarter {quarter}: checking")
     try:
-        hashes = [_content_hash(part.source, part.info) for part in parts]
+        hashes = [_content_hash(part.source, part.info, tracker) for part in parts]
     except FileRefused as exc:
         _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
@@ -325,13 +308,14 @@ def _parse_quarter(quarter, parts, tracker):
 
 def _parse_file(source, quarter, info, record, parse, tracker):
     tracker.stage(f"quarter {quarter}: reading {info.path}")
-    stream = source.open(info.path)
-    hashing = HashingLines(stream if info.limit is None else Limited(stream, info.limit), tracker)
     try:
-        with hashing:
-            _, report = parse(hashing)
-            hashing.drain()
-    except FileRejected as exc:
+        with tracker.reading(info.path):
+            stream = source.open(info.path)
+            hashing = HashingLines(stream if info.limit is None else Limited(stream, info.limit), tracker)
+            with hashing:
+                _, report = parse(hashing)
+                hashing.drain()
+    except (FileRejected, FileRefused) as exc:
         record.error = str(exc)
         raise
     record.sha256 = hashing.hexdigest()
@@ -360,15 +344,15 @@ def _save_records(records):
         record.save()
 
 
-def _content_hash(source, info):
+def _content_hash(source, info, tracker):
     """The sha256 of a file whose source gives no ETag (a directory); None when the ETag will do."""
     if info.etag:
         return None
-    with source.open(info.path) as stream:
+    with tracker.reading(info.path), source.open(info.path) as stream:
         return sha256_of(stream)
 
 
 def _describe_error(exc) -> str:
-    return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+    return cut(str(exc) if isinstance(exc, (SourceError, LockLost)) else f"{type(exc).__name__}: {exc}")
 
 

@@ -11,7 +11,7 @@ import stat as stat_module
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.parsing import MAX_ID
+from jobs.parsing import MAX_ID, quote
 
 IMAGE_NAME = re.compile(r"image_([0-9]+)\.[A-Za-z0-9]+", re.ASCII)
 CHUNK = 1 << 16
@@ -73,8 +73,12 @@ class DirectorySource:
     def __init__(self, root):
         self.root = Path(root)
         self.description = str(self.root)
-        if not self.root.is_dir():
-            raise SourceError(f"source directory {self.root} does not exist")
+        try:
+            is_dir = self.root.is_dir()
+        except OSError as exc:  # a name too long, a loop of symlinks
+            raise SourceError(f"source directory {quote(str(self.root))} does not exist ({exc.strerror})") from None
+        if not is_dir:
+            raise SourceError(f"source directory {quote(str(self.root))} does not exist")
         self._real_root = os.path.realpath(self.root)
 
     def _inside(self, path: str) -> str:
