@@ -263,7 +263,8 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         ) + "; previous data kept (load it anyway with --accept-rejects)")
         log.warning("run=%s quarter=%s over the reject limit", run.id, quarter)
         return
-    data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"])
+    # Popped: the impression counts are in `data` now, and their columns can go before the store.
+    data = build_quarter(quarter, parsed.pop("impressions"), parsed["clicks"], parsed["conversions"])
     tracker.stage(f"quarter {quarter}: storing")
     try:
         with db.atomic():

@@ -15,15 +15,16 @@ def store_quarter(quarter, parsed, data):
     """Replace the quarter's rows with `parsed` (the parsers' columns) and `data` (build_quarter's), streamed in batches."""
     for model in (ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat):
         model.delete().where(model.quarter == quarter).execute()
-    impressions, clicks = parsed["impressions"], parsed["clicks"]
+    clicks = parsed["clicks"]
+    # The impression counts are the quarter's rows with impressions: the parsed ones may be freed by now.
     insert(ImpressionCount, ("quarter", "campaign_id", "banner_id", "impressions"),
-           rows_of(quarter, impressions.campaigns, impressions.banners, impressions.counts))
+           ((quarter, c, b, i) for c, b, i, *_ in data.stat_rows() if i))
     insert(Click, ("quarter", "click_id", "banner_id", "campaign_id"),
            rows_of(quarter, clicks.ids, clicks.banners, clicks.campaigns))
     insert(Conversion, ("quarter", "conversion_id", "click_id", "revenue"),
            ((q, k, click, money_text(units, nanos)) for q, k, click, units, nanos in rows_of(quarter, *parsed["conversions"].kept())))
     insert(BannerStat, ("quarter", "campaign_id", "banner_id", "impressions", "clicks", "conversions", "revenue"),
-           rows_of(quarter, data.campaigns, data.banners, data.impressions, data.clicks, data.conversions, data.revenue_floats()))
+           ((quarter, *row) for row in data.stat_rows()))
     for batch in chunked(data.campaign_plans(), BATCH):
         insert(Plan, ("quarter", "campaign_id", "x", "scenario", "banner_ids", "random_fill"),
                ((quarter, c, p.x, p.scenario, ",".join(map(str, p.banner_ids)), p.random_fill) for c, p, _ in batch))

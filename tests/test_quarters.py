@@ -4,10 +4,12 @@ import random
 from collections import defaultdict
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.parsing import parse_clicks, parse_conversions, parse_impressions
+from jobs import quarters
 from jobs.quarters import build_quarter
 from selection import BannerStats, draw_fill, select_banners
 
@@ -78,10 +80,10 @@ def test_build_quarter_carries_nanos_into_units_so_equal_money_ties():
     assert plans_of(data)[7].banner_ids[:2] == (100, 101)  # the tie goes to more clicks
 
 
-def test_build_quarter_revenue_floats_are_the_nearest_float_of_the_exact_sum():
+def test_build_quarter_stat_rows_hold_revenue_as_the_nearest_float_of_the_exact_sum():
     data = build(clicks="1,100,7\n2,100,7\n3,101,7\n", conversions="1,1,0.1\n2,2,0.2\n")
-    floats = dict(zip(data.banners.tolist(), data.revenue_floats().tolist()))
-    assert floats == {100: 0.3, 101: 0.0}  # 0.1 + 0.2 in floats is 0.30000000000000004
+    rows = list(data.stat_rows())
+    assert rows == [(7, 100, 0, 2, 2, 0.3), (7, 101, 0, 1, 0, 0.0)]  # 0.1 + 0.2 in floats is 0.30000000000000004
 
 
 def test_build_quarter_counts_impressions_clicks_and_conversions_per_banner():
@@ -136,4 +138,9 @@ def test_build_quarter_gives_the_rules_over_every_banner(impressions, clicks, co
     data = build_quarter(quarter, *parsed, seed="x")
     totals, plans, sums = reference(quarter, *(dict(p) for p in parsed), seed="x")
     assert {(c, b): data.stats_of(c, b) for c, b in zip(data.campaigns.tolist(), data.banners.tolist())} == totals
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quarters, "ROWS_BATCH", 3)  # batches end inside the data
+        rows = list(data.stat_rows())
+    assert [row[:5] for row in rows] == [(c, b, *totals[(c, b)][:3]) for c, b in sorted(totals)]
+    assert [row[5] for row in rows] == [float(totals[key][3]) for key in sorted(totals)]
     assert {c: (p, t) for c, p, t in data.campaign_plans()} == {c: (plans[c], sums[c]) for c in plans}
