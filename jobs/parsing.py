@@ -12,9 +12,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from jobs.columns import (
-    Clicks, Conversions, LineNumbers, PairCounter, column, first_wins, found_in, merge_sorted, money_parts,
-)
+from jobs.columns import LineNumbers, column, first_wins, found_in, merge_sorted, money_parts
+from jobs.parsed import Clicks, Conversions, PairCounter
 
 MAX_ID = 2**63 - 1  # ids are stored in signed 64-bit columns
 SAMPLE_SIZE = 20

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.columns import (
-    LineNumbers, PairCodec, PairCounter, first_wins, merge_sorted, money_carry, money_decimal, money_parts,
-    money_split, money_text,
+    LineNumbers, PairCodec, first_wins, merge_sorted, money_carry, money_decimal, money_parts, money_split, money_text,
 )
+from jobs.parsed import PairCounter
 
 
 def ints(values):

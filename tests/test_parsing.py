@@ -299,3 +299,52 @@ def test_parse_revenue_reads_back_any_money_value_in_plain_or_exponent_form(valu
 
     assert parse_revenue(f"{value:f}") == value
     assert parse_revenue(f"{value.scaleb(-shift):f}e{shift}") == value
+
+
+def test_parse_clicks_of_a_later_file_lose_to_the_earlier_files_rows():
+    first, _ = parse_clicks(lines("click_id,banner_id,campaign_id\n5,10,1\n7,11,1\n"))
+    merged, report = parse_clicks(lines("click_id,banner_id,campaign_id\n7,11,1\n5,12,1\n6,10,1\n"), first)
+    assert merged == {5: (10, 1), 6: (10, 1), 7: (11, 1)}
+    assert (report.loaded, report.duplicates, report.conflicts) == (1, 1, 1)
+    assert report.conflict_samples == [(3, "click_id 5 repeats with other values; the first row wins")]
+    assert first == {5: (10, 1), 7: (11, 1)}  # the earlier result is left as it was
+
+
+def test_parse_conversions_repeat_of_an_earlier_files_orphan_is_a_duplicate_or_conflict():
+    clicks = {7}
+    first, report = parse_conversions(lines("conversion_id,click_id,revenue\n1,99,5\n"), clicks)
+    assert first == {} and report.orphans == 1
+    later, report = parse_conversions(lines("conversion_id,click_id,revenue\n1,7,5\n1,99,5.0\n2,7,1\n"), clicks, first)
+    assert later == {2: (7, Decimal(1))}
+    assert (report.loaded, report.orphans, report.duplicates, report.conflicts) == (1, 0, 1, 1)
+    assert report.conflict_samples[0][0] == 2
+
+
+def test_parse_conflict_samples_are_the_first_twenty_by_line_with_their_line_numbers():
+    # Ids out of order, blank lines and rejected rows between: the samples still name the right lines.
+    body = ["9,1,1", "", "x,1,1"] + [f"{i},1,1" for i in range(30, 0, -1)] + [f"{i},2,1" for i in range(30, 0, -1)]
+    clicks, report = parse_clicks(lines("click_id,banner_id,campaign_id\n" + "\n".join(body) + "\n"))
+    assert report.conflicts == 30 and report.duplicates == 1 and report.rejected == 1
+    assert len(report.conflict_samples) == 20
+    first_conflict_line = 2 + 3 + 30  # header, the three rows above, thirty rows of banner 1
+    assert report.conflict_samples[0] == (first_conflict_line, "click_id 30 repeats with other values; the first row wins")
+    assert [line for line, _ in report.conflict_samples] == list(range(first_conflict_line, first_conflict_line + 20))
+    assert clicks[9] == (1, 1) and clicks[1] == (1, 1) and len(clicks) == 30
+
+
+def test_parse_impressions_add_to_an_earlier_files_counts():
+    first, _ = parse_impressions(lines("banner_id,campaign_id\n10,1\n10,1\n"))
+    total, report = parse_impressions(lines("banner_id,campaign_id\n10,1\n11,2\n"), first)
+    assert total == {(1, 10): 3, (2, 11): 1} and report.loaded == 2
+    assert first == {(1, 10): 2}
+
+
+def test_parse_results_answer_lookups_like_the_mappings_they_stand_for():
+    clicks, _ = parse_clicks(lines("click_id,banner_id,campaign_id\n5,10,1\n"))
+    conversions, _ = parse_conversions(lines("conversion_id,click_id,revenue\n3,5,2.50\n4,6,1\n"), clicks)
+    counts, _ = parse_impressions(lines("banner_id,campaign_id\n10,1\n"))
+    assert 5 in clicks and 6 not in clicks and clicks.get(6) is None and list(clicks) == [5]
+    assert conversions[3] == (5, Decimal("2.5")) and 4 not in conversions and len(conversions) == 1
+    assert counts[(1, 10)] == 1 and (1, 11) not in counts and (2, 10) not in counts
+    with pytest.raises(KeyError):
+        conversions[4]  # an orphan is held for dedupe, not kept
