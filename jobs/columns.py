@@ -9,8 +9,8 @@ from decimal import Decimal
 import numpy as np
 
 NANO = 10**9
-# Money is kept as whole units (< 10^12) and nanos; for sums the units are split at 10^6 so that no
-# int64 sum of up to 9 * 10^12 rows can overflow, and carried back afterwards.
+# Money is kept as whole units (< 10^12) and nanos; for sums the units are split at 10^6, so that every
+# part is under 10^9 and no int64 sum of up to 9 * 10^9 rows can overflow; carried back afterwards.
 SPLIT = 10**6
 EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -113,10 +113,10 @@ def group_starts(keys: np.ndarray) -> np.ndarray:
 
 def money_parts(value: Decimal) -> tuple[int, int]:
     """(units, nanos) of a revenue that passed the money rule: exact integers."""
-    _, digits, exponent = value.as_tuple()
-    coefficient = int("".join(map(str, digits)))
-    total = coefficient * 10 ** (9 + exponent) if exponent >= -9 else coefficient // 10 ** (-9 - exponent)
-    return divmod(total, NANO)
+    nanos = value.scaleb(9)  # exact: at most 21 digits, inside the default 28-digit precision
+    if nanos != nanos.to_integral_value():
+        raise ValueError(f"revenue {value} has more than 9 decimal places")
+    return divmod(int(nanos), NANO)
 
 
 def money_split(units, nanos):

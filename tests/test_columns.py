@@ -115,6 +115,11 @@ def test_money_parts_are_exact_units_and_nanos(text, parts):
     assert money_parts(Decimal(text)) == parts
 
 
+def test_money_parts_refuse_what_the_money_rule_refuses():
+    with pytest.raises(ValueError, match="9 decimal places"):
+        money_parts(Decimal("0.0000000001"))
+
+
 @pytest.mark.parametrize("parts, text", [((0, 0), "0"), ((12, 500_000_000), "12.5"), ((3, 1), "3.000000001"), ((150, 0), "150")])
 def test_money_text_is_plain_decimal_without_trailing_zeros(parts, text):
     assert money_text(*parts) == text
