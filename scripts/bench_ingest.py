@@ -192,7 +192,7 @@ def report(result, source, args, trees):
             f"Quarter 1 holds the large file (jobs/bigsources.py), the rest is a few rows; one full load each, in a "
             f"process of its own. Limit: peak RSS under {MEMORY_LIMIT_MB} MB (tests/test_ingest_memory.py checks it).",
             "Ingest holds a quarter's rows as numpy columns, so memory grows with distinct keys: 24 bytes a click, "
-            "33 a conversion, 48 a (campaign, banner) pair, plus the sorts' scratch while a file is deduplicated; "
+            "33 a conversion, about 50 a (campaign, banner) pair, plus the sorts' scratch while a file is deduplicated; "
             "impressions are folded into distinct pairs a chunk (at least 1 M rows) at a time, so repeated rows "
             "cost nothing. The seconds are mostly SQLite writing millions of rows.",
             "",
