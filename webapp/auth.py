@@ -11,6 +11,7 @@ from flask import (
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import User, has_admin, user_by_name
+from webapp.sessions import is_degraded, is_visitor_request
 from webapp.urls import is_local_path
 
 bp = Blueprint("auth", __name__)
@@ -72,6 +73,11 @@ def template_globals():
 @bp.before_app_request
 def load_user_and_check_csrf():
     """Put the signed-in user on `g` and refuse state-changing requests without the session's token."""
+    g.user = None
+    if is_visitor_request():
+        return  # the ad slot and the click need neither the user nor the database
+    if is_degraded(session):
+        abort(503)  # the session store is away: the dashboard cannot know who is signed in
     user_id = session.get("user_id")
     g.user = User.get_or_none(User.id == user_id) if user_id else None
     # /api/ is authenticated by an API key in a header, never by the cookie: CSRF cannot ride on it.

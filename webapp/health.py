@@ -21,6 +21,8 @@ def healthz():
         "status": "ok" if healthy else "unavailable",
         "database": database,
         "redis": redis,
+        # Since this process started: views served without Redis, clicks it could not keep.
+        "degraded": current_app.extensions["degraded"].as_dict(),
         "data_version": {
             "database": db_version,
             "redis": published,

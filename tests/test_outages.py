@@ -1,0 +1,218 @@
+"""The visitor's path under outages, against real services: a private redis-server that is stopped,
+restarted empty and frozen under concurrent requests, and a PostgreSQL database whose rights are
+revoked and restored."""
+
+import http.client
+import json
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from werkzeug.serving import make_server
+
+from conftest import TEST_DATABASE_URL, write_source
+
+CLICK_HREF = re.compile(r'href="(/click/[^"]+)"')
+SOURCE = {q: {"impressions": "".join(f"{b},1\n" for b in range(11, 16))} for q in (1, 2, 3, 4)}
+
+
+def load_source(app, tmp_path):
+    from jobs.ingest import run_ingest
+
+    source = write_source(tmp_path / "serve", SOURCE)
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+
+
+class Served:
+    """`app` on a threaded werkzeug server on a free loopback port, and a one-request HTTP client."""
+
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def get(self, path, headers=None, method="GET", body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def redis_app(settings_overrides, private_redis, tmp_path):
+    """The app on this test's own redis-server (sessions, queue, stream and counters all there)."""
+    from webapp import create_app
+
+    app = create_app({**settings_overrides, "redis_url": private_redis.url})
+    load_source(app, tmp_path)
+    served = Served(app)
+    app.served = served
+    yield app
+    served.close()
+
+
+def test_campaign_and_click_never_fail_while_redis_stops_restarts_empty_and_freezes(redis_app, private_redis, settings_overrides):
+    served, stop = redis_app.served, threading.Event()
+    statuses = {"campaign": Counter(), "click": Counter()}
+
+    def visitor():
+        cookie = {}
+        while not stop.is_set():
+            status, headers, body = served.get("/campaigns/1", headers=cookie)
+            statuses["campaign"][status] += 1
+            if "set-cookie" in headers:
+                cookie = {"Cookie": headers["set-cookie"].split(";", 1)[0]}
+            href = CLICK_HREF.search(body.decode())
+            if href:
+                statuses["click"][served.get(href.group(1), headers=cookie)[0]] += 1
+
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(visitor) for _ in range(4)]
+        time.sleep(1)
+        private_redis.stop()
+        time.sleep(2)
+        private_redis.start()  # empty: no persistence
+        time.sleep(1)
+        private_redis.freeze()
+        time.sleep(2)
+        private_redis.thaw()
+        time.sleep(1)
+        stop.set()
+        for run in runs:
+            run.result()
+    assert statuses["campaign"] and all(s == 200 for s in statuses["campaign"]), statuses
+    assert statuses["click"] and all(s == 302 for s in statuses["click"]), statuses
+    status, _, body = served.get("/healthz")
+    degraded = json.loads(body)["degraded"]
+    assert degraded["views"] > 0 and degraded["clicks_dropped"] >= 0
+    outage_lines = [line for line in Path(settings_overrides["log_file"]).read_text().splitlines()
+                    if "Redis is unavailable" in line]
+    assert 1 <= len(outage_lines) <= 2, outage_lines  # one per outage at most every 10 s, not one per view
+
+
+def test_campaign_view_without_redis_serves_a_banner_of_the_current_set(redis_app, private_redis):
+    from live.events import STREAM
+
+    private_redis.stop()
+    shown = set()
+    for _ in range(20):
+        status, headers, body = redis_app.served.get("/campaigns/1")
+        assert status == 200
+        assert "set-cookie" not in headers  # no session to give
+        shown.add(int(re.search(r'data-banner-id="(\d+)"', body.decode()).group(1)))
+    assert shown <= set(range(11, 16)) and len(shown) > 1  # random, not stuck on one banner
+    private_redis.start()
+    ctx = redis_app.extensions["runtime"]
+    assert ctx.redis.xlen(ctx.key(STREAM)) == 0  # no event while Redis was away
+
+
+# --- PostgreSQL refusing ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def refusable_database(postgres_url):
+    """A role of this test's own on the run's PostgreSQL database; revoke() refuses it, restore() lets it back."""
+    if not TEST_DATABASE_URL:
+        pytest.skip("needs TEST_DATABASE_URL (a PostgreSQL server)")
+    import psycopg2
+
+    from models import ALL_MODELS, db, init_db
+
+    role, password = f"bs_app_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    parts = urlsplit(postgres_url)
+    database = parts.path.lstrip("/")
+    owner = psycopg2.connect(postgres_url)
+    owner.autocommit = True
+
+    def run(*statements):
+        with owner.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    run(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'", f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+    for model in reversed(ALL_MODELS):  # the tables of earlier tests belong to another role
+        run(f'DROP TABLE IF EXISTS "{model._meta.table_name}" CASCADE')
+
+    class Refusable:
+        url = urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port or 5432}"))
+
+        def revoke(self):
+            run(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC, {role}',
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+
+        def restore(self):
+            run(f'GRANT CONNECT ON DATABASE "{database}" TO PUBLIC, {role}')
+
+    init_db(Refusable.url)
+    with db.connection_context():
+        db.create_tables(ALL_MODELS)
+    yield Refusable()
+    if not db.is_closed():
+        db.close()
+    Refusable().restore()
+    run(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
+        f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+    owner.close()
+
+
+@pytest.fixture
+def refusable_app(refusable_database, settings_overrides, tmp_path):
+    from webapp import create_app
+
+    app = create_app({**settings_overrides, "database_url": refusable_database.url})
+    app.config["TESTING"] = True
+    load_source(app, tmp_path)
+    app.refusable = refusable_database
+    return app
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the app's database is the refusable one
+def test_click_api_and_dashboard_while_postgresql_refuses(refusable_app):
+    from live.clicks import create_api_key
+    from live.events import STREAM, decode
+    from models import Banner
+    from test_auth import login
+
+    from webapp.auth import create_user
+
+    with refusable_app.app_context():
+        Banner.update(landing_url="https://shop.example/landing").where(Banner.id == 11).execute()
+        key = create_api_key("acme")
+        create_user("ada", "ada-secret-1", "admin")
+    client = refusable_app.test_client()
+    assert login(client, "ada", "ada-secret-1").status_code == 302
+    visitor = refusable_app.test_client()
+    visitor.get("/campaigns/1")
+    refusable_app.refusable.revoke()
+    try:
+        for _ in range(5):
+            page = visitor.get("/campaigns/1")
+            assert page.status_code == 200
+            click = visitor.get(CLICK_HREF.search(page.get_data(as_text=True)).group(1))
+            assert click.status_code == 302 and click.location.startswith(("https://shop.example/landing", "/"))
+        api = client.post("/api/conversions", json={"click_id": 1, "revenue": 1}, headers={"Authorization": f"Bearer {key}"})
+        assert api.status_code == 503 and api.headers["Retry-After"] and "error" in api.json
+        admin = client.get("/admin/")
+        assert admin.status_code == 503 and admin.headers["Retry-After"]
+        assert "Traceback" not in admin.get_data(as_text=True) and "<html" in admin.get_data(as_text=True)
+    finally:
+        refusable_app.refusable.restore()
+    ctx = refusable_app.extensions["runtime"]
+    clicks = [decode(f) for _, f in ctx.redis.xrange(ctx.key(STREAM)) if f["e"].startswith("click")]
+    assert len(clicks) == 5  # kept in the stream while the database refused
+    assert client.get("/admin/").status_code == 200
