@@ -216,3 +216,84 @@ def test_click_api_and_dashboard_while_postgresql_refuses(refusable_app):
     clicks = [decode(f) for _, f in ctx.redis.xrange(ctx.key(STREAM)) if f["e"].startswith("click")]
     assert len(clicks) == 5  # kept in the stream while the database refused
     assert client.get("/admin/").status_code == 200
+
+
+# --- ids and schedules after Redis forgot everything -------------------------------------------
+
+
+def test_live_ids_never_repeat_after_redis_restarts_empty_with_an_export_between(redis_app, private_redis, tmp_path):
+    from dataclasses import replace
+
+    from jobs import runtime
+    from live.export import export_events
+    from live.clicks import create_api_key
+
+    runtime.context(replace(runtime.context().settings, live_root=str(tmp_path / "feed")))
+    with redis_app.app_context():
+        key = create_api_key("acme")
+    served = redis_app.served
+
+    def click_and_convert():
+        _, _, page = served.get("/campaigns/1")
+        served.get(CLICK_HREF.search(page.decode()).group(1))
+        ctx = runtime.context()
+        click_id = int(ctx.redis.get(ctx.key("live:click_id")))
+        status, _, body = served.get("/api/conversions", method="POST", body=json.dumps({"click_id": click_id, "revenue": "2.5"}),
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        assert status == 201, body
+        return click_id, json.loads(body)["conversion_id"]
+
+    before = click_and_convert()
+    with redis_app.app_context():
+        export_events()
+    exported = (tmp_path / "feed").rglob("clicks.csv")
+    assert str(before[0]) in "".join(p.read_text() for p in exported)
+    private_redis.stop()
+    private_redis.start()  # empty: counters, markers and the stream are gone
+    time.sleep(1.1)  # past the breaker's retry time for any request that saw the restart
+    after = click_and_convert()
+    assert after[0] > before[0] and after[1] > before[1]
+
+
+def test_scheduler_registers_the_schedules_again_after_redis_restarts_empty(settings_overrides, private_redis, worker_env):
+    import subprocess
+    import sys
+
+    from rq_scheduler import Scheduler
+
+    from config import load_settings
+    from jobs.schedule import schedule_id
+
+    env = {**worker_env, "REDIS_URL": private_redis.url}
+    settings = load_settings(env)
+    wanted = {schedule_id(settings, "ingest"), schedule_id(settings, "export")}
+    flask = Path(sys.executable).parent / "flask"
+    process = subprocess.Popen([flask, "--app", "webapp", "scheduler", "--interval", "0.5", "--check-seconds", "1"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def registered():
+        import redis as redis_lib
+
+        try:
+            scheduler = Scheduler(queue_name=settings.queue_name, connection=redis_lib.Redis.from_url(private_redis.url))
+            return {job_id for job_id in wanted if job_id in scheduler}
+        except redis_lib.ConnectionError:
+            return set()
+
+    def wait_for(condition, seconds=20):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.2)
+        return condition()
+
+    try:
+        assert wait_for(lambda: registered() == wanted), "the scheduler did not register the schedules at start"
+        private_redis.stop()
+        time.sleep(1)
+        private_redis.start()  # empty: the schedules are gone
+        assert registered() == set()
+        assert wait_for(lambda: registered() == wanted), "the schedules were not registered again"
+        assert process.poll() is None  # the scheduler outlived the outage
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
