@@ -86,6 +86,43 @@ def test_export_appends_later_events_to_the_same_hour(live_app):
     assert read_csv(folder / "impressions.csv") == ["banner_id,campaign_id", "101,7", "103,7"]
 
 
+def test_export_trims_what_it_acknowledged_and_keeps_the_rest(live_app):
+    ctx = runtime.context()
+    add_events([impression_event(NOW, 2, 7, 101, "v", 1, f"t{n}") for n in range(5)])
+    with live_app.app_context():
+        export_events()
+    assert ctx.redis.xlen(ctx.key(STREAM)) == 0  # exported entries no longer count against the cap
+    add_events([impression_event(NOW, 2, 7, 102, "v", 1, "later")])
+    assert [e["imp"] for e in stream_events()] == ["later"]
+    with live_app.app_context():
+        export_events()
+    folder = live_app.live_root / "live" / "2026-11-27" / "10" / "2"
+    assert len(read_csv(folder / "impressions.csv")) == 1 + 6
+
+
+def test_healthz_and_overview_say_when_the_export_is_behind_or_the_stream_near_its_cap(live_app, client):
+    from live.events import stream_health
+    from test_auth import login, PASSWORDS
+    from webapp.auth import create_user
+
+    ctx = runtime.context()
+    stream = ctx.key(STREAM)
+    assert client.get("/healthz").json["events"] == {"length": 0, "cap": 5_000_000, "oldest_seconds": 0,
+                                                     "near_cap": False, "export_behind": False}
+    old_ms = int((datetime.now(timezone.utc) - timedelta(minutes=20)).timestamp() * 1000)
+    ctx.redis.xadd(stream, {"e": "impression|1|2|7|101|v|1|old"}, id=f"{old_ms}-0")
+    events = client.get("/healthz").json["events"]
+    assert events["export_behind"] is True and events["length"] == 1 and events["oldest_seconds"] >= 1200
+    assert stream_health(ctx.redis, stream, datetime.now(timezone.utc), cap=1)["near_cap"] is True
+    with live_app.app_context():
+        create_user("ada", PASSWORDS["ada"], "admin")
+    login(client, "ada")
+    assert "Export behind" in client.get("/admin/").get_data(as_text=True)
+    with live_app.app_context():
+        export_events()
+    assert client.get("/healthz").json["events"]["export_behind"] is False
+
+
 def test_export_worker_killed_between_writing_and_acknowledging_writes_every_event_once(live_app, worker_env):
     """A real process dies at the acknowledgement; the next run claims its entries and writes each once."""
     add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(50)])
