@@ -297,3 +297,32 @@ def test_scheduler_registers_the_schedules_again_after_redis_restarts_empty(sett
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+# --- two Redis roles ---------------------------------------------------------------------------
+
+
+def test_sessions_live_in_the_session_redis_and_events_in_the_main_one(settings_overrides, private_redis, redis_server, tmp_path):
+    from live.events import STREAM
+    from webapp import create_app
+
+    app = create_app({**settings_overrides, "session_redis_url": private_redis.url})
+    load_source(app, tmp_path)
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/campaigns/1").status_code == 200
+    sessions = redis_lib_client(private_redis.url)
+    prefix = settings_overrides["redis_prefix"]
+    assert len(list(sessions.scan_iter(f"{prefix}session:*"))) == 1
+    assert list(redis_server.scan_iter(f"{prefix}session:*")) == []
+    assert redis_server.xlen(prefix + STREAM) == 3 and not sessions.exists(prefix + STREAM)
+    private_redis.stop()  # the session Redis away: views go on, and their events still reach the main Redis
+    assert client.get("/campaigns/1").status_code == 200
+    assert redis_server.xlen(prefix + STREAM) == 4  # no rotation without the session, but the view is counted
+    private_redis.start()
+
+
+def redis_lib_client(url):
+    import redis as redis_lib
+
+    return redis_lib.Redis.from_url(url, decode_responses=True)

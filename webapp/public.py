@@ -43,9 +43,10 @@ def campaign(campaign_id):
         if cid in snapshot.campaigns:
             abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
         abort(404, f"There is no campaign {cid}.")
-    degraded = is_degraded(session) or current_app.extensions["redis_breaker"].is_open()
-    if degraded:
-        # Redis is away: any banner of the current set, no rotation state and no event to keep.
+    events_away = current_app.extensions["redis_breaker"].is_open()
+    if is_degraded(session) or events_away:
+        # Redis is away: any banner of the current set, no rotation state (and no event, when the
+        # events' Redis is the one away).
         banner_id = _rng.choice(banners)[0]
         current_app.extensions["degraded"].add("views")
     else:
@@ -63,7 +64,7 @@ def campaign(campaign_id):
             quarter=quarter, click_href=url_for("clicks.click", token=TOKEN_SLOT),
         )
     impression_id = new_impression_id()
-    if current_app.extensions["settings"].events_enabled and not degraded:
+    if current_app.extensions["settings"].events_enabled and not events_away:
         ctx = current_app.extensions["runtime"]
         event = impression_event(now, quarter, cid, banner_id, current_visitor(), snapshot.version, impression_id)
         queue_for_redis(lambda pipe: queue_event(pipe, ctx, event))
