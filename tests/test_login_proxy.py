@@ -114,3 +114,17 @@ def test_login_page_through_nginx_is_not_frameable_and_has_a_policy(proxied):
     status, headers, _ = Browser(proxied, "127.0.0.5").request("GET", "/login")
     assert status == 200 and headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["referrer-policy"]
+
+
+def test_login_through_nginx_a_forged_forwarded_for_does_not_pick_the_address(proxied):
+    # An attacker rotating X-Forwarded-For values is still one address to the throttle.
+    attacker = Browser(proxied, "127.0.0.6")
+    statuses = []
+    for n in range(8):
+        status, _, page = attacker.request("GET", "/login")
+        from urllib.parse import urlencode
+
+        body = urlencode({"username": "ada", "password": f"guess-{n}", "csrf_token": CSRF.search(page).group(1)})
+        statuses.append(attacker.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
+                                                                   "X-Forwarded-For": f"10.0.0.{n}"})[0])
+    assert 429 in statuses
