@@ -204,6 +204,8 @@ def _answer_retry(stored, fingerprint, click_id):
     """The answer to a request whose Idempotency-Key is taken: 422 for another body, 409 while in flight, else the first answer."""
     if stored is None:  # the claim just expired: let the client try again
         return jsonify(error="the earlier request with this Idempotency-Key did not finish; retry"), 409
+    if stored.count(":") < 2:  # written before keys carried their request's hash: a plain id or "pending"
+        return jsonify(conversion_id=int(stored) if stored.isdigit() else None, click_id=click_id, duplicate=True), 200
     state, stored_fingerprint, rest = stored.split(":", 2)
     if stored_fingerprint != fingerprint:
         return jsonify(error="this Idempotency-Key was used with a different request body"), 422

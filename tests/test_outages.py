@@ -121,6 +121,21 @@ def test_campaign_view_without_redis_serves_a_banner_of_the_current_set(redis_ap
     assert ctx.redis.xlen(ctx.key(STREAM)) == 0  # no event while Redis was away
 
 
+def test_api_and_dashboard_answer_503_with_retry_after_while_redis_is_away(redis_app, private_redis):
+    from live.clicks import create_api_key
+
+    with redis_app.app_context():
+        key = create_api_key("acme")
+    private_redis.stop()
+    status, headers, body = redis_app.served.get("/api/conversions", method="POST", body='{"click_id": 1, "revenue": 1}',
+                                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert status == 503 and headers["retry-after"] == "10" and "unavailable" in json.loads(body)["error"]
+    for path in ("/admin/", "/login"):
+        status, headers, body = redis_app.served.get(path)
+        assert status == 503 and headers["retry-after"] == "10", path
+        assert b"Temporarily unavailable" in body and b"Traceback" not in body
+
+
 # --- PostgreSQL refusing ----------------------------------------------------------------------
 
 

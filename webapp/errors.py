@@ -29,6 +29,7 @@ def unavailable(what="A service this page needs"):
 
 
 def _store_of(exc):
+    """(the store's name, its breaker or None) when `exc` says a store is away; (None, None) otherwise."""
     if isinstance(exc, REDIS_ERRORS):
         return "Redis", current_app.extensions["redis_breaker"]
     if isinstance(exc, DATABASE_ERRORS):
@@ -49,7 +50,7 @@ def install(app):
             breaker.record(exc)
         else:
             current_app.logger.warning("%s is unavailable: %s: %s", store, type(exc).__name__, exc)
-        return unavailable("The database" if store == "The database" else "A service this page needs")
+        return unavailable(store)
 
     for error_class in REDIS_ERRORS + DATABASE_ERRORS:
         app.register_error_handler(error_class, store_away)
