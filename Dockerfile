@@ -1,5 +1,8 @@
 # One image for every BannerService process: web (gunicorn), RQ worker, scheduler, one-shot jobs.
-FROM python:3.11-slim
+# The base is the official Python image; scripts/docker-standins.sh builds a Debian stand-in for
+# machines without a registry (docker-compose.yml passes PYTHON_IMAGE through).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
