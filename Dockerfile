@@ -4,9 +4,13 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE}
 
+# PYTHONWARNINGS: rqscheduler's cron helper calls the crontab package without its default_utc argument,
+# which warns on each reschedule (jobs/schedule.py silences the same warning for `flask schedule`).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONWARNINGS="ignore:Version 0.22.0+ of crontab:FutureWarning" \
     PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     INSTANCE_DIR=/data \
     IMAGE_DIR=/data/images \
     LOG_FILE=/data/logs/bannerservice.log \

@@ -1,5 +1,7 @@
 """The recurring jobs, registered with rq-scheduler under fixed ids."""
 
+import warnings
+
 from live.export import scheduled_export
 from jobs.ingest import scheduled_ingest
 from jobs.runtime import rq_id
@@ -23,10 +25,14 @@ def register_schedules(scheduler, settings):
 
 
 def _register(scheduler, settings, job_id, cron, func, description):
-    return scheduler.cron(
-        cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
-        use_local_timezone=False, description=description,
-    )
+    # rq-scheduler asks the `crontab` package for the next time without its `default_utc` argument, and
+    # crontab then warns (FutureWarning) on every registration; the times are right (`use_local_timezone=False`).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Version 0\.22\.0\+ of crontab", FutureWarning)
+        return scheduler.cron(
+            cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
+            use_local_timezone=False, description=description,
+        )
 
 
 def scheduler_for(ctx):

@@ -177,7 +177,9 @@ def _start_stack(tmp_path_factory, images_env, name, postgres=False):
         out.writelines(f"{k}={v}\n" for k, v in settings.items())
     compose = Compose(f"bse2e-{name}-{uuid.uuid4().hex[:8]}", env_file, standins=bool(images_env),
                       profiles=("postgres",) if postgres else ())
-    compose.run("build", timeout=900)
+    built = compose.run("build", "--progress", "plain", timeout=900)
+    # The package builds without setuptools' warnings, in the image as locally (tests/test_compose.py).
+    assert not re.findall(r"\b\w+Warning\b.*", built.stdout + built.stderr)
     compose.up()
     return compose
 
@@ -297,6 +299,7 @@ def check_admin_ingest(compose, username, password):
     assert f"run={run_id} end status=succeeded" in compose.logs("worker")
     scheduled = compose.exec("redis", "redis-cli", "ZRANGE", "rq:scheduler:scheduled_jobs", "0", "-1").split()
     assert {"bannerservice-scheduled-ingest", "bannerservice-scheduled-export"} <= set(scheduled), scheduled
+    assert "Warning" not in compose.logs("scheduler"), compose.logs("scheduler")
     return run_id
 
 
