@@ -82,7 +82,10 @@ build() {
     context=$(mktemp -d)
     cat > "$context/Dockerfile"
     cp "$(host_ca_bundle)" "$context/ca-bundle.crt"
-    docker build -q -t "$image" "$context" >/dev/null || { rm -rf "$context"; say "building $image failed"; return 1; }
+    local log="$CACHE/build-${image//[\/:]/_}.log"
+    if ! docker build -t "$image" "$context" >"$log" 2>&1; then
+        rm -rf "$context"; tail -20 "$log" >&2; say "building $image failed; see $log"; return 1
+    fi
     rm -rf "$context"
 }
 
