@@ -161,8 +161,9 @@ def images_env():
     return env
 
 
-def _start_stack(tmp_path_factory, images_env, name, postgres=False):
-    """A fresh compose project from docker-compose.yml with secrets from scripts/docker-env.sh and free ports."""
+def _stack(tmp_path_factory, images_env, name, postgres=False):
+    """A fresh compose project of docker-compose.yml, built and started, with secrets from scripts/docker-env.sh
+    and free ports; always taken down with its volumes afterwards, whatever happened."""
     work = tmp_path_factory.mktemp(name)
     env_file = work / "compose.env"
     subprocess.run(["bash", str(ROOT / "scripts" / "docker-env.sh"), str(env_file)], check=True, capture_output=True)
@@ -177,18 +178,19 @@ def _start_stack(tmp_path_factory, images_env, name, postgres=False):
         out.writelines(f"{k}={v}\n" for k, v in settings.items())
     compose = Compose(f"bse2e-{name}-{uuid.uuid4().hex[:8]}", env_file, standins=bool(images_env),
                       profiles=("postgres",) if postgres else ())
-    built = compose.run("build", "--progress", "plain", timeout=900)
-    # The package builds without setuptools' warnings, in the image as locally (tests/test_compose.py).
-    assert not re.findall(r"\b\w+Warning\b.*", built.stdout + built.stderr)
-    compose.up()
-    return compose
+    try:
+        built = compose.run("build", "--progress", "plain", timeout=900)
+        # The package builds without setuptools' warnings, in the image as locally (tests/test_compose.py).
+        assert not re.findall(r"\b\w+Warning\b.*", built.stdout + built.stderr)
+        compose.up()
+        yield compose
+    finally:
+        compose.run("down", "-v", "--remove-orphans", timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, images_env):
-    compose = _start_stack(tmp_path_factory, images_env, "sqlite")
-    yield compose
-    compose.run("down", "-v", "--remove-orphans", timeout=300, check=False)
+    yield from _stack(tmp_path_factory, images_env, "sqlite")
 
 
 @pytest.fixture(scope="module")
@@ -407,9 +409,7 @@ def test_compose_down_v_leaves_nothing(stack):
 
 @pytest.fixture(scope="module")
 def postgres_stack(tmp_path_factory, images_env):
-    compose = _start_stack(tmp_path_factory, images_env, "postgres", postgres=True)
-    yield compose
-    compose.run("down", "-v", "--remove-orphans", timeout=300, check=False)
+    yield from _stack(tmp_path_factory, images_env, "postgres", postgres=True)
 
 
 def test_compose_postgres_profile_smoke(postgres_stack):
