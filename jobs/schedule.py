@@ -5,6 +5,8 @@ import time
 
 import redis as redis_lib
 
+import warnings
+
 from live.export import scheduled_export
 from jobs.ingest import scheduled_ingest
 from jobs.runtime import rq_id
@@ -28,10 +30,14 @@ def register_schedules(scheduler, settings):
 
 
 def _register(scheduler, settings, job_id, cron, func, description):
-    return scheduler.cron(
-        cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
-        use_local_timezone=False, description=description,
-    )
+    # rq-scheduler asks the `crontab` package for the next time without its `default_utc` argument, and
+    # crontab then warns (FutureWarning) on every registration; the times are right (`use_local_timezone=False`).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Version 0\.22\.0\+ of crontab", FutureWarning)
+        return scheduler.cron(
+            cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
+            use_local_timezone=False, description=description,
+        )
 
 
 log = logging.getLogger("bannerservice.schedule")
