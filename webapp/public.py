@@ -5,7 +5,7 @@ import random
 from flask import Blueprint, abort, current_app, render_template, send_from_directory, session, url_for
 
 from live.events import impression_event, queue_event
-from rotation import next_banner
+from rotation import next_banner, remember
 from selection import quarter_of
 from live.clicks import click_token, current_visitor, new_impression_id
 from webapp.clock import utc_now
@@ -14,7 +14,7 @@ from webapp.sessions import queue_for_redis
 bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
-ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}
+ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}, the most recently seen last
 TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
 
 
@@ -45,8 +45,7 @@ def campaign(campaign_id):
         abort(404, f"There is no campaign {cid}.")
     rotations = session.get(ROTATIONS) or {}
     banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)
-    rotations[str(cid)] = state
-    session[ROTATIONS] = rotations
+    session[ROTATIONS] = remember(rotations, str(cid), state)
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
