@@ -73,3 +73,22 @@ def test_campaign_stats_csv_at_8000_rows_streams_every_row_sorted(stats, manager
     assert revenues == sorted(revenues, reverse=True)
     assert rows[-1][0] == "total"
     assert len(sql) <= 4, sql
+
+
+@pytest.mark.parametrize("query", ["one campaign", "default order", "charts of a page"])
+def test_campaign_stats_queries_use_an_index_not_a_scan_on_sqlite(stats, query):
+    from models import campaign_stats, revenue_by_quarter
+
+    if not db.obj.__class__.__name__.startswith("Sqlite"):
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    with stats.app_context():
+        if query == "one campaign":
+            sql, params = campaign_stats(campaign_id=1234).sql()
+        elif query == "default order":
+            sql, params = campaign_stats().paginate(300, 20).sql()
+        else:
+            sql, params = CampaignStat.select().where(CampaignStat.campaign_id.in_([5, 6, 7])).sql()
+            assert revenue_by_quarter([5, 6, 7])[5]
+        plan = " ".join(str(row[-1]) for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))
+    # A sort of the rows of one campaign ("RIGHT PART") is fine; a sort of the whole table is not.
+    assert "USING INDEX" in plan and "TEMP B-TREE FOR ORDER BY" not in plan, plan

@@ -164,7 +164,7 @@ def _csv_lines(query):
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for i, r in enumerate(query.iterator(), 1):
+    for i, r in enumerate(query.namedtuples().iterator(), 1):
         writer.writerow([
             r.campaign_id, r.quarter, r.impressions, r.clicks, r.conversions, _number(r.revenue),
             *_ratios_for_csv(r.impressions, r.clicks, r.conversions, r.revenue), r.x, r.scenario, r.banners,
