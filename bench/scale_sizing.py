@@ -14,13 +14,16 @@ def guide(r) -> list:
     out = ["### Sizing guide", "",
            "Each line turns a figure measured above into a rule of thumb. They are conservative: every figure was "
            "taken on a shared 2-core machine that also ran the load generator.", ""]
-    rate = _page_rate(r)
-    if rate:
-        per_core = rate / cores
-        out += [f"- **Visitors per minute → web cores.** This machine served {rate:,.0f} page views/min at 10,000 "
-                f"campaigns with nginx, gunicorn, Redis and wrk sharing its {cores} cores: about **{per_core:,.0f} views/min "
-                f"per core** for the whole stack. Web cores ≈ peak views per minute / {per_core:,.0f}, plus one for headroom; "
-                f"the campaign count barely matters (see the load test at 10,000 campaigns)."]
+    cpu = r.get("loadtest", {}).get("runs", {}).get("10000", {}).get("steady", {}).get("cpu_us")
+    if cpu:
+        web = cpu["app"] + cpu["nginx"]
+        per_core = 60e6 / web
+        out += [f"- **Visitors per minute → web cores.** At 10,000 campaigns a page view cost {cpu['app']} µs of gunicorn "
+                f"CPU and {cpu['nginx']} µs of nginx (load test above; CPU time, so the busy machine inflates it less than "
+                f"the rates): one core serves about **{per_core:,.0f} views/min**. Web cores ≈ peak views per minute × "
+                f"views per visitor / {per_core:,.0f}, plus one for headroom and the reloads."]
+    elif _page_rate(r):
+        out += [f"- **Visitors per minute → web cores.** {_page_rate(r):,.0f} views/min on {cores} shared cores."]
     session = _session_bytes(r)
     if session:
         per_visitor = session + REDIS_OVERHEAD_PER_SESSION
@@ -35,7 +38,8 @@ def guide(r) -> list:
                 f"{STREAM_BYTES_PER_EVENT} bytes until the export (every 5 minutes) takes it: stream memory ≈ events per minute "
                 f"× 5 × {STREAM_BYTES_PER_EVENT} B (1 million events/min ≈ {1e6 * 5 * STREAM_BYTES_PER_EVENT / 2**20:.0f} MiB); the "
                 f"stream is capped at {STREAM_CAP:,} entries (~{STREAM_CAP * STREAM_BYTES_PER_EVENT / 2**20:.0f} MiB). One exporter "
-                f"drains {export:,} events/s = **{per_minute / 1e6:.1f} million events/min**; past that, shorten `EXPORT_CRON` "
+                f"drained {export:,} events/s on the busy machine = **{per_minute / 1e6:.1f} million events/min** (its own "
+                f"CPU allows about {r['export'].get('events_per_cpu_second', export):,}/s); past that, shorten `EXPORT_CRON` "
                 f"or the exports fall behind (one exporter runs at a time, by design)."]
     ingest = r.get("ingest", {})
     lines = []
@@ -55,8 +59,8 @@ def guide(r) -> list:
             "load's write transaction would block dashboard reads too long.",
             "3. **A dedicated session Redis** when the sessions' memory (the rule above) no longer fits beside the "
             "queue and the stream, or when Redis's CPU passes about half a core: every page view costs it one GET and "
-            "one pipeline (~55 µs of Redis CPU per view in the load test), so one Redis core serves about a million "
-            "views per minute.",
+            f"one pipeline ({cpu['redis'] if cpu else 55} µs of Redis CPU per view in the load test), so one Redis core "
+            f"serves about {60e6 / (cpu['redis'] if cpu else 55) / 1e6:.1f} million views per minute.",
             "4. **More RQ workers** when ingests and exports queue behind each other; exports themselves stay one at "
             "a time (the lock), so past one exporter's rate, export more often rather than in parallel.", ""]
     return out

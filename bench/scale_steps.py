@@ -357,8 +357,11 @@ def loadtest_growth(work, seconds) -> dict:
         subprocess.run(["bash", "scripts/loadtest.sh", str(seconds)], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
         folder = ROOT / ".run" / "loadtest"
-        runs[name] = {"steady": wrk_result(folder / "wrk-campaign.txt"),
-                      "reloading": wrk_result(folder / "wrk-campaign-during.txt")}
+        steady = wrk_result(folder / "wrk-campaign.txt")
+        before, after = (json.loads((folder / f"cpu-{i}.json").read_text()) for i in (0, 1))
+        # CPU per page view of each process tree (clock ticks of 10 ms): the cost, whatever the machine's load.
+        steady["cpu_us"] = {k: round((after[k] - before[k]) * 10_000 / steady["requests"]) for k in after}
+        runs[name] = {"steady": steady, "reloading": wrk_result(folder / "wrk-campaign-during.txt")}
         print("  ", name, runs[name], flush=True)
     return {"runs": runs, "seconds": seconds, "reload_every": reload_every}
 
@@ -367,8 +370,8 @@ def wrk_result(path) -> dict:
     line = next(line for line in Path(path).read_text().splitlines() if line.startswith("RESULT "))
     values = dict(item.split("=") for item in line.split()[1:])
     requests, duration = int(values["requests"]), int(values["duration_us"]) / 1e6
-    return {"requests": requests, "per_minute": round(requests / duration * 60), "p50_ms": int(values["p50_us"]) / 1000,
-            "p99_ms": int(values["p99_us"]) / 1000, "errors": int(values["non2xx"]) + sum(
+    return {"requests": requests, "per_minute": round(requests / duration * 60), "p50_ms": round(int(values["p50_us"]) / 1000, 1),
+            "p99_ms": round(int(values["p99_us"]) / 1000, 1), "errors": int(values["non2xx"]) + sum(
                 int(values[k]) for k in ("connect", "read", "write", "timeout"))}
 
 
