@@ -10,6 +10,7 @@ from selection import quarter_of
 from live.clicks import click_token, current_visitor, new_impression_id
 from webapp.clock import utc_now
 from webapp.sessions import queue_for_redis
+from webapp.slots import slot_page
 
 bp = Blueprint("public", __name__)
 
@@ -51,9 +52,8 @@ def campaign(campaign_id):
     if page is None:
         # The page depends only on the key (the click token is put in per view), so each
         # process renders it once per data version.
-        page = snapshot.pages[key] = render_template(
-            "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=dict(banners)[banner_id],
-            quarter=quarter, click_href=url_for("clicks.click", token=TOKEN_SLOT),
+        page = snapshot.pages[key] = slot_page(
+            snapshot.pages, cid, banner_id, dict(banners)[banner_id], quarter, url_for("clicks.click", token=TOKEN_SLOT),
         )
     impression_id = new_impression_id()
     if current_app.extensions["settings"].events_enabled:
