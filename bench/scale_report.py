@@ -138,9 +138,9 @@ def loadtest_section(lt, charts, img) -> list:
                 f"at 50: {a['reloading']['p99_ms'] / a['steady']['p99_ms']:.2f}."]
         if "cpu_us" in a["steady"] and "cpu_us" in b["steady"]:
             out.append(f"- gunicorn CPU per view at 10,000 / at 50 campaigns: **{b['steady']['cpu_us']['app'] / a['steady']['cpu_us']['app']:.2f}**. "
-                       "At 10,000 campaigns a process can keep only a third of a quarter's ~60,000 rendered slot pages "
-                       "(`PAGES_MAX`), so most views render their page (~75 µs of Jinja) where at 50 campaigns every page "
-                       "is cached; a fresh data version also empties the page cache of every process.")
+                       "At 10,000 campaigns a process keeps only a third of a quarter's ~60,000 slot pages (`PAGES_MAX`), "
+                       "so most views build their page; webapp/slots.py fills a skeleton rendered once (a few µs) "
+                       "rather than rendering the template (~75 µs).")
     out += ["", f"![page rate against campaigns]({img}/{charts['loadtest']})" if "loadtest" in charts else "", ""]
     return out
 
