@@ -198,7 +198,7 @@ def draw_charts(r, folder) -> dict:
         ax.plot([p["campaigns"] for p in points], [p["unbounded"] for p in points], marker="o", label="without a bound")
         ax.plot([p["campaigns"] for p in points], [p["bounded"] for p in points], marker="o", label="64 most recent")
         ax.set(xscale="log", yscale="log", xlabel="campaigns visited", ylabel="session bytes", title="A visitor's session")
-        ax.axhline(2048, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(2048, color="grey", linestyle="--", linewidth=1, label="2 KB")
         ax.grid(True, alpha=0.3)
         ax.legend()
         charts["session"] = _save(fig, folder / "scale-session.png")
