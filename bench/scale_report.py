@@ -69,17 +69,25 @@ def section(r, charts, img) -> list:
 
 def ingest_section(g, charts, img) -> list:
     out = ["### Ingest growth", "", stamp(g),
-           "A full load into an empty database, each in a fresh process (peak = the process's maximum RSS).", "",
+           "A full load into an empty database, each in a fresh process (peak = the process's maximum RSS). "
+           "PostgreSQL loads through COPY (jobs/store.py); the execute_values rows are the same load through the "
+           "previous path, in the same run.", "",
            "| engine | source | CSV rows | seconds | rows/s | peak MB | database MB | status |",
            "|---|---|---:|---:|---:|---:|---:|---|"]
-    for engine in ("sqlite", "postgresql"):
+    engines = ("sqlite", "postgresql", "postgresql (execute_values)")
+    for engine in engines:
         for size in SIZES:
             f = g.get(engine, {}).get(size)
             if f:
                 out.append(f"| {engine} | {size} | {f['rows']:,} | {f['seconds']} | {f['rows'] / f['seconds']:,.0f} | "
                            f"{f['peak_mb']} | {f.get('database_mb', '–')} | {f['status']} |")
     out.append("")
-    for engine in ("sqlite", "postgresql"):
+    for size in SIZES:
+        copy, values = g.get("postgresql", {}).get(size), g.get("postgresql (execute_values)", {}).get(size)
+        if copy and values:
+            out.append(f"- PostgreSQL {size}: COPY took **{copy['seconds'] / values['seconds']:.2f}x** the time of execute_values "
+                       "(same run).")
+    for engine in engines:
         e = g.get(engine, {})
         if "1x" in e and "10x" in e:
             rows = e["10x"]["rows"] / e["1x"]["rows"]
@@ -180,7 +188,7 @@ def draw_charts(r, folder) -> dict:
     charts = {}
     if "ingest" in r:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        for engine, marker in (("sqlite", "o"), ("postgresql", "s")):
+        for engine, marker in (("sqlite", "o"), ("postgresql", "s"), ("postgresql (execute_values)", "^")):
             points = [r["ingest"][engine][s] for s in SIZES if s in r["ingest"].get(engine, {})]
             if points:
                 rows = [p["rows"] / 1e6 for p in points]

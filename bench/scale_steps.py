@@ -84,9 +84,17 @@ class PostgresDatabase:
 
 # --- ingest -----------------------------------------------------------------------------------
 
-def ingest_once(source, database_url) -> dict:
-    """One full load in this process (a fresh one per run, so its peak memory is the load's)."""
+def ingest_once(source, database_url, postgres_bulk="") -> dict:
+    """One full load in this process (a fresh one per run, so its peak memory is the load's).
+
+    `postgres_bulk` ("copy" or "values") picks jobs.store's PostgreSQL path, to compare them.
+    """
     import logging
+
+    if postgres_bulk:
+        from jobs import store
+
+        store.POSTGRES_BULK = postgres_bulk
 
     from config import load_settings
     from jobs import runtime
@@ -123,14 +131,14 @@ def database_bytes(database_url) -> int:
     return db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]
 
 
-def ingest_in_subprocess(source, database_url) -> dict:
-    out = subprocess.run([PY, str(ROOT / "scripts" / "bench_scale.py"), "_ingest", str(source), database_url],
+def ingest_in_subprocess(source, database_url, postgres_bulk="") -> dict:
+    out = subprocess.run([PY, str(ROOT / "scripts" / "bench_scale.py"), "_ingest", str(source), database_url, postgres_bulk],
                          capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def ingest_growth(work, sizes, postgres) -> dict:
-    figures = {"sqlite": {}, "postgresql": {}}
+    figures = {"sqlite": {}, "postgresql": {}, "postgresql (execute_values)": {}}
     for size in sizes:
         source = work / "sources" / size
         database = work / "db" / f"ingest-{size}.db"
@@ -141,9 +149,10 @@ def ingest_growth(work, sizes, postgres) -> dict:
         print("  sqlite", size, figures["sqlite"][size], flush=True)
         database.unlink(missing_ok=True)
         if postgres:
-            with PostgresDatabase(postgres) as url:
-                figures["postgresql"][size] = ingest_in_subprocess(source, url)
-            print("  postgresql", size, figures["postgresql"][size], flush=True)
+            for engine, bulk in (("postgresql", "copy"), ("postgresql (execute_values)", "values")):
+                with PostgresDatabase(postgres) as url:
+                    figures[engine][size] = ingest_in_subprocess(source, url, bulk)
+                print(" ", engine, size, figures[engine][size], flush=True)
     return figures
 
 

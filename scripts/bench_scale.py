@@ -85,11 +85,11 @@ def main():
 
 
 def helper():
-    """Subprocess entry points: `_ingest SOURCE DATABASE_URL` and `_reloads SECONDS EVERY`."""
+    """Subprocess entry points: `_ingest SOURCE DATABASE_URL [copy|values]` and `_reloads SECONDS EVERY`."""
     import scale_steps
 
     if sys.argv[1] == "_ingest":
-        print(json.dumps(scale_steps.ingest_once(sys.argv[2], sys.argv[3])))
+        print(json.dumps(scale_steps.ingest_once(sys.argv[2], sys.argv[3], *sys.argv[4:5])))
     elif sys.argv[1] == "_reloads":
         scale_steps.publish_reloads(float(sys.argv[2]), float(sys.argv[3]))
 
