@@ -43,7 +43,11 @@ def init_db(url: str):
     database = connect(url, **kwargs)
     db.initialize(database)
     with db.connection_context():
-        db.create_tables(ALL_MODELS, safe=True)
+        # Only what is missing: a worker whose role may not create tables still starts on a set-up database.
+        existing = set(db.get_tables())
+        missing = [model for model in ALL_MODELS if model._meta.table_name not in existing]
+        if missing:
+            db.create_tables(missing, safe=True)
         add_missing_columns(ALL_MODELS)
     return database
 

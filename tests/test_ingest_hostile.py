@@ -260,3 +260,19 @@ def test_ingest_images_with_bad_names_sizes_or_pixels_are_rejected_and_the_rest_
         assert Banner.get_or_none(Banner.id == 12) is None and Banner.get_or_none(Banner.id == 13) is None
     served = sorted(p.name for p in Path(settings_overrides["image_dir"]).iterdir())
     assert served == ["10.png", "14.png"]
+
+
+def test_ingest_revenue_with_a_billion_digit_exponent_is_one_rejected_row(app, loaded, settings_overrides):
+    source, before = loaded
+    path = source / "1" / "conversions.csv"
+    rows = "".join(f"{100 + i},1,0.5\n" for i in range(120))  # enough good rows to stay under the reject limit
+    path.write_text(path.read_text() + rows + "9,1,1e-999999999\n" + "10,2,１.5\n")
+    run = ingest(app, source)
+    assert_finished_and_free(app, run)
+    assert run.status == IngestRun.SUCCEEDED_WITH_REJECTS, run.error
+    with app.app_context():
+        record = files_of(run.id)[(1, "conversions.csv")]
+        assert record.rejected == 2
+        assert [line for line, _ in record.sample_list[:2]] == [124, 125]
+        assert "more than 9 decimal places" in record.sample_list[0][1] and "not a number" in record.sample_list[1][1]
+        assert CampaignStat.get(quarter=1, campaign_id=1).revenue == 3.75 + 60

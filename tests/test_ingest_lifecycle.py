@@ -184,3 +184,47 @@ def test_read_that_stops_making_progress_fails_the_run_with_a_reason_and_frees_t
 def _run_in_context(app, source):
     with app.app_context():
         return run_ingest(str(source), trigger="cli")
+
+
+def test_run_whose_rights_are_revoked_on_postgresql_frees_the_lock_and_its_end_is_recorded_later(
+    app, source, worker_env, settings_overrides
+):
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+
+    url = settings_overrides["database_url"]
+    if not url.startswith("postgresql"):
+        pytest.skip("revoking rights is PostgreSQL's case; SQLite's is the locked-database test")
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+        before = served(app)
+        run = request_ingest(str(source), trigger="manual")
+    role = f"bs_worker_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE ROLE "{role}" LOGIN')
+        cursor.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
+        cursor.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        cursor.execute(f'REVOKE UPDATE ON ingestrun FROM "{role}"')  # the worker may not write a run's state
+    parts = urlsplit(url)
+    worker_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
+    try:
+        worker = start_worker(dict(worker_env, DATABASE_URL=worker_url), settings_overrides["queue_name"])
+        output, _ = worker.communicate(timeout=120)
+        assert lock_holder(app) is None, output
+        with app.app_context():
+            assert refreshed(run.id).status == IngestRun.QUEUED  # the database never heard of its end...
+            assert request_ingest(str(source), trigger="manual").status == IngestRun.QUEUED  # ...the next starts at once
+            ended = refreshed(run.id)
+            assert ended.status == IngestRun.FAILED and "permission denied" in ended.error
+            assert "recorded late" in ended.error and "abandoned" not in ended.error
+        assert served(app) == before
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+            cursor.execute(f'DROP OWNED BY "{role}"')
+            cursor.execute(f'DROP ROLE "{role}"')
+        admin.close()
