@@ -280,3 +280,25 @@ def test_worker_new_run_marks_runs_of_dead_workers_abandoned_first(app, source):
         run = refreshed(run_ingest(str(source), trigger="cli"))
         assert run.status == IngestRun.SUCCEEDED
         assert refreshed(dead.id).status == IngestRun.ABANDONED
+
+
+def test_worker_schedule_registration_prints_no_future_warning(app, settings_overrides):
+    import uuid
+    import warnings
+    from dataclasses import replace
+
+    from rq_scheduler import Scheduler
+
+    from jobs.schedule import register_schedules, schedule_id
+
+    ctx = runtime.context()
+    settings = replace(ctx.settings, queue_name=f"warn-{uuid.uuid4().hex[:8]}")
+    scheduler = Scheduler(queue_name=settings.queue_name, connection=ctx.raw_redis)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            register_schedules(scheduler, settings)
+    finally:
+        for what in ("ingest", "export"):
+            scheduler.cancel(schedule_id(settings, what))
+    assert [str(w.message)[:60] for w in caught if issubclass(w.category, FutureWarning)] == []
