@@ -156,6 +156,32 @@ def ingest_growth(work, sizes, postgres) -> dict:
     return figures
 
 
+def postgres_write_path(postgres, rows=500_000) -> dict:
+    """jobs.store.insert of `rows` click rows on PostgreSQL: COPY against execute_values, alternating, twice."""
+    from jobs import store
+    from models import Click, db, init_db
+
+    if not postgres:
+        return {}
+    data = [(1, 10**6 + i, 100 + i % 1000, 1 + i % 500) for i in range(rows)]
+    figures = {"rows": rows, "copy": [], "values": []}
+    with PostgresDatabase(postgres) as url:
+        init_db(url)
+        for _ in range(2):
+            for mode in ("values", "copy"):
+                store.POSTGRES_BULK = mode
+                with db.atomic():
+                    Click.delete().execute()
+                started, cpu = time.perf_counter(), time.process_time()
+                with db.atomic():
+                    store.insert(Click, ("quarter", "click_id", "banner_id", "campaign_id"), iter(data))
+                figures[mode].append({"seconds": round(time.perf_counter() - started, 2),
+                                      "cpu_seconds": round(time.process_time() - cpu, 2)})
+        db.close()
+    store.POSTGRES_BULK = "copy"
+    return figures
+
+
 # --- serving ----------------------------------------------------------------------------------
 
 def loaded_database(work, name, source) -> tuple[str, dict]:

@@ -4,7 +4,7 @@ Each step stores its figures in instance/bench-scale/results.json (so steps can 
 different times), and every run rewrites the "How cost grows" section of docs/performance.md from
 all stored figures, with charts in docs/img/. Sources are generated once into instance/bench-scale/.
 
-Usage: .venv/bin/python scripts/bench_scale.py [--steps sources,ingest,serving,dashboard,export,session,loadtest]
+Usage: .venv/bin/python scripts/bench_scale.py [--steps sources,ingest,copy,serving,dashboard,export,session,loadtest]
        [--huge] [--postgres URL] [--no-write]
 --huge adds the 100x source (80 M rows, 10,000 campaigns, 100,000 banners: minutes to make and load).
 PostgreSQL runs use --postgres (default: postgresql://postgres@127.0.0.1:5432/test when it answers),
@@ -35,7 +35,7 @@ SOURCES = {
     "100x": (10_000, 100_000, 80_000_000, True),
     "catalogue": (10_000, 100_000, 2_000_000, False),
 }
-ALL_STEPS = ("sources", "ingest", "serving", "dashboard", "export", "session", "loadtest")
+ALL_STEPS = ("sources", "ingest", "copy", "serving", "dashboard", "export", "session", "loadtest")
 
 
 def main():
@@ -60,6 +60,8 @@ def main():
                        for name in sizes + ["catalogue"]}
         elif step == "ingest":
             figures = scale_steps.ingest_growth(WORK, sizes, postgres)
+        elif step == "copy":
+            figures = scale_steps.postgres_write_path(postgres)
         elif step == "serving":
             figures = scale_steps.serving_growth(WORK)
         elif step == "dashboard":
