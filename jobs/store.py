@@ -1,5 +1,7 @@
 """The database side of a load: replace a quarter's rows, and remember which file versions it was built from."""
 
+import csv
+import io
 import json
 from itertools import repeat
 
@@ -38,23 +40,57 @@ def rows_of(quarter, *columns):
         yield from zip(repeat(quarter), *(column[start:start + BATCH].tolist() for column in columns))
 
 
+# PostgreSQL's bulk path: "copy" (COPY ... FROM STDIN) or "values" (execute_values); the benchmark compares them.
+POSTGRES_BULK = "copy"
+
+
 def insert(model, names, rows):
-    """Bulk-insert plain tuples: executemany on SQLite, execute_values on PostgreSQL.
+    """Bulk-insert plain tuples: executemany on SQLite, COPY on PostgreSQL.
 
     peewee's insert_many builds SQL per row in Python, which took most of an ingest's time.
     """
     columns = ", ".join(quoted(model._meta.fields[name].column_name) for name in names)
-    head = f"INSERT INTO {quoted(model._meta.table_name)} ({columns}) VALUES "
+    table = quoted(model._meta.table_name)
     cursor = db.cursor()
     if isinstance(db.obj, PostgresqlDatabase):
+        if POSTGRES_BULK == "copy":
+            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", RowsAsCsv(rows), size=1 << 16)
+            return
         from psycopg2.extras import execute_values
 
         for batch in chunked(rows, BATCH):
-            execute_values(cursor, head + "%s", batch, page_size=BATCH)
+            execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s", batch, page_size=BATCH)
     else:
-        sql = head + "(" + ", ".join([db.param] * len(names)) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES (" + ", ".join([db.param] * len(names)) + ")"
         for batch in chunked(rows, BATCH):
             cursor.executemany(sql, batch)
+
+
+class RowsAsCsv:
+    """Rows as a file of CSV for COPY to read: made a batch at a time as it reads, never whole.
+
+    Strings are always quoted, so an empty string stays one (an unquoted empty field would be NULL);
+    the columns insert() fills are all NOT NULL, so rows hold no None.
+    """
+
+    def __init__(self, rows):
+        self._batches = iter(chunked(rows, BATCH))
+        self._out = io.StringIO()
+        self._writer = csv.writer(self._out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        self._buffer, self._at = b"", 0
+
+    def read(self, size=-1) -> bytes:
+        while size < 0 or len(self._buffer) - self._at < size:
+            batch = next(self._batches, None)
+            if batch is None:
+                break
+            self._out.seek(0)
+            self._out.truncate()
+            self._writer.writerows(batch)
+            self._buffer, self._at = self._buffer[self._at:] + self._out.getvalue().encode(), 0
+        end = len(self._buffer) if size < 0 else self._at + size
+        data, self._at = self._buffer[self._at:end], min(end, len(self._buffer))
+        return data
 
 
 def quoted(name):

@@ -8,7 +8,10 @@
 #   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
 #   LOADTEST_REDIS_PORT (6392), LOADTEST_REDIS=unix (app to Redis over a unix socket; default tcp),
 #   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), GUNICORN_CONF (a
-#   config file with profiling hooks), LOADTEST_WRITE=0 to leave docs/performance.md alone.
+#   config file with profiling hooks), LOADTEST_WRITE=0 to leave docs/performance.md alone,
+#   LOADTEST_SOURCE (a source directory to load instead of the demo data), LOADTEST_PAGE_ONLY=1 (only
+#   the page run: no /ping or events-off runs, no report; scripts/bench_scale.py reads the wrk files),
+#   LOADTEST_DURING (page-only: a command run in the background during a second page run).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -66,8 +69,9 @@ if [[ "$DATABASE_URL" == postgres* ]]; then
 fi
 
 say "demo data and ingest ($DATABASE_URL)"
-flask --app webapp demo-data "$WORK/demo" > "$WORK/demo.log"
-flask --app webapp ingest "$WORK/demo" > "$WORK/ingest.log" 2>&1
+SOURCE="${LOADTEST_SOURCE:-$WORK/demo}"
+[ -n "${LOADTEST_SOURCE:-}" ] || flask --app webapp demo-data "$WORK/demo" > "$WORK/demo.log"
+flask --app webapp ingest "$SOURCE" > "$WORK/ingest.log" 2>&1
 "$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-empty.json"
 
 start_gunicorn() {
@@ -123,6 +127,16 @@ say "/campaigns/<id>: $CONNECTIONS connections, $DURATION s"
 "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-campaign.txt"
 cpu > "$WORK/cpu-1.json"
 "$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-after.json"
+if [ "${LOADTEST_PAGE_ONLY:-0}" = 1 ]; then
+    if [ -n "${LOADTEST_DURING:-}" ]; then
+        say "/campaigns/<id> while running: $LOADTEST_DURING"
+        bash -c "$LOADTEST_DURING" > "$WORK/during.log" 2>&1 &
+        during=$!
+        "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-campaign-during.txt"
+        wait "$during" || say "the command run during the page run failed; see $WORK/during.log"
+    fi
+    exit 0
+fi
 say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
 LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
 cpu > "$WORK/cpu-2.json"

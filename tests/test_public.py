@@ -189,6 +189,8 @@ def test_plan_cache_keeps_serving_when_a_reload_fails(loaded, monkeypatch):
         monkeypatch.setattr(serving, "load_serving_plans", broken)
         cache._snapshot = serving.Snapshot(before.version - 1, before.plans, before.campaigns)  # as if data moved
         cache.invalidate()
+        cache.snapshot()
+        assert cache.settle()  # the reloader tried, and failed
         assert cache.snapshot().plans == before.plans
     assert loaded.test_client().get("/campaigns/1").status_code == 200
 
@@ -206,8 +208,12 @@ def test_plan_cache_picks_up_a_version_whose_publish_to_redis_was_lost(loaded):
         with db.atomic():
             bump_data_version()  # committed, but Redis never heard of it
         now[0] += 1.5
+        cache.snapshot()
+        assert cache.settle()
         assert cache.snapshot().version == first
         now[0] += PlanCache.DATABASE_CHECK_SECONDS
+        cache.snapshot()
+        assert cache.settle()
         assert cache.snapshot().version == first + 1
 
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import stream_with_context
 from redis import RedisError
 
 import selection
@@ -149,24 +150,35 @@ def campaigns():
 def campaigns_csv():
     """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
     view = StatsView.from_args(request.args)
-    query = view.query()
+    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1).items()) + ".csv"
+    return current_app.response_class(stream_with_context(_csv_lines(view.query())), 200, {
+        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
+    })
+
+
+CSV_CHUNK_ROWS = 500
+
+
+def _csv_lines(query):
+    """The CSV in chunks of CSV_CHUNK_ROWS rows, read from the database as it is sent (constant memory)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in query:
+    for i, r in enumerate(query.namedtuples().iterator(), 1):
         writer.writerow([
             r.campaign_id, r.quarter, r.impressions, r.clicks, r.conversions, _number(r.revenue),
             *_ratios_for_csv(r.impressions, r.clicks, r.conversions, r.revenue), r.x, r.scenario, r.banners,
         ])
+        if i % CSV_CHUNK_ROWS == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
     t = campaign_stat_totals(query)
     writer.writerow([
         "total", "", t["impressions"], t["clicks"], t["conversions"], _number(t["revenue"]),
         *_ratios_for_csv(t["impressions"], t["clicks"], t["conversions"], t["revenue"]), "", "", "",
     ])
-    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1).items()) + ".csv"
-    return out.getvalue(), 200, {
-        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
-    }
+    yield out.getvalue()
 
 
 def _ratios_for_csv(impressions, clicks, conversions, revenue):

@@ -80,11 +80,15 @@ def plans_command(quarter, campaign, as_json):
 @with_appcontext
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--seed", default=2014, show_default=True, help="Same seed, same data.")
-def demo_data_command(directory, seed):
-    """Write a synthetic source to DIRECTORY: 4 quarters, ~50 campaigns, every rule branch, images."""
+@click.option("--campaigns", default=50, show_default=True, type=click.IntRange(1), help="Campaigns 1..N.")
+@click.option("--banners", default=200, show_default=True, type=click.IntRange(25), help="Banner ids 100.. (M of them).")
+@click.option("--rows", type=click.IntRange(1000), help="About this many CSV rows, in the reference data's mix (default: the demo's volume per campaign).")
+@click.option("--images/--no-images", default=True, show_default=True, help="Write a PNG per banner.")
+def demo_data_command(directory, seed, campaigns, banners, rows, images):
+    """Write a synthetic source to DIRECTORY: 4 quarters, every rule branch, faults, images."""
     from jobs.demo import write_demo_source
 
-    summary = write_demo_source(directory, seed=seed)
+    summary = write_demo_source(directory, seed=seed, campaigns=campaigns, banners=banners, rows=rows, images=images)
     click.echo(f"Wrote demo source to {directory}: {summary}")
 
 

@@ -5,16 +5,17 @@ import random
 from flask import Blueprint, abort, current_app, render_template, send_from_directory, session, url_for
 
 from live.events import impression_event, queue_event
-from rotation import next_banner
+from rotation import next_banner, remember
 from selection import quarter_of
 from live.clicks import click_token, current_visitor, new_impression_id
 from webapp.clock import utc_now
 from webapp.sessions import is_degraded, queue_for_redis
+from webapp.slots import slot_page
 
 bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
-ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}
+ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}, the most recently seen last
 TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
 
 
@@ -52,16 +53,14 @@ def campaign(campaign_id):
     else:
         rotations = session.get(ROTATIONS) or {}
         banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)
-        rotations[str(cid)] = state
-        session[ROTATIONS] = rotations
+        session[ROTATIONS] = remember(rotations, str(cid), state)
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
         # The page depends only on the key (the click token is put in per view), so each
         # process renders it once per data version.
-        page = snapshot.pages[key] = render_template(
-            "public/campaign.html", campaign_id=cid, banner_id=banner_id, image_name=dict(banners)[banner_id],
-            quarter=quarter, click_href=url_for("clicks.click", token=TOKEN_SLOT),
+        page = snapshot.pages[key] = slot_page(
+            snapshot.pages, cid, banner_id, dict(banners)[banner_id], quarter, url_for("clicks.click", token=TOKEN_SLOT),
         )
     impression_id = new_impression_id()
     if current_app.extensions["settings"].events_enabled and not events_away:

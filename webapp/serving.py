@@ -1,6 +1,7 @@
-"""The per-process plan cache: every plan in memory, reloaded when the data version moves."""
+"""The per-process plan cache: every plan in memory, reloaded off the request path when the data version moves."""
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -8,6 +9,26 @@ from dataclasses import dataclass, field
 from models import db, get_data_version, load_serving_plans
 
 log = logging.getLogger("bannerservice.serving")
+
+# Rendered slot pages a process keeps per data version (~1 KB each): at 10,000 campaigns
+# the pages of every (quarter, campaign, banner) would take hundreds of MB per process.
+PAGES_MAX = 20_000
+
+
+class BoundedPages(dict):
+    """A dict that forgets its oldest entries past `limit` (the rendered pages of a snapshot)."""
+
+    def __init__(self, limit=PAGES_MAX):
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value):
+        while len(self) >= self.limit:
+            try:
+                self.pop(next(iter(self)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it meanwhile: try again
+                continue
+        super().__setitem__(key, value)
 
 
 @dataclass(frozen=True)
@@ -19,14 +40,16 @@ class Snapshot:
     campaigns: frozenset = frozenset()
     # Rendered slot pages by (quarter, campaign_id, banner_id), filled as visitors ask; a new
     # snapshot starts empty, so a page never outlives the data it shows.
-    pages: dict = field(default_factory=dict)
+    pages: dict = field(default_factory=BoundedPages)
 
 
 class PlanCache:
     """Plans held by a web process; a request reads a snapshot and never queries the database.
 
-    The data version is checked in Redis at most every `refresh_seconds`; when it moved,
-    one thread reloads while the others keep serving the previous snapshot.
+    The first request waits for the first load. After that a request only notes, at most every
+    `refresh_seconds`, that the data version is due for a check: a reloader thread of the
+    process checks it in Redis and, when it moved, loads the new plans and swaps the snapshot
+    in one assignment. No request ever waits for a reload.
     """
 
     DATABASE_CHECK_SECONDS = 60.0
@@ -38,29 +61,68 @@ class PlanCache:
         self._checked_at = float("-inf")
         self._reload_lock = threading.Lock()
         self._database_checked_at = float("-inf")
+        self._wanted = threading.Condition()
+        self._requested = self._done = 0
+        self._reloader, self._reloader_pid = None, None
 
     def snapshot(self) -> Snapshot:
-        if self.clock() - self._checked_at >= self.refresh_seconds:
-            # Until the first load, wait for it; after that, never wait for a reload.
-            if self._reload_lock.acquire(blocking=self._snapshot.version < 0):
-                try:
-                    self._refresh()
-                finally:
-                    self._reload_lock.release()
+        if self._snapshot.version < 0:
+            with self._reload_lock:  # until the first load, every request waits for it
+                if self._snapshot.version < 0:
+                    self._refresh(first=True)
+        elif self.clock() - self._checked_at >= self.refresh_seconds:
+            self._checked_at = self.clock()  # the first request past the interval asks; the others go on
+            self._wake_reloader()
         return self._snapshot
 
     def invalidate(self):
         """Check the version on the next request (the CLI and tests call this after a load)."""
         self._checked_at = float("-inf")
 
-    def _refresh(self):
+    def settle(self, timeout=10.0) -> bool:
+        """Wait until the checks asked for so far are done (tests and benchmarks; never a request)."""
+        with self._wanted:
+            return self._wanted.wait_for(lambda: self._done >= self._requested, timeout)
+
+    def _wake_reloader(self):
+        if self._reloader_pid != os.getpid() or not self._reloader.is_alive():
+            with self._reload_lock:
+                # A forked worker inherits no threads: each process starts its own reloader.
+                if self._reloader_pid != os.getpid() or not self._reloader.is_alive():
+                    self._reloader = threading.Thread(target=self._reload_forever, name="plan-reloader", daemon=True)
+                    self._reloader_pid = os.getpid()
+                    self._reloader.start()
+        with self._wanted:
+            self._requested += 1
+            self._wanted.notify_all()
+
+    def _reload_forever(self):
+        while True:
+            with self._wanted:
+                self._wanted.wait_for(lambda: self._done < self._requested)
+                asked = self._requested
+            try:
+                with self._reload_lock:
+                    self._refresh()
+            except Exception:  # the thread must outlive any error; _refresh logs its own
+                log.exception("plan reloader: unexpected error")
+            finally:
+                if not db.is_closed():
+                    db.close()  # the reloader's own connection; the next check opens one if it needs it
+                with self._wanted:
+                    self._done = asked
+                    self._wanted.notify_all()
+
+    def _refresh(self, first=False):
         try:
             version = self._published_version()
             if version != self._snapshot.version:
+                started = time.perf_counter()
                 self._snapshot = self._load()
-                log.info("plans reloaded: data version %s, %s plans", self._snapshot.version, len(self._snapshot.plans))
+                log.info("plans reloaded: data version %s, %s plans in %.0f ms", self._snapshot.version,
+                         len(self._snapshot.plans), (time.perf_counter() - started) * 1000)
         except Exception:
-            if self._snapshot.version < 0:
+            if first:
                 raise  # nothing to serve yet: the request fails and the next one tries again
             # Keep serving the plans we have; try again after the refresh interval, not on every request.
             log.exception("plans could not be reloaded; serving data version %s still", self._snapshot.version)
