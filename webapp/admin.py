@@ -40,6 +40,18 @@ def no_framing(response):
     return response
 
 
+@bp.app_errorhandler(403)
+@bp.app_errorhandler(404)
+def error_page(error):
+    """403 and 404: in the dashboard layout, with a way back, for signed-in users inside /admin."""
+    message = error.description if error.description != type(error).description else None
+    if request.path.startswith(bp.url_prefix) and g.get("user"):
+        return render_template("admin/error.html", status=error.code, message=message), error.code
+    if error.code == 404:
+        return render_template("errors/404.html", message=message), 404
+    return error
+
+
 @bp.app_template_global()
 def ratio(numerator, denominator):
     """numerator/denominator, or None when the denominator is 0."""
