@@ -427,6 +427,17 @@ def last_loaded_at():
     return LoadedFile.select(fn.MAX(LoadedFile.loaded_at)).scalar()
 
 
+def served_source():
+    """The source of the newest run that succeeded: where the data served now was loaded from (None before any)."""
+    run = (
+        IngestRun.select(IngestRun.source)
+        .where(IngestRun.status.in_([IngestRun.SUCCEEDED, IngestRun.SUCCEEDED_WITH_REJECTS]))
+        .order_by(IngestRun.id.desc())
+        .first()
+    )
+    return run.source if run else None
+
+
 def last_run():
     """The newest IngestRun, or None."""
     return IngestRun.select().order_by(IngestRun.id.desc()).first()

@@ -6,10 +6,8 @@ import math
 from dataclasses import dataclass, replace
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
-from redis import RedisError
 
 import selection
-from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
 from jobs.parsing import MAX_ID
 from models import (
     CAMPAIGN_STAT_COLUMNS, CampaignStat, ExportRun, IngestRun, banner_stats_of_campaign, banners_by_id,
@@ -69,27 +67,14 @@ def ratio_text(value, kind="percent"):
 @bp.get("/")
 def overview():
     """Current quarter, data freshness, totals per quarter, and worker and queue health."""
+    from webapp.admin_ingests import queue_health
+
     return render_template(
         "admin/overview.html",
         quarter=selection.quarter_of(utc_now()), data_version=get_data_version(), loaded_at=last_loaded_at(),
         run=last_run(), totals=quarter_totals(), health=queue_health(current_app.extensions["runtime"]),
         live=live_panel_context(),
     )
-
-
-def queue_health(ctx) -> dict:
-    """Workers listening on our queue, jobs waiting in it, and failed jobs; or the Redis error."""
-    from rq import Worker
-
-    try:
-        queue = ctx.queue()
-        workers = Worker.all(queue=queue)
-        return {
-            "queue": ctx.settings.queue_name, "workers": [(w.name, w.get_state()) for w in workers],
-            "queued": queue.count, "failed": queue.failed_job_registry.count, "error": None,
-        }
-    except RedisError as exc:
-        return {"queue": ctx.settings.queue_name, "error": f"Redis did not answer: {exc}"}
 
 
 @dataclass(frozen=True)
@@ -225,51 +210,6 @@ def describe_plan(plan) -> str:
     ))
 
 
-@bp.get("/ingests")
-def ingests():
-    """The ingest history page, with the run button for admins."""
-    exports = ExportRun.select().order_by(ExportRun.id.desc()).limit(10)
-    return render_template("admin/ingests.html", exports=list(exports), **ingest_rows_context())
-
-
-@bp.get("/ingests/rows")
-def ingest_rows():
-    """The history rows fragment; it polls itself while a run is queued or running."""
-    return render_template("admin/_ingest_rows.html", **ingest_rows_context())
-
-
-@bp.post("/ingests")
-@admin_required
-def run_ingest_now():
-    """Queue an ingest for the workers; say so plainly when one is already queued or running."""
-    notice, level = None, "info"
-    try:
-        run = request_ingest(trigger="manual", user=g.user.username)
-        notice = f"Ingest run #{run.id} is queued."
-    except IngestBusy as exc:
-        notice, level = f"An ingest is already in progress ({exc.what}); no new run was queued.", "warning"
-    except RedisError as exc:
-        notice, level = f"Could not queue the ingest: Redis did not answer ({exc}).", "error"
-    if is_htmx_request():
-        rows = render_template("admin/_ingest_rows.html", **ingest_rows_context())
-        return rows + render_template("admin/_ingest_notice.html", notice=notice, notice_level=level, oob=True)
-    flash(notice, level)
-    return redirect(url_for("admin.ingests"))
-
-
-def ingest_rows_context() -> dict:
-    """The runs (newest first) with their files, whether any is active, and queue health."""
-    ctx = current_app.extensions["runtime"]
-    try:
-        reap_abandoned_runs(ctx)  # so a run whose worker died does not show "running" forever
-    except RedisError:
-        pass
-    runs = list(latest_runs(50))
-    active = any(r.is_active for r in runs)
-    return {"runs": runs, "files": files_of_runs([r.id for r in runs]), "active": active, "now": utcnow(),
-            "health": queue_health(ctx) if active else None, "statuses": IngestRun}
-
-
 @bp.get("/duplicates")
 def duplicates():
     """Duplicate and conflict counts per quarter and file, from the loads behind the served data."""
@@ -279,3 +219,6 @@ def duplicates():
     runs = {r.id: r for r in IngestRun.select().where(IngestRun.id.in_([g[0].run_id for g in files.values()]))} \
         if files else {}
     return render_template("admin/duplicates.html", files=files, totals=totals, runs=runs, quarters=QUARTERS)
+
+
+from webapp import admin_ingests  # noqa: E402,F401  (registers the ingest pages on bp)
