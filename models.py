@@ -20,6 +20,8 @@ from peewee import (
 )
 from playhouse.db_url import connect
 
+from jobs.parsing import MAX_ID
+
 db = DatabaseProxy()
 
 # WAL lets visitors read while an ingest writes; busy_timeout makes writers queue, not fail.
@@ -320,23 +322,42 @@ CAMPAIGN_STAT_COLUMNS = {
     "ctr": _ratio(CampaignStat.clicks, CampaignStat.impressions),
     "cvr": _ratio(CampaignStat.conversions, CampaignStat.clicks),
     "epc": _ratio(CampaignStat.revenue, CampaignStat.clicks),
+    "rpm": _ratio(CampaignStat.revenue * 1000, CampaignStat.impressions),
     "x": CampaignStat.x,
     "scenario": CampaignStat.scenario,
     "banners": CampaignStat.banners,
 }
 
 
-def campaign_stats(quarter=None, campaign_id=None, sort="campaign", descending=False):
-    """CampaignStat rows filtered by quarter and campaign, sorted by a CAMPAIGN_STAT_COLUMNS name."""
+def campaign_stats(quarter=None, campaign_prefix=None, sort="campaign", descending=False):
+    """CampaignStat rows filtered by quarter and campaign id prefix, sorted by a CAMPAIGN_STAT_COLUMNS name."""
     query = CampaignStat.select()
     if quarter is not None:
         query = query.where(CampaignStat.quarter == quarter)
-    if campaign_id is not None:
-        query = query.where(CampaignStat.campaign_id == campaign_id)
+    if campaign_prefix is not None:
+        query = query.where(_id_with_prefix(CampaignStat.campaign_id, campaign_prefix))
     column = CAMPAIGN_STAT_COLUMNS[sort]
     order = column.desc(nulls="LAST") if descending else column.asc(nulls="LAST")
     # Ties fall back to (campaign, quarter) so pages never shuffle rows between requests.
     return query.order_by(order, CampaignStat.campaign_id, CampaignStat.quarter)
+
+
+def id_prefix_ranges(prefix: int, max_id=MAX_ID) -> list[tuple[int, int]]:
+    """The id ranges whose decimal digits start with those of `prefix` (> 0): 1 -> 1, 10-19, 100-199, ..."""
+    ranges, scale = [], 1
+    while prefix * scale <= max_id:
+        ranges.append((prefix * scale, min((prefix + 1) * scale - 1, max_id)))
+        scale *= 10
+    return ranges
+
+
+def _id_with_prefix(column, prefix: int):
+    # Ranges instead of CAST(id AS TEXT) LIKE '1%': the same rows, and an index on the id still serves them.
+    condition = None
+    for low, high in id_prefix_ranges(prefix):
+        term = (column == low) if low == high else column.between(low, high)
+        condition = term if condition is None else condition | term
+    return condition
 
 
 def campaign_stat_totals(query) -> dict:
@@ -387,6 +408,24 @@ def revenue_by_quarter(campaign_ids) -> dict:
     for row in query:
         if 1 <= row.quarter <= 4:
             result[row.campaign_id][row.quarter - 1] = row.revenue
+    return result
+
+
+def hour_averages(campaign_ids) -> dict:
+    """{campaign_id: (revenue per slot of the hour, CTR of the whole hour)}; a slot without a row earned 0."""
+    result = {}
+    ids = list(set(campaign_ids))
+    if not ids:
+        return result
+    query = (
+        CampaignStat.select(CampaignStat.campaign_id, fn.SUM(CampaignStat.revenue),
+                            fn.SUM(CampaignStat.clicks), fn.SUM(CampaignStat.impressions))
+        .where(CampaignStat.campaign_id.in_(ids))
+        .group_by(CampaignStat.campaign_id)
+        .tuples()
+    )
+    for campaign_id, revenue, clicks, impressions in query:
+        result[campaign_id] = (float(revenue or 0) / 4, (clicks or 0) / impressions if impressions else None)
     return result
 
 

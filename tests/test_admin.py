@@ -15,7 +15,7 @@ from test_auth import csrf_of, login, users  # noqa: F401  (users is a fixture)
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["/admin/", "/admin/campaigns", "/admin/campaigns?quarter=2&sort=revenue&dir=desc",
          "/admin/campaigns/1", "/admin/ingests", "/admin/duplicates"]
-ROW = re.compile(r'<tr data-campaign="(\d+)" data-quarter="(\d)">')
+ROW = re.compile(r'<tr data-campaign="(\d+)" data-quarter="(\d)"[^>]*>')
 
 
 @pytest.fixture
@@ -110,13 +110,16 @@ def test_ingest_rows_fragment_is_always_the_partial(admin, loaded, headers):
     ("ctr", lambda r: r.clicks / r.impressions if r.impressions else None),
     ("cvr", lambda r: r.conversions / r.clicks if r.clicks else None),
     ("epc", lambda r: r.revenue / r.clicks if r.clicks else None),
+    ("rpm", lambda r: r.revenue * 1000 / r.impressions if r.impressions else None),
     ("x", lambda r: r.x),
     ("scenario", lambda r: r.scenario),
     ("banners", lambda r: r.banners),
 ])
 @pytest.mark.parametrize("descending", [False, True])
 def test_campaign_table_sorts_by_every_column(admin, loaded, column, key, descending):
-    from webapp.admin import PAGE_SIZE
+    from webapp.admin_stats import PAGE_SIZES
+
+    PAGE_SIZE = PAGE_SIZES[0]
 
     url = f"/admin/campaigns?sort={column}" + ("&dir=desc" if descending else "")
     expected = stats_sorted(key, descending)
@@ -162,11 +165,11 @@ def test_campaign_table_ratios_show_a_dash_when_the_divisor_is_zero(admin, loade
                         x=0, scenario="top5_clicks", banners=0)
     text = html(admin.get("/admin/campaigns?campaign=777"))
     row = text[text.index('data-campaign="777"'):text.index("</tr>", text.index('data-campaign="777"'))]
-    assert row.count("—") == 3
-    for column in ("ctr", "cvr", "epc"):
+    assert row.count("—") == 6  # CTR, CVR, RPM, EPC, and both changes against the hour's average
+    for column in ("ctr", "cvr", "epc", "rpm"):
         assert table_rows(html(admin.get(f"/admin/campaigns?quarter=1&sort={column}&page=3")))[-1] == (777, 1)
     lines = list(csv.reader(io.StringIO(admin.get("/admin/campaigns.csv?campaign=777").get_data(as_text=True))))
-    assert lines[1][6:9] == ["", "", ""] and lines[2][6:9] == ["", "", ""]
+    assert lines[1][6:10] == ["", "", "", ""] and lines[2][6:10] == ["", "", "", ""]
 
 
 def test_campaign_csv_is_the_current_view_with_totals_from_the_database(admin, loaded):
@@ -177,33 +180,23 @@ def test_campaign_csv_is_the_current_view_with_totals_from_the_database(admin, l
     assert "attachment" in response.headers["Content-Disposition"]
     lines = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     header, body, total = lines[0], lines[1:-1], lines[-1]
-    assert header == ["campaign", "quarter", "impressions", "clicks", "conversions", "revenue",
-                      "ctr", "cvr", "epc", "x", "scenario", "banners"]
+    assert header == ["campaign", "slot_of_hour", "impressions", "clicks", "conversions", "revenue_usd",
+                      "ctr", "cvr", "epc", "rpm", "x", "scenario", "banners"]
     db_rows = sorted(CampaignStat.select().where(CampaignStat.quarter == 2),
                      key=lambda r: (-r.revenue, r.campaign_id))
-    assert [(int(r[0]), int(r[1])) for r in body] == [(r.campaign_id, 2) for r in db_rows]  # every page, in order
+    assert [(int(r[0]), r[1]) for r in body] == [(r.campaign_id, ":15-:29") for r in db_rows]  # every page, in order
     for line, row in zip(body, db_rows):
         assert [int(v) for v in line[2:5]] == [row.impressions, row.clicks, row.conversions]
         assert float(line[5]) == pytest.approx(row.revenue, abs=1e-6)
         assert float(line[6]) == pytest.approx(row.clicks / row.impressions, abs=1e-6)
-        assert line[9:] == [str(row.x), row.scenario, str(row.banners)]
+        assert float(line[9]) == pytest.approx(row.revenue * 1000 / row.impressions, abs=1e-6)
+        assert line[10:] == [str(row.x), row.scenario, str(row.banners)]
     assert total[0] == "total"
     assert int(total[3]) == sum(r.clicks for r in db_rows)
     assert int(total[2]) == sum(r.impressions for r in db_rows)
     assert int(total[4]) == sum(r.conversions for r in db_rows)
     assert float(total[5]) == pytest.approx(sum(r.revenue for r in db_rows), abs=1e-4)
     assert float(total[8]) == pytest.approx(sum(r.revenue for r in db_rows) / sum(r.clicks for r in db_rows), abs=1e-6)
-
-
-def test_campaign_table_charts_revenue_of_the_four_quarters(admin, loaded):
-    from models import CampaignStat
-
-    text = html(admin.get("/admin/campaigns?campaign=4&quarter=1"))
-    revenue = {r.quarter: r.revenue for r in CampaignStat.select().where(CampaignStat.campaign_id == 4)}
-    title = ", ".join(f"Q{q} {revenue.get(q, 0):.2f}" for q in (1, 2, 3, 4))
-    assert f"<title>Revenue by quarter: {title}</title>" in text
-    svg = text[text.index("<svg"):text.index("</svg>")]
-    assert svg.count("<rect") == 4
 
 
 def test_campaign_page_shows_each_quarters_plan_in_rank_order_with_its_rule(admin, loaded):

@@ -1,13 +1,9 @@
 """The dashboard (/admin): overview, campaign statistics, plans, ingest history and duplicates."""
 
-import csv
-import io
-import math
-from dataclasses import dataclass, replace
-
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 import selection
+from webapp import formatting
 from jobs.parsing import MAX_ID
 from models import (
     CAMPAIGN_STAT_COLUMNS, CampaignStat, ExportRun, IngestRun, banner_stats_of_campaign, banners_by_id,
@@ -20,11 +16,7 @@ from live.panel import live_panel_context
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-PAGE_SIZE = 20
 QUARTERS = (1, 2, 3, 4)
-CSV_COLUMNS = ("campaign", "quarter", "impressions", "clicks", "conversions", "revenue",
-               "ctr", "cvr", "epc", "x", "scenario", "banners")
-
 
 @bp.before_request
 @login_required
@@ -50,18 +42,19 @@ def error_page(error):
     return error
 
 
-@bp.app_template_global()
-def ratio(numerator, denominator):
-    """numerator/denominator, or None when the denominator is 0."""
-    return numerator / denominator if denominator else None
+for _name, _function in {"ratio": formatting.ratio, "rpm": formatting.rpm}.items():
+    bp.add_app_template_global(_function, _name)
+for _name, _function in {"ratio_text": formatting.ratio_text, "slot": formatting.slot_label,
+                         "change_text": formatting.change_text}.items():
+    bp.add_app_template_filter(_function, _name)
 
 
-@bp.app_template_filter("ratio_text")
-def ratio_text(value, kind="percent"):
-    """A ratio for the page: a percentage, or money per click; a dash when undefined."""
-    if value is None:
-        return "—"
-    return f"{value:.2%}" if kind == "percent" else f"{value:.4f}"
+@bp.context_processor
+def dashboard_globals():
+    """What every dashboard template may use: the currency, the metrics' names and explanations."""
+    currency = current_app.extensions["settings"].currency
+    metrics = {k: (label, text.format(currency=currency)) for k, (label, text) in formatting.METRICS.items()}
+    return {"currency": currency, "metrics": metrics, "slots": formatting.SLOTS}
 
 
 @bp.get("/")
@@ -75,103 +68,6 @@ def overview():
         run=last_run(), totals=quarter_totals(), health=queue_health(current_app.extensions["runtime"]),
         live=live_panel_context(),
     )
-
-
-@dataclass(frozen=True)
-class StatsView:
-    """What the stats table shows: filters, sort and page, as read from (and written to) the URL."""
-
-    quarter: int | None = None
-    campaign: int | None = None
-    sort: str = "campaign"
-    descending: bool = False
-    page: int = 1
-
-    @classmethod
-    def from_args(cls, args):
-        quarter = args.get("quarter", type=int)
-        campaign = args.get("campaign", type=int)
-        sort = args.get("sort", "campaign")
-        return cls(
-            quarter=quarter if quarter in QUARTERS else None,
-            # Outside the ids' 64-bit range no campaign can match, and the database would overflow.
-            campaign=campaign if campaign is None or 0 < campaign <= MAX_ID else None,
-            sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
-            descending=args.get("dir") == "desc",
-            page=max(1, args.get("page", 1, type=int)),
-        )
-
-    def args(self, **changes) -> dict:
-        """Query arguments of this view with `changes`, leaving out defaults so URLs stay short."""
-        view = replace(self, **changes)
-        args = {"quarter": view.quarter, "campaign": view.campaign, "sort": view.sort,
-                "dir": "desc" if view.descending else None, "page": view.page if view.page > 1 else None}
-        if args["sort"] == "campaign" and not view.descending:
-            del args["sort"]
-        return {k: v for k, v in args.items() if v is not None}
-
-    def sort_args(self, column) -> dict:
-        """The view sorted by `column`: ascending first, flipped when it is already the sort column."""
-        descending = not self.descending if column == self.sort else False
-        return self.args(sort=column, descending=descending, page=1)
-
-    def query(self):
-        return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
-
-
-@bp.get("/campaigns")
-def campaigns():
-    """Per-quarter campaign statistics: the full page, or only the table for htmx."""
-    view = StatsView.from_args(request.args)
-    query = view.query()
-    totals = campaign_stat_totals(query)
-    pages = max(1, math.ceil(totals["rows"] / PAGE_SIZE))
-    view = replace(view, page=min(view.page, pages))
-    rows = list(query.paginate(view.page, PAGE_SIZE))
-    context = dict(
-        view=view, rows=rows, totals=totals, pages=pages, columns=CSV_COLUMNS,
-        charts=revenue_by_quarter({r.campaign_id for r in rows}),
-    )
-    if not is_htmx_request():
-        response = current_app.make_response(render_template("admin/campaigns.html", **context))
-    else:
-        response = current_app.make_response(render_template("admin/_campaign_table.html", **context))
-        # Push the view's canonical URL: no empty fields from the filter form, the page as clamped.
-        response.headers["HX-Push-Url"] = url_for("admin.campaigns", **view.args())
-    response.vary.add("HX-Request")
-    return response
-
-
-@bp.get("/campaigns.csv")
-def campaigns_csv():
-    """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
-    view = StatsView.from_args(request.args)
-    query = view.query()
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in query:
-        writer.writerow([
-            r.campaign_id, r.quarter, r.impressions, r.clicks, r.conversions, _number(r.revenue),
-            *_ratios_for_csv(r.impressions, r.clicks, r.conversions, r.revenue), r.x, r.scenario, r.banners,
-        ])
-    t = campaign_stat_totals(query)
-    writer.writerow([
-        "total", "", t["impressions"], t["clicks"], t["conversions"], _number(t["revenue"]),
-        *_ratios_for_csv(t["impressions"], t["clicks"], t["conversions"], t["revenue"]), "", "", "",
-    ])
-    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1).items()) + ".csv"
-    return out.getvalue(), 200, {
-        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
-    }
-
-
-def _ratios_for_csv(impressions, clicks, conversions, revenue):
-    return [_number(ratio(clicks, impressions)), _number(ratio(conversions, clicks)), _number(ratio(revenue, clicks))]
-
-
-def _number(value) -> str:
-    return "" if value is None else f"{value:.6f}"
 
 
 @bp.get("/campaigns/<int:campaign_id>")
@@ -221,4 +117,4 @@ def duplicates():
     return render_template("admin/duplicates.html", files=files, totals=totals, runs=runs, quarters=QUARTERS)
 
 
-from webapp import admin_ingests  # noqa: E402,F401  (registers the ingest pages on bp)
+from webapp import admin_ingests, admin_stats  # noqa: E402,F401  (they register their pages on bp)
