@@ -362,21 +362,6 @@ def test_duplicates_page_ignores_a_run_whose_live_batch_was_rejected(admin, app,
     assert f"<td>{folder.relative_to(source)}/conversions.csv</td>" in text  # the live batch is listed
 
 
-def test_overview_shows_quarter_data_freshness_totals_and_queue_health(admin, loaded, app):
-    from datetime import datetime, timezone
-
-    from models import CampaignStat, get_data_version
-
-    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 31, tzinfo=timezone.utc)
-    text = html(admin.get("/admin/"))
-    assert "Quarter 3" in text
-    assert f"Data version <strong>{get_data_version()}</strong>" in text
-    assert "status-succeeded-with-rejects" in text
-    q4 = sum(r.revenue for r in CampaignStat.select().where(CampaignStat.quarter == 4))
-    assert f"{q4:,.2f}" in text
-    assert "Workers alive" in text and "No worker listens" in text
-
-
 @pytest.fixture
 def worker(worker_env, settings_overrides, demo_source):
     """Start a burst RQ worker on this test's queue; it drains the queue and exits."""

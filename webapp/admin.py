@@ -12,7 +12,8 @@ from models import (
 )
 from webapp.auth import admin_required, is_htmx_request, login_required
 from webapp.clock import utc_now
-from live.panel import live_panel_context
+from live.panel import live_panel_context, live_since
+from webapp.kpis import hour_total, kpi_cards
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,14 +60,16 @@ def dashboard_globals():
 
 @bp.get("/")
 def overview():
-    """Current quarter, data freshness, totals per quarter, and worker and queue health."""
-    from webapp.admin_ingests import queue_health
-
+    """The business at a glance: the slot served now against the others, the four slots, the live hour."""
+    slot = selection.quarter_of(utc_now())
+    totals = quarter_totals()
+    by_slot = {t["quarter"]: t for t in totals}
     return render_template(
-        "admin/overview.html",
-        quarter=selection.quarter_of(utc_now()), data_version=get_data_version(), loaded_at=last_loaded_at(),
-        run=last_run(), totals=quarter_totals(), health=queue_health(current_app.extensions["runtime"]),
-        live=live_panel_context(),
+        "admin/overview.html", slot=slot, previous=4 if slot == 1 else slot - 1, totals=totals, by_slot=by_slot,
+        cards=kpi_cards(by_slot, slot), hour=hour_total(by_slot), loaded_at=last_loaded_at(),
+        revenue=[by_slot.get(q, {}).get("revenue", 0.0) for q in QUARTERS],
+        impressions=[by_slot.get(q, {}).get("impressions", 0) for q in QUARTERS],
+        live=live_panel_context(), live_since=live_since(),
     )
 
 

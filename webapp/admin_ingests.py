@@ -4,7 +4,9 @@ from flask import current_app, flash, g, redirect, render_template, request, url
 from redis import RedisError
 
 from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
-from models import ExportRun, IngestRun, files_of_runs, latest_runs, served_source, utcnow
+from models import (
+    ExportRun, IngestRun, files_of_runs, get_data_version, last_loaded_at, latest_runs, served_source, utcnow,
+)
 from webapp.admin import bp
 from webapp.auth import admin_required, is_htmx_request
 
@@ -30,7 +32,12 @@ def queue_health(ctx) -> dict:
 def ingests():
     """The ingest history page, with the run button for admins."""
     exports = ExportRun.select().order_by(ExportRun.id.desc()).limit(10)
-    return render_template("admin/ingests.html", exports=list(exports), **ingest_rows_context())
+    context = ingest_rows_context()
+    operations = g.user.role == "admin"
+    if operations:
+        context.update(ops=queue_health(current_app.extensions["runtime"]), data_version=get_data_version(),
+                       loaded_at=last_loaded_at())
+    return render_template("admin/ingests.html", exports=list(exports), operations=operations, **context)
 
 
 @bp.get("/ingests/rows")
