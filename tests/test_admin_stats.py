@@ -135,4 +135,14 @@ def test_stats_table_status_says_what_changed_and_htmx_updates_it_out_of_band(ad
 def test_stats_table_has_a_caption_and_a_focusable_scroll_box(admin, loaded):  # noqa: F811
     text = html(admin.get("/admin/campaigns"))
     assert '<caption id="stats-caption">' in text
-    assert '<div class="table-scroll" role="region" aria-labelledby="stats-caption" tabindex="0">' in text
+    assert '<div class="table-scroll" role="region" aria-labelledby="stats-caption" tabindex="0" data-focus-here>' in text
+
+
+def test_stats_filters_are_outside_the_table_and_redrawn_only_when_something_else_changed(admin, loaded):  # noqa: F811
+    full = html(admin.get("/admin/campaigns"))
+    assert full.index('<form id="stats-filters"') < full.index('<div id="campaign-table"')
+    from_form = html(admin.get("/admin/campaigns?campaign=1", headers={"HX-Request": "true", "HX-Trigger": "stats-filters"}))
+    assert "stats-filters" not in from_form  # the form being typed in is left alone
+    from_header = html(admin.get("/admin/campaigns?sort=clicks", headers={"HX-Request": "true", "HX-Trigger": "sort-clicks"}))
+    assert '<form id="stats-filters"' in from_header and 'hx-swap-oob="true"' in from_header
+    assert '<input type="hidden" name="sort" value="clicks">' in from_header

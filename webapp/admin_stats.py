@@ -98,7 +98,10 @@ def campaigns():
     if not is_htmx_request():
         response = current_app.make_response(render_template("admin/campaigns.html", **context))
     else:
-        response = current_app.make_response(render_template("admin/_campaign_table.html", oob_status=True, **context))
+        # The form that sent the request keeps its controls (and the caret in them); any other change redraws it.
+        from_form = request.headers.get("HX-Trigger") == "stats-filters"
+        response = current_app.make_response(
+            render_template("admin/_campaign_table.html", oob_status=True, oob_filters=not from_form, **context))
         # Push the view's canonical URL: no empty fields from the filter form, the page as clamped.
         response.headers["HX-Push-Url"] = url_for("admin.campaigns", **view.args())
     response.vary.add("HX-Request")

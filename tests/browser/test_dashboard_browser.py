@@ -38,7 +38,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
     page.wait_for_function(f"document.querySelector('#campaign-table tbody tr').dataset.campaign == '{top.campaign_id}'")
     assert visible_rows(page)[0] == (top.campaign_id, top.quarter)
 
-    wait_for_htmx(page, "#campaign-table form")
+    wait_for_htmx(page, "#stats-filters")
     page.select_option("select[name=quarter]", "2")
     page.wait_for_url(re.compile(r"quarter=2"))
     assert "sort=revenue" in page.url and "dir=desc" in page.url

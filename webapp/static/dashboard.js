@@ -16,4 +16,24 @@
       });
     }
   });
+
+  // After a swap, htmx puts focus back on the element with the same id. When that element is gone
+  // (the "Next" link on the last page), focus the swapped region instead of dropping it to <body>.
+  var focusRegion = null;
+  document.addEventListener("htmx:beforeRequest", function () {
+    var region = document.activeElement && document.activeElement.closest("[data-focus-fallback]");
+    focusRegion = region ? region.id : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var wanted = focusRegion;
+    focusRegion = null;
+    if (!wanted) return;
+    // After htmx's own focus restoring, which may come later than the first settled element.
+    window.setTimeout(function () {
+      if (document.activeElement && document.activeElement !== document.body) return;
+      var region = document.getElementById(wanted);
+      var here = region && (region.querySelector("[data-focus-here]") || region);
+      if (here) here.focus({preventScroll: true});
+    }, 50);
+  });
 })();
