@@ -73,42 +73,6 @@ def overview():
     )
 
 
-@bp.get("/campaigns/<int:campaign_id>")
-def campaign(campaign_id):
-    """One campaign: per quarter its plan in rank order, each banner's revenue and clicks, and the rule."""
-    if campaign_id > MAX_ID:
-        abort(404, f"There is no campaign {campaign_id}.")
-    plans = plans_of_campaign(campaign_id)
-    stats = {s.quarter: s for s in CampaignStat.select().where(CampaignStat.campaign_id == campaign_id)}
-    if not plans and not stats:
-        abort(404, f"There is no campaign {campaign_id}.")
-    banner_stats = banner_stats_of_campaign(campaign_id)
-    banners = banners_by_id(b for p in plans.values() for b in p.banner_id_list)
-    quarters = []
-    for quarter in QUARTERS:
-        plan = plans.get(quarter)
-        entries = []
-        if plan:
-            ids = plan.banner_id_list
-            first_fill = len(ids) - plan.random_fill
-            entries = [
-                {"rank": i + 1, "banner_id": b, "banner": banners.get(b), "stat": banner_stats.get((quarter, b)),
-                 "random": i >= first_fill}
-                for i, b in enumerate(ids)
-            ]
-        quarters.append({"quarter": quarter, "plan": plan, "entries": entries, "stat": stats.get(quarter),
-                         "rule": describe_plan(plan) if plan else None})
-    return render_template("admin/campaign.html", campaign_id=campaign_id, quarters=quarters,
-                           chart=revenue_by_quarter([campaign_id])[campaign_id])
-
-
-def describe_plan(plan) -> str:
-    """selection.describe() of a stored Plan."""
-    return selection.describe(selection.Plan(
-        x=plan.x, scenario=plan.scenario, banner_ids=tuple(plan.banner_id_list), random_fill=plan.random_fill,
-    ))
-
-
 @bp.get("/duplicates")
 def duplicates():
     """Duplicate and conflict counts per quarter and file, from the loads behind the served data."""
@@ -120,4 +84,4 @@ def duplicates():
     return render_template("admin/duplicates.html", files=files, totals=totals, runs=runs, quarters=QUARTERS)
 
 
-from webapp import admin_ingests, admin_stats  # noqa: E402,F401  (they register their pages on bp)
+from webapp import admin_campaign, admin_ingests, admin_stats  # noqa: E402,F401  (they register their pages on bp)
