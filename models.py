@@ -239,6 +239,20 @@ class ExportRun(BaseModel):
         return json.loads(self.files)
 
 
+class LiveHour(BaseModel):
+    """Live events of one campaign in one clock hour (UTC), rolled up by the export job."""
+
+    campaign_id = BigIntegerField()
+    hour = DateTimeField()  # the hour's start, naive UTC
+    impressions = IntegerField(default=0)
+    clicks = IntegerField(default=0)
+    conversions = IntegerField(default=0)
+    revenue = DoubleField(default=0.0)
+
+    class Meta:
+        indexes = ((("campaign_id", "hour"), True), (("hour",), False))
+
+
 class ApiKey(BaseModel):
     """An advertiser's key for the conversions API; only its hash is stored."""
 
@@ -257,7 +271,7 @@ class User(BaseModel):
 
 ALL_MODELS = [
     Banner, ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat,
-    LoadedFile, Meta, IngestRun, IngestFile, ExportRun, ApiKey, User,
+    LoadedFile, Meta, IngestRun, IngestFile, ExportRun, LiveHour, ApiKey, User,
 ]
 
 
@@ -427,6 +441,47 @@ def hour_averages(campaign_ids) -> dict:
     for campaign_id, revenue, clicks, impressions in query:
         result[campaign_id] = (float(revenue or 0) / 4, (clicks or 0) / impressions if impressions else None)
     return result
+
+
+def add_live_hours(counts) -> None:
+    """Add {(campaign_id, hour): [impressions, clicks, conversions, revenue]} to LiveHour (inside the caller's transaction)."""
+    from peewee import EXCLUDED
+
+    rows = [{"campaign_id": c, "hour": h, "impressions": i, "clicks": k, "conversions": v, "revenue": r}
+            for (c, h), (i, k, v, r) in counts.items()]
+    for start in range(0, len(rows), 200):
+        LiveHour.insert_many(rows[start:start + 200]).on_conflict(
+            conflict_target=[LiveHour.campaign_id, LiveHour.hour],
+            update={LiveHour.impressions: LiveHour.impressions + EXCLUDED.impressions,
+                    LiveHour.clicks: LiveHour.clicks + EXCLUDED.clicks,
+                    LiveHour.conversions: LiveHour.conversions + EXCLUDED.conversions,
+                    LiveHour.revenue: LiveHour.revenue + EXCLUDED.revenue},
+        ).execute()
+
+
+def live_hours(since, until, campaign_id=None) -> dict:
+    """{hour: (impressions, clicks, conversions, revenue)} of LiveHour in [since, until), summed over campaigns
+    or of one campaign."""
+    query = LiveHour.select(LiveHour.hour, fn.SUM(LiveHour.impressions), fn.SUM(LiveHour.clicks),
+                            fn.SUM(LiveHour.conversions), fn.SUM(LiveHour.revenue)).where(
+        (LiveHour.hour >= since) & (LiveHour.hour < until))
+    if campaign_id is not None:
+        query = query.where(LiveHour.campaign_id == campaign_id)
+    rows = query.group_by(LiveHour.hour).tuples()
+    return {_naive(h): (int(i or 0), int(k or 0), int(v or 0), float(r or 0)) for h, i, k, v, r in rows}
+
+
+def _naive(value):
+    # SQLite hands grouped DATETIME values back as text.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def has_live_hours(campaign_id=None) -> bool:
+    """Whether the export job has rolled up any live event (of the campaign)."""
+    query = LiveHour.select()
+    if campaign_id is not None:
+        query = query.where(LiveHour.campaign_id == campaign_id)
+    return query.exists()
 
 
 def plans_of_campaign(campaign_id) -> dict:

@@ -14,6 +14,7 @@ from webapp.auth import admin_required, is_htmx_request, login_required
 from webapp.clock import utc_now
 from live.panel import live_panel_context, live_since
 from webapp.kpis import hour_total, kpi_cards
+from webapp.trends import trend
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -70,6 +71,8 @@ def overview():
         revenue=[by_slot.get(q, {}).get("revenue", 0.0) for q in QUARTERS],
         impressions=[by_slot.get(q, {}).get("impressions", 0) for q in QUARTERS],
         live=live_panel_context(), live_since=live_since(),
+        trend=trend(request.args.get("range"), utc_now()),
+        trend_url=lambda key: url_for("admin.overview", range=key),
     )
 
 

@@ -1,6 +1,6 @@
 """The dashboard's campaign page: a drill-down from the slots of the hour to each slot's banners."""
 
-from flask import abort, render_template, request
+from flask import abort, render_template, request, url_for
 
 import selection
 from jobs.parsing import MAX_ID
@@ -8,6 +8,7 @@ from models import CampaignStat, banner_stats_of_campaign, banners_by_id, plans_
 from webapp.admin import QUARTERS, bp
 from webapp.clock import utc_now
 from webapp.formatting import ratio, rpm
+from webapp.trends import trend
 
 # Banner table columns that sort, and their values; None sorts last either way.
 BANNER_SORTS = {
@@ -44,7 +45,9 @@ def campaign(campaign_id):
                       "rows": sort_rows(rows, sort, descending)})
     return render_template("admin/campaign.html", campaign_id=campaign_id, slots=slots, sort=sort, descending=descending,
                            current=selection.quarter_of(utc_now()),
-                           revenue=[stats[q].revenue if q in stats else 0.0 for q in QUARTERS])
+                           revenue=[stats[q].revenue if q in stats else 0.0 for q in QUARTERS],
+                           trend=trend(request.args.get("range"), utc_now(), campaign_id),
+                           trend_url=lambda key: url_for("admin.campaign", campaign_id=campaign_id, range=key))
 
 
 def banner_rows(quarter, plan, banner_stats, banners) -> list[dict]:
