@@ -1,18 +1,17 @@
-"""The dashboard (/admin): overview, campaign statistics, plans, ingest history and duplicates."""
+"""The dashboard (/admin): the blueprint, its error pages and formatting, the overview and duplicates.
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+The statistics table, the campaign page and the ingest page live in admin_stats, admin_campaign and
+admin_ingests, on this blueprint.
+"""
+
+from flask import Blueprint, current_app, g, render_template, request, url_for
 
 import selection
-from webapp import formatting
-from jobs.parsing import MAX_ID
-from models import (
-    CAMPAIGN_STAT_COLUMNS, CampaignStat, ExportRun, IngestRun, banner_stats_of_campaign, banners_by_id,
-    campaign_stat_totals, campaign_stats, files_behind_served_data, files_of_runs, get_data_version,
-    last_loaded_at, last_run, latest_runs, plans_of_campaign, quarter_totals, revenue_by_quarter, utcnow,
-)
-from webapp.auth import admin_required, is_htmx_request, login_required
-from webapp.clock import utc_now
 from live.panel import live_panel_context, live_since
+from models import IngestRun, files_behind_served_data, last_loaded_at, quarter_totals
+from webapp import formatting
+from webapp.auth import login_required
+from webapp.clock import utc_now
 from webapp.kpis import hour_total, kpi_cards
 from webapp.trends import trend
 
