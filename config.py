@@ -51,6 +51,7 @@ class Settings:
     live_hours: int = 0  # scheduled ingests add the live batches of the last N hours (0: none)
     click_token_max_age: int = 86400
     default_landing_url: str = "/"
+    currency: str = "USD"  # the currency of conversion revenue, as the dashboard labels it
 
 
 def load_settings(env=None, **overrides) -> Settings:

@@ -21,6 +21,8 @@ from peewee import (
 )
 from playhouse.db_url import connect
 
+from jobs.parsing import MAX_ID
+
 db = DatabaseProxy()
 
 # WAL lets visitors read while an ingest writes; busy_timeout makes writers queue, not fail.
@@ -264,6 +266,20 @@ class ExportRun(BaseModel):
         return json.loads(self.files)
 
 
+class LiveHour(BaseModel):
+    """Live events of one campaign in one clock hour (UTC), rolled up by the export job."""
+
+    campaign_id = BigIntegerField()
+    hour = DateTimeField()  # the hour's start, naive UTC
+    impressions = IntegerField(default=0)
+    clicks = IntegerField(default=0)
+    conversions = IntegerField(default=0)
+    revenue = DoubleField(default=0.0)
+
+    class Meta:
+        indexes = ((("campaign_id", "hour"), True), (("hour",), False))
+
+
 class ApiKey(BaseModel):
     """An advertiser's key for the conversions API; only its hash is stored."""
 
@@ -282,7 +298,7 @@ class User(BaseModel):
 
 ALL_MODELS = [
     Banner, ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat,
-    LoadedFile, Meta, IngestRun, IngestFile, ExportRun, ApiKey, User,
+    LoadedFile, Meta, IngestRun, IngestFile, ExportRun, LiveHour, ApiKey, User,
 ]
 
 
@@ -376,23 +392,42 @@ CAMPAIGN_STAT_COLUMNS = {
     "ctr": _ratio(CampaignStat.clicks, CampaignStat.impressions),
     "cvr": _ratio(CampaignStat.conversions, CampaignStat.clicks),
     "epc": _ratio(CampaignStat.revenue, CampaignStat.clicks),
+    "rpm": _ratio(CampaignStat.revenue * 1000, CampaignStat.impressions),
     "x": CampaignStat.x,
     "scenario": CampaignStat.scenario,
     "banners": CampaignStat.banners,
 }
 
 
-def campaign_stats(quarter=None, campaign_id=None, sort="campaign", descending=False):
-    """CampaignStat rows filtered by quarter and campaign, sorted by a CAMPAIGN_STAT_COLUMNS name."""
+def campaign_stats(quarter=None, campaign_prefix=None, sort="campaign", descending=False):
+    """CampaignStat rows filtered by quarter and campaign id prefix, sorted by a CAMPAIGN_STAT_COLUMNS name."""
     query = CampaignStat.select()
     if quarter is not None:
         query = query.where(CampaignStat.quarter == quarter)
-    if campaign_id is not None:
-        query = query.where(CampaignStat.campaign_id == campaign_id)
+    if campaign_prefix is not None:
+        query = query.where(_id_with_prefix(CampaignStat.campaign_id, campaign_prefix))
     column = CAMPAIGN_STAT_COLUMNS[sort]
     order = column.desc(nulls="LAST") if descending else column.asc(nulls="LAST")
     # Ties fall back to (campaign, quarter) so pages never shuffle rows between requests.
     return query.order_by(order, CampaignStat.campaign_id, CampaignStat.quarter)
+
+
+def id_prefix_ranges(prefix: int, max_id=MAX_ID) -> list[tuple[int, int]]:
+    """The id ranges whose decimal digits start with those of `prefix` (> 0): 1 -> 1, 10-19, 100-199, ..."""
+    ranges, scale = [], 1
+    while prefix * scale <= max_id:
+        ranges.append((prefix * scale, min((prefix + 1) * scale - 1, max_id)))
+        scale *= 10
+    return ranges
+
+
+def _id_with_prefix(column, prefix: int):
+    # Ranges instead of CAST(id AS TEXT) LIKE '1%': the same rows, and an index on the id still serves them.
+    condition = None
+    for low, high in id_prefix_ranges(prefix):
+        term = (column == low) if low == high else column.between(low, high)
+        condition = term if condition is None else condition | term
+    return condition
 
 
 def campaign_stat_totals(query) -> dict:
@@ -446,6 +481,65 @@ def revenue_by_quarter(campaign_ids) -> dict:
     return result
 
 
+def hour_averages(campaign_ids) -> dict:
+    """{campaign_id: (revenue per slot of the hour, CTR of the whole hour)}; a slot without a row earned 0."""
+    result = {}
+    ids = list(set(campaign_ids))
+    if not ids:
+        return result
+    query = (
+        CampaignStat.select(CampaignStat.campaign_id, fn.SUM(CampaignStat.revenue),
+                            fn.SUM(CampaignStat.clicks), fn.SUM(CampaignStat.impressions))
+        .where(CampaignStat.campaign_id.in_(ids))
+        .group_by(CampaignStat.campaign_id)
+        .tuples()
+    )
+    for campaign_id, revenue, clicks, impressions in query:
+        result[campaign_id] = (float(revenue or 0) / 4, (clicks or 0) / impressions if impressions else None)
+    return result
+
+
+def add_live_hours(counts) -> None:
+    """Add {(campaign_id, hour): [impressions, clicks, conversions, revenue]} to LiveHour (inside the caller's transaction)."""
+    from peewee import EXCLUDED
+
+    rows = [{"campaign_id": c, "hour": h, "impressions": i, "clicks": k, "conversions": v, "revenue": r}
+            for (c, h), (i, k, v, r) in counts.items()]
+    for start in range(0, len(rows), 200):
+        LiveHour.insert_many(rows[start:start + 200]).on_conflict(
+            conflict_target=[LiveHour.campaign_id, LiveHour.hour],
+            update={LiveHour.impressions: LiveHour.impressions + EXCLUDED.impressions,
+                    LiveHour.clicks: LiveHour.clicks + EXCLUDED.clicks,
+                    LiveHour.conversions: LiveHour.conversions + EXCLUDED.conversions,
+                    LiveHour.revenue: LiveHour.revenue + EXCLUDED.revenue},
+        ).execute()
+
+
+def live_hours(since, until, campaign_id=None) -> dict:
+    """{hour: (impressions, clicks, conversions, revenue)} of LiveHour in [since, until), summed over campaigns
+    or of one campaign."""
+    query = LiveHour.select(LiveHour.hour, fn.SUM(LiveHour.impressions), fn.SUM(LiveHour.clicks),
+                            fn.SUM(LiveHour.conversions), fn.SUM(LiveHour.revenue)).where(
+        (LiveHour.hour >= since) & (LiveHour.hour < until))
+    if campaign_id is not None:
+        query = query.where(LiveHour.campaign_id == campaign_id)
+    rows = query.group_by(LiveHour.hour).tuples()
+    return {_naive(h): (int(i or 0), int(k or 0), int(v or 0), float(r or 0)) for h, i, k, v, r in rows}
+
+
+def _naive(value):
+    # SQLite hands grouped DATETIME values back as text.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def has_live_hours(campaign_id=None) -> bool:
+    """Whether the export job has rolled up any live event (of the campaign)."""
+    query = LiveHour.select()
+    if campaign_id is not None:
+        query = query.where(LiveHour.campaign_id == campaign_id)
+    return query.exists()
+
+
 def plans_of_campaign(campaign_id) -> dict:
     """{quarter: Plan} of one campaign."""
     return {p.quarter: p for p in Plan.select().where(Plan.campaign_id == campaign_id)}
@@ -481,6 +575,17 @@ def files_of_runs(run_ids) -> dict:
 def last_loaded_at():
     """When a source file was last loaded into the served data (None before the first load)."""
     return LoadedFile.select(fn.MAX(LoadedFile.loaded_at)).scalar()
+
+
+def served_source():
+    """The source of the newest run that succeeded: where the data served now was loaded from (None before any)."""
+    run = (
+        IngestRun.select(IngestRun.source)
+        .where(IngestRun.status.in_([IngestRun.SUCCEEDED, IngestRun.SUCCEEDED_WITH_REJECTS]))
+        .order_by(IngestRun.id.desc())
+        .first()
+    )
+    return run.source if run else None
 
 
 def last_run():

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from jobs import runtime
 from live.events import GROUP, STREAM, decode, trim_exported
+from live.rollup import rollup_entries
 from jobs.sources import FileInfo, open_sink
 from models import ExportRun, utcnow
 
@@ -57,6 +58,7 @@ def export_events(time_budget=240.0, crash_after_write=False):
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         for entries in _chunks(ctx.redis, stream, consumer):
             written.update(write_batches(sink, entries))
+            rollup_entries(entries, folder_of, entry_key)  # the dashboard's trends; idempotent per entry
             if crash_after_write:
                 raise SystemExit("stopping before the acknowledgement, as asked")
             ctx.redis.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])

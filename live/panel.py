@@ -1,5 +1,7 @@
 """The dashboard's live parts: impressions and clicks of the last hour, the event stream, exports."""
 
+from datetime import datetime, timezone
+
 from flask import Blueprint, current_app, render_template
 from redis import RedisError
 
@@ -58,3 +60,20 @@ def events_waiting(redis, stream) -> int:
         return redis.xlen(stream)
     lag = group.get("lag")
     return (lag if lag is not None else redis.xlen(stream)) + group["pending"]
+
+
+def live_since():
+    """When the oldest live event still on record happened: the stream's first entry, else the first export
+    that carried events; None when there are none (or Redis does not answer)."""
+    ctx = current_app.extensions["runtime"]
+    first = ExportRun.select(ExportRun.started_at).where(ExportRun.events > 0).order_by(ExportRun.id).first()
+    since = first.started_at if first else None
+    try:
+        entries = ctx.redis.xrange(ctx.key(STREAM), count=1)
+    except RedisError:
+        entries = []
+    if entries:
+        millis = int(str(entries[0][0]).split("-")[0])
+        stream_since = datetime.fromtimestamp(millis / 1000, timezone.utc).replace(tzinfo=None)
+        since = min(since, stream_since) if since else stream_since
+    return since

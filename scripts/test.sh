@@ -9,6 +9,19 @@ ensure_python_env test
 ensure_redis
 # The browser tests drive Debian's Chromium (the browser Playwright downloads does not run here).
 apt_install chromium || say "no Chromium: the browser tests fail in CI (CI=true) and are skipped elsewhere"
+# The browser tests scan every dashboard page with axe-core. npm installs it into a cache outside the
+# repository: a pinned version, and no 500 KB minified file in git to review or keep up to date.
+AXE_VERSION=4.14.1
+AXE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/bannerservice/axe-core-$AXE_VERSION"
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+    command -v npm >/dev/null || apt_install npm || true
+    if command -v npm >/dev/null; then
+        say "npm install axe-core@$AXE_VERSION into $AXE_DIR"
+        npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" "axe-core@$AXE_VERSION" >&2 || true
+    fi
+fi
+export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
+[ -f "$AXE_JS" ] || say "no axe-core: the accessibility scans fail in CI (CI=true) and are skipped elsewhere"
 # tests/test_stack.py runs the real nginx in front of gunicorn.
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
 

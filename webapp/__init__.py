@@ -4,7 +4,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, render_template
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_settings
@@ -74,10 +74,6 @@ def create_app(overrides=None):
     app.register_blueprint(clicks.bp)
     app.register_blueprint(panel.bp)
     cli.register(app)
-
-    @app.errorhandler(404)
-    def not_found(error):
-        return render_template("errors/404.html", message=getattr(error, "description", None)), 404
 
     errors.install(app)
 

@@ -1,33 +1,23 @@
-"""The dashboard (/admin): overview, campaign statistics, plans, ingest history and duplicates."""
+"""The dashboard (/admin): the blueprint, its error pages and formatting, the overview and duplicates.
 
-import csv
-import io
-import math
-from dataclasses import dataclass, replace
+The statistics table, the campaign page and the ingest page live in admin_stats, admin_campaign and
+admin_ingests, on this blueprint.
+"""
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
-from flask import stream_with_context
-from redis import RedisError
+from flask import Blueprint, current_app, g, render_template, request, url_for
 
 import selection
-from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
-from jobs.parsing import MAX_ID
-from models import (
-    CAMPAIGN_STAT_COLUMNS, CampaignStat, ExportRun, IngestRun, banner_stats_of_campaign, banners_by_id,
-    campaign_stat_totals, campaign_stats, files_behind_served_data, files_of_runs, get_data_version,
-    last_loaded_at, last_run, latest_runs, plans_of_campaign, quarter_totals, revenue_by_quarter, utcnow,
-)
-from webapp.auth import admin_required, is_htmx_request, login_required
+from live.panel import live_panel_context, live_since
+from models import IngestRun, files_behind_served_data, last_loaded_at, quarter_totals
+from webapp import formatting
+from webapp.auth import login_required
 from webapp.clock import utc_now
-from live.panel import live_panel_context
+from webapp.kpis import hour_total, kpi_cards
+from webapp.trends import trend
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-PAGE_SIZE = 20
 QUARTERS = (1, 2, 3, 4)
-CSV_COLUMNS = ("campaign", "quarter", "impressions", "clicks", "conversions", "revenue",
-               "ctr", "cvr", "epc", "x", "scenario", "banners")
-
 
 @bp.before_request
 @login_required
@@ -41,233 +31,48 @@ def no_framing(response):
     return response
 
 
-@bp.app_template_global()
-def ratio(numerator, denominator):
-    """numerator/denominator, or None when the denominator is 0."""
-    return numerator / denominator if denominator else None
+@bp.app_errorhandler(403)
+@bp.app_errorhandler(404)
+def error_page(error):
+    """403 and 404: in the dashboard layout, with a way back, for signed-in users inside /admin."""
+    message = error.description if error.description != type(error).description else None
+    if request.path.startswith(bp.url_prefix) and g.get("user"):
+        return render_template("admin/error.html", status=error.code, message=message), error.code
+    if error.code == 404:
+        return render_template("errors/404.html", message=message), 404
+    return error
 
 
-@bp.app_template_filter("ratio_text")
-def ratio_text(value, kind="percent"):
-    """A ratio for the page: a percentage, or money per click; a dash when undefined."""
-    if value is None:
-        return "—"
-    return f"{value:.2%}" if kind == "percent" else f"{value:.4f}"
+for _name, _function in {"ratio": formatting.ratio, "rpm": formatting.rpm}.items():
+    bp.add_app_template_global(_function, _name)
+for _name, _function in {"ratio_text": formatting.ratio_text, "slot": formatting.slot_label,
+                         "change_text": formatting.change_text}.items():
+    bp.add_app_template_filter(_function, _name)
+
+
+@bp.context_processor
+def dashboard_globals():
+    """What every dashboard template may use: the currency, the metrics' names and explanations."""
+    currency = current_app.extensions["settings"].currency
+    metrics = {k: (label, text.format(currency=currency)) for k, (label, text) in formatting.METRICS.items()}
+    return {"currency": currency, "metrics": metrics, "slots": formatting.SLOTS}
 
 
 @bp.get("/")
 def overview():
-    """Current quarter, data freshness, totals per quarter, and worker and queue health."""
+    """The business at a glance: the slot served now against the others, the four slots, the live hour."""
+    slot = selection.quarter_of(utc_now())
+    totals = quarter_totals()
+    by_slot = {t["quarter"]: t for t in totals}
     return render_template(
-        "admin/overview.html",
-        quarter=selection.quarter_of(utc_now()), data_version=get_data_version(), loaded_at=last_loaded_at(),
-        run=last_run(), totals=quarter_totals(), health=queue_health(current_app.extensions["runtime"]),
-        live=live_panel_context(),
+        "admin/overview.html", slot=slot, previous=4 if slot == 1 else slot - 1, totals=totals, by_slot=by_slot,
+        cards=kpi_cards(by_slot, slot), hour=hour_total(by_slot), loaded_at=last_loaded_at(),
+        revenue=[by_slot.get(q, {}).get("revenue", 0.0) for q in QUARTERS],
+        impressions=[by_slot.get(q, {}).get("impressions", 0) for q in QUARTERS],
+        live=live_panel_context(), live_since=live_since(),
+        trend=trend(request.args.get("range"), utc_now()),
+        trend_url=lambda key: url_for("admin.overview", range=key),
     )
-
-
-def queue_health(ctx) -> dict:
-    """Workers listening on our queue, jobs waiting in it, and failed jobs; or the Redis error."""
-    from rq import Worker
-
-    try:
-        queue = ctx.queue()
-        workers = Worker.all(queue=queue)
-        return {
-            "queue": ctx.settings.queue_name, "workers": [(w.name, w.get_state()) for w in workers],
-            "queued": queue.count, "failed": queue.failed_job_registry.count, "error": None,
-        }
-    except RedisError as exc:
-        return {"queue": ctx.settings.queue_name, "error": f"Redis did not answer: {exc}"}
-
-
-@dataclass(frozen=True)
-class StatsView:
-    """What the stats table shows: filters, sort and page, as read from (and written to) the URL."""
-
-    quarter: int | None = None
-    campaign: int | None = None
-    sort: str = "campaign"
-    descending: bool = False
-    page: int = 1
-
-    @classmethod
-    def from_args(cls, args):
-        quarter = args.get("quarter", type=int)
-        campaign = args.get("campaign", type=int)
-        sort = args.get("sort", "campaign")
-        return cls(
-            quarter=quarter if quarter in QUARTERS else None,
-            # Outside the ids' 64-bit range no campaign can match, and the database would overflow.
-            campaign=campaign if campaign is None or 0 < campaign <= MAX_ID else None,
-            sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
-            descending=args.get("dir") == "desc",
-            page=max(1, args.get("page", 1, type=int)),
-        )
-
-    def args(self, **changes) -> dict:
-        """Query arguments of this view with `changes`, leaving out defaults so URLs stay short."""
-        view = replace(self, **changes)
-        args = {"quarter": view.quarter, "campaign": view.campaign, "sort": view.sort,
-                "dir": "desc" if view.descending else None, "page": view.page if view.page > 1 else None}
-        if args["sort"] == "campaign" and not view.descending:
-            del args["sort"]
-        return {k: v for k, v in args.items() if v is not None}
-
-    def sort_args(self, column) -> dict:
-        """The view sorted by `column`: ascending first, flipped when it is already the sort column."""
-        descending = not self.descending if column == self.sort else False
-        return self.args(sort=column, descending=descending, page=1)
-
-    def query(self):
-        return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
-
-
-@bp.get("/campaigns")
-def campaigns():
-    """Per-quarter campaign statistics: the full page, or only the table for htmx."""
-    view = StatsView.from_args(request.args)
-    query = view.query()
-    totals = campaign_stat_totals(query)
-    pages = max(1, math.ceil(totals["rows"] / PAGE_SIZE))
-    view = replace(view, page=min(view.page, pages))
-    rows = list(query.paginate(view.page, PAGE_SIZE))
-    context = dict(
-        view=view, rows=rows, totals=totals, pages=pages, columns=CSV_COLUMNS,
-        charts=revenue_by_quarter({r.campaign_id for r in rows}),
-    )
-    if not is_htmx_request():
-        response = current_app.make_response(render_template("admin/campaigns.html", **context))
-    else:
-        response = current_app.make_response(render_template("admin/_campaign_table.html", **context))
-        # Push the view's canonical URL: no empty fields from the filter form, the page as clamped.
-        response.headers["HX-Push-Url"] = url_for("admin.campaigns", **view.args())
-    response.vary.add("HX-Request")
-    return response
-
-
-@bp.get("/campaigns.csv")
-def campaigns_csv():
-    """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
-    view = StatsView.from_args(request.args)
-    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1).items()) + ".csv"
-    return current_app.response_class(stream_with_context(_csv_lines(view.query())), 200, {
-        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
-    })
-
-
-CSV_CHUNK_ROWS = 500
-
-
-def _csv_lines(query):
-    """The CSV in chunks of CSV_CHUNK_ROWS rows, read from the database as it is sent (constant memory)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for i, r in enumerate(query.namedtuples().iterator(), 1):
-        writer.writerow([
-            r.campaign_id, r.quarter, r.impressions, r.clicks, r.conversions, _number(r.revenue),
-            *_ratios_for_csv(r.impressions, r.clicks, r.conversions, r.revenue), r.x, r.scenario, r.banners,
-        ])
-        if i % CSV_CHUNK_ROWS == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    t = campaign_stat_totals(query)
-    writer.writerow([
-        "total", "", t["impressions"], t["clicks"], t["conversions"], _number(t["revenue"]),
-        *_ratios_for_csv(t["impressions"], t["clicks"], t["conversions"], t["revenue"]), "", "", "",
-    ])
-    yield out.getvalue()
-
-
-def _ratios_for_csv(impressions, clicks, conversions, revenue):
-    return [_number(ratio(clicks, impressions)), _number(ratio(conversions, clicks)), _number(ratio(revenue, clicks))]
-
-
-def _number(value) -> str:
-    return "" if value is None else f"{value:.6f}"
-
-
-@bp.get("/campaigns/<int:campaign_id>")
-def campaign(campaign_id):
-    """One campaign: per quarter its plan in rank order, each banner's revenue and clicks, and the rule."""
-    if campaign_id > MAX_ID:
-        abort(404, f"There is no campaign {campaign_id}.")
-    plans = plans_of_campaign(campaign_id)
-    stats = {s.quarter: s for s in CampaignStat.select().where(CampaignStat.campaign_id == campaign_id)}
-    if not plans and not stats:
-        abort(404, f"There is no campaign {campaign_id}.")
-    banner_stats = banner_stats_of_campaign(campaign_id)
-    banners = banners_by_id(b for p in plans.values() for b in p.banner_id_list)
-    quarters = []
-    for quarter in QUARTERS:
-        plan = plans.get(quarter)
-        entries = []
-        if plan:
-            ids = plan.banner_id_list
-            first_fill = len(ids) - plan.random_fill
-            entries = [
-                {"rank": i + 1, "banner_id": b, "banner": banners.get(b), "stat": banner_stats.get((quarter, b)),
-                 "random": i >= first_fill}
-                for i, b in enumerate(ids)
-            ]
-        quarters.append({"quarter": quarter, "plan": plan, "entries": entries, "stat": stats.get(quarter),
-                         "rule": describe_plan(plan) if plan else None})
-    return render_template("admin/campaign.html", campaign_id=campaign_id, quarters=quarters,
-                           chart=revenue_by_quarter([campaign_id])[campaign_id])
-
-
-def describe_plan(plan) -> str:
-    """selection.describe() of a stored Plan."""
-    return selection.describe(selection.Plan(
-        x=plan.x, scenario=plan.scenario, banner_ids=tuple(plan.banner_id_list), random_fill=plan.random_fill,
-    ))
-
-
-@bp.get("/ingests")
-def ingests():
-    """The ingest history page, with the run button for admins."""
-    exports = ExportRun.select().order_by(ExportRun.id.desc()).limit(10)
-    return render_template("admin/ingests.html", exports=list(exports), **ingest_rows_context())
-
-
-@bp.get("/ingests/rows")
-def ingest_rows():
-    """The history rows fragment; it polls itself while a run is queued or running."""
-    return render_template("admin/_ingest_rows.html", **ingest_rows_context())
-
-
-@bp.post("/ingests")
-@admin_required
-def run_ingest_now():
-    """Queue an ingest for the workers; say so plainly when one is already queued or running."""
-    notice, level = None, "info"
-    try:
-        run = request_ingest(trigger="manual", user=g.user.username)
-        notice = f"Ingest run #{run.id} is queued."
-    except IngestBusy as exc:
-        notice, level = f"An ingest is already in progress ({exc.what}); no new run was queued.", "warning"
-    except RedisError as exc:
-        notice, level = f"Could not queue the ingest: Redis did not answer ({exc}).", "error"
-    if is_htmx_request():
-        rows = render_template("admin/_ingest_rows.html", **ingest_rows_context())
-        return rows + render_template("admin/_ingest_notice.html", notice=notice, notice_level=level, oob=True)
-    flash(notice, level)
-    return redirect(url_for("admin.ingests"))
-
-
-def ingest_rows_context() -> dict:
-    """The runs (newest first) with their files, whether any is active, and queue health."""
-    ctx = current_app.extensions["runtime"]
-    try:
-        reap_abandoned_runs(ctx)  # so a run whose worker died does not show "running" forever
-    except RedisError:
-        pass
-    runs = list(latest_runs(50))
-    active = any(r.is_active for r in runs)
-    return {"runs": runs, "files": files_of_runs([r.id for r in runs]), "active": active, "now": utcnow(),
-            "health": queue_health(ctx) if active else None, "statuses": IngestRun}
 
 
 @bp.get("/duplicates")
@@ -279,3 +84,6 @@ def duplicates():
     runs = {r.id: r for r in IngestRun.select().where(IngestRun.id.in_([g[0].run_id for g in files.values()]))} \
         if files else {}
     return render_template("admin/duplicates.html", files=files, totals=totals, runs=runs, quarters=QUARTERS)
+
+
+from webapp import admin_campaign, admin_ingests, admin_stats  # noqa: E402,F401  (they register their pages on bp)

@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import User, has_admin, user_by_name
 from webapp.sessions import is_degraded, is_visitor_request
-from webapp.urls import is_local_path
+from webapp.urls import is_local_path, page_of
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("bannerservice.auth")
@@ -108,10 +108,11 @@ def login_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if g.get("user") is None:
-            target = url_for("auth.login", next=request.full_path.rstrip("?"))
             if is_htmx_request():
-                return "", 401, {"HX-Redirect": target}
-            return redirect(target)
+                # htmx asked for a fragment; after signing in the user belongs on the page that showed it.
+                page = page_of(request.headers.get("HX-Current-URL"), request.host)
+                return "", 401, {"HX-Redirect": url_for("auth.login", next=page)}
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
 
     return wrapped
@@ -133,7 +134,7 @@ def admin_required(view):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """The sign-in form, and signing in."""
-    error, status = None, 200
+    error, status, username = None, 200, ""
     next_url = _safe_next(request.values.get("next"))
     if request.method == "GET" and g.user:
         return redirect(next_url or url_for("admin.overview"))
@@ -145,7 +146,7 @@ def login():
         if wait:
             log.warning("login slowed user=%s addr=%s wait=%ss", username, request.remote_addr, wait)
             error, status = f"Too many failed sign-ins. Wait {wait} seconds and try again.", 429
-            page = render_template("auth/login.html", error=error, next_url=next_url)
+            page = render_template("auth/login.html", error=error, next_url=next_url, username=username)
             return page, status, {"Retry-After": str(wait)}
         user = user_by_name(username)
         # An unknown name costs a hash check too, so refusing it takes as long as a wrong password.
@@ -156,7 +157,8 @@ def login():
             return redirect(next_url or url_for("admin.overview"))
         log.warning("login failed user=%s addr=%s", username, request.remote_addr)
         error, status = "Wrong username or password.", 401
-    return render_template("auth/login.html", error=error, next_url=next_url), status
+    return render_template("auth/login.html", error=error, next_url=next_url, username=username,
+                           signed_out=request.args.get("signed_out") == "1"), status
 
 
 @bp.post("/logout")
@@ -165,7 +167,7 @@ def logout():
     if g.user:
         log.info("logout user=%s", g.user.username)
     session.clear()  # an emptied session is deleted from Redis along with its cookie
-    return redirect(url_for("auth.login"))
+    return redirect(url_for("auth.login", signed_out=1))
 
 
 def _start_session(user):

@@ -76,3 +76,9 @@ def image(name):
     response = send_from_directory(current_app.extensions["settings"].image_dir, name, max_age=86400)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The site icon, for browsers that ask for it before (or without) reading the page's <link rel="icon">."""
+    return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)

@@ -17,6 +17,17 @@ def is_local_path(url) -> bool:
     return not parts.scheme and not parts.netloc
 
 
+def page_of(url, host):
+    """The dashboard page (path and query) of an absolute URL on `host`, as htmx reports it; else None."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.netloc != host:
+        return None
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return path if path.startswith("/admin") and is_local_path(path) else None
+
+
 def is_safe_landing_url(url) -> bool:
     """An absolute http(s) URL with a host, or a path on this site."""
     if not isinstance(url, str) or _has_space_or_control(url):

@@ -38,7 +38,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
     page.wait_for_function(f"document.querySelector('#campaign-table tbody tr').dataset.campaign == '{top.campaign_id}'")
     assert visible_rows(page)[0] == (top.campaign_id, top.quarter)
 
-    wait_for_htmx(page, "#campaign-table form")
+    wait_for_htmx(page, "#stats-filters")
     page.select_option("select[name=quarter]", "2")
     page.wait_for_url(re.compile(r"quarter=2"))
     assert "sort=revenue" in page.url and "dir=desc" in page.url
@@ -74,20 +74,21 @@ def test_admin_runs_an_ingest_and_watches_it_go_from_queued_to_succeeded(page, l
     start_worker()
     page.wait_for_selector("#ingest-rows article.run[data-status^=succeeded]", timeout=90000)
     assert page.locator("#ingest-rows article.run").first.locator(".badge").inner_text().startswith("succeeded")
-    assert page.get_attribute("#ingest-rows", "hx-trigger") is None  # polling stopped
+    assert page.get_attribute("#ingest-rows", "hx-trigger") == "every 20s"  # back to the slow poll
+    assert page.locator("#run-ingest-button").is_enabled()
+    assert page.locator("#ingest-notice .notice").count() == 0  # "is queued" cleared when the run ended
     assert page.evaluate("window.notReloaded") is True  # the rows updated in place
 
 
-def test_admin_pressing_twice_is_told_an_ingest_is_in_progress(page, live_server):
+def test_admin_run_button_is_disabled_with_progress_while_a_run_is_queued(page, live_server):
     sign_in(page, live_server, "ada")
     page.goto(live_server + "/admin/ingests")
     page.click("text=Run ingest now")
     page.wait_for_selector("#ingest-rows article.run[data-status=queued]")
-    page.click("text=Run ingest now")
-    page.wait_for_selector("#ingest-notice .notice-warning")
-    assert "already in progress" in page.inner_text("#ingest-notice .notice-warning")
+    assert page.locator("#run-ingest-button").is_disabled()
+    assert page.locator("#ingest-control progress").count() == 1
     page.wait_for_timeout(2500)  # a poll of the rows in between leaves the message alone
-    assert "already in progress" in page.inner_text("#ingest-notice")
+    assert page.inner_text("#ingest-notice").endswith("is queued.")
     assert page.locator("#ingest-rows article.run").count() == 1
 
 

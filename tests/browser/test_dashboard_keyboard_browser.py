@@ -1,0 +1,74 @@
+"""Chromium, keyboard only: sorting, filtering and paging the stats table keep focus where it was, and say what changed."""
+
+import re
+
+import pytest
+
+from browser.conftest import sign_in
+from browser.test_dashboard_browser import wait_for_htmx
+
+pytestmark = pytest.mark.browser
+
+
+def active_id(page):
+    return page.evaluate("document.activeElement && document.activeElement.id")
+
+
+def test_keyboard_sorting_filtering_and_paging_keep_focus(page, live_server, loaded):
+    sign_in(page, live_server, "ada")
+    page.goto(live_server + "/admin/campaigns")
+    page.evaluate("window.notReloaded = true")
+
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+
+    wait_for_htmx(page, "#sort-revenue")
+    page.focus("#sort-revenue")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"sort=revenue$"))
+    page.wait_for_function("document.querySelector('#table-status').textContent.startsWith('Sorted by revenue, ascending')")
+    assert active_id(page) == "sort-revenue"
+    page.keyboard.press("Enter")  # again: descending, focus still on the header
+    page.wait_for_url(re.compile(r"sort=revenue&dir=desc$"))
+    assert active_id(page) == "sort-revenue"
+
+    page.focus("#filter-slot")
+    page.keyboard.press("ArrowDown")  # the first arrow key changes the slot and swaps the table
+    page.wait_for_url(re.compile(r"quarter=1"))
+    page.wait_for_function("document.querySelector('#table-status').textContent.includes('slot :00–:14')")
+    assert active_id(page) == "filter-slot"
+    page.keyboard.press("ArrowDown")
+    page.wait_for_url(re.compile(r"quarter=2"))
+    assert active_id(page) == "filter-slot"
+
+    page.focus("#filter-campaign")
+    page.keyboard.type("1")
+    page.wait_for_url(re.compile(r"campaign=1"))
+    page.wait_for_function("document.querySelector('#table-status').textContent.includes('campaigns starting with 1')")
+    assert active_id(page) == "filter-campaign"
+    assert page.input_value("#filter-campaign") == "1"
+    campaigns = {int(c) for c in page.eval_on_selector_all("#campaign-table tbody tr[data-campaign]",
+                                                           "rows => rows.map(r => r.dataset.campaign)")}
+    assert campaigns and all(str(c).startswith("1") for c in campaigns)
+
+    page.focus("#filter-campaign")
+    page.keyboard.press("Backspace")
+    page.wait_for_function("!location.search.includes('campaign=')")
+    page.focus("#page-next")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"page=2"))
+    page.wait_for_function("document.querySelector('#table-status').textContent.includes('page 2 of')")
+    assert active_id(page) == "page-next"
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_keyboard_focus_falls_back_to_the_table_when_its_control_is_gone(page, live_server, loaded):
+    sign_in(page, live_server, "ada")
+    page.goto(live_server + "/admin/campaigns?page=9")
+    wait_for_htmx(page, "#page-next")
+    page.focus("#page-next")
+    page.keyboard.press("Enter")  # page 10 is the last: it has no "Next" link to return to
+    page.wait_for_url(re.compile(r"page=10"))
+    page.wait_for_function("document.querySelector('#table-status').textContent.includes('page 10 of 10')")
+    # dashboard.js moves focus a moment after htmx has settled the swap: wait for it, do not race it.
+    page.wait_for_function("document.activeElement.closest('#campaign-table') !== null", timeout=5000)

@@ -1,0 +1,83 @@
+"""The campaign page as a drill-down: slot × metric table, then per slot a sortable banner table and the rule."""
+
+import re
+from datetime import datetime, timezone
+from html import unescape
+
+import pytest
+
+from test_admin import admin, html, loaded, manager, settings_overrides  # noqa: F401  (fixtures)
+from test_auth import users  # noqa: F401  (users is a fixture)
+
+
+def section(text, quarter):
+    start = text.index(f'id="quarter-{quarter}"')
+    return text[start:text.index("</section>", start)]
+
+
+def banner_row(text, quarter, banner_id):
+    part = section(text, quarter)
+    start = part.index(f'data-banner-id="{banner_id}"')
+    row = part[start:part.index("</tr>", start)]
+    return [unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", c))).strip()
+            for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
+
+
+def test_campaign_page_has_a_slot_by_metric_table(admin, loaded, app):  # noqa: F811
+    from models import CampaignStat
+
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 20, tzinfo=timezone.utc)
+    text = html(admin.get("/admin/campaigns/4"))
+    table = text[text.index('id="campaign-slots"'):text.index("</table>", text.index('id="campaign-slots"'))]
+    for stat in CampaignStat.select().where(CampaignStat.campaign_id == 4):
+        row = table[table.index(f'data-slot="{stat.quarter}"'):]
+        row = row[:row.index("</tr>")]
+        assert f"{stat.impressions:,}" in row and f"{stat.revenue:,.2f}" in row
+        assert f"{stat.clicks / stat.impressions:.2%}" in row
+    assert 'data-slot="2" class="current-slot"' in table and "now" in table
+    assert 'href="/campaigns/4"' in text  # the public slot
+
+
+def test_campaign_page_banner_table_has_every_metric_and_marks_the_plan(admin, loaded):  # noqa: F811
+    from models import BannerStat, Plan
+
+    text = html(admin.get("/admin/campaigns/4"))
+    plan = Plan.get(Plan.campaign_id == 4, Plan.quarter == 1)
+    stats = list(BannerStat.select().where((BannerStat.campaign_id == 4) & (BannerStat.quarter == 1)))
+    outside = [s for s in stats if s.banner_id not in plan.banner_id_list]
+    for stat in stats:
+        cells = banner_row(text, 1, stat.banner_id)
+        assert cells[2:5] == [f"{stat.impressions:,}", f"{stat.clicks:,}",
+                              f"{stat.clicks / stat.impressions:.2%}" if stat.impressions else "—"]
+        assert cells[7] == f"{stat.revenue:,.2f}"
+        assert cells[8] == (f"{stat.revenue * 1000 / stat.impressions:,.2f}" if stat.impressions else "—")
+        if stat.banner_id in plan.banner_id_list:
+            assert cells[1].startswith(f"#{plan.banner_id_list.index(stat.banner_id) + 1}")
+        else:
+            assert cells[1] == "not in plan"
+    assert outside or len(stats) <= len(plan.banner_id_list)
+
+
+@pytest.mark.parametrize("column, key", [
+    ("revenue", lambda s: s.revenue),
+    ("impressions", lambda s: s.impressions),
+    ("ctr", lambda s: s.clicks / s.impressions if s.impressions else None),
+])
+def test_campaign_page_banner_table_sorts(admin, loaded, column, key):  # noqa: F811
+    from models import BannerStat, Plan
+
+    text = html(admin.get(f"/admin/campaigns/4?sort={column}&dir=desc"))
+    plan = Plan.get(Plan.campaign_id == 4, Plan.quarter == 1)
+    stats = {s.banner_id: s for s in BannerStat.select().where((BannerStat.campaign_id == 4) & (BannerStat.quarter == 1))}
+    ids = sorted(set(plan.banner_id_list) | set(stats))
+    values = {b: key(stats[b]) if b in stats else (0 if column != "ctr" else None) for b in ids}
+    present = sorted((b for b in ids if values[b] is not None), key=lambda b: values[b], reverse=True)
+    shown = [int(b) for b in re.findall(r'data-banner-id="(\d+)"', section(text, 1))]
+    assert shown[:len(present)] == present or [values[b] for b in shown[:len(present)]] == [values[b] for b in present]
+    assert f'aria-sort="descending"' in section(text, 1)
+
+
+def test_campaign_page_slots_have_captions_and_a_chart(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/campaigns/4"))
+    assert text.count("<caption") == 5
+    assert 'id="chart-campaign-revenue-title"' in text

@@ -1,0 +1,148 @@
+"""The campaign statistics table: plain words, RPM, changes against the hour, id prefixes, page sizes, status."""
+
+import re
+from datetime import datetime, timezone
+from html import unescape
+
+import pytest
+
+from test_admin import admin, html, loaded, manager, settings_overrides, table_rows  # noqa: F401  (fixtures)
+from test_auth import users  # noqa: F401  (users is a fixture)
+
+
+def row_html(text, campaign, quarter):
+    start = text.index(f'<tr data-campaign="{campaign}" data-quarter="{quarter}"')
+    return text[start:text.index("</tr>", start)]
+
+
+def cells(row):
+    return [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
+
+
+def test_stats_table_says_slot_of_the_hour_and_the_currency(admin, loaded, app):  # noqa: F811
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 50, tzinfo=timezone.utc)
+    text = html(admin.get("/admin/campaigns?campaign=4"))
+    assert "Slot of the hour" in text and "Quarter" not in text and ">Q1<" not in text
+    assert [cells(row_html(text, 4, q))[1] for q in (1, 2, 3, 4)] == [":00–:14", ":15–:29", ":30–:44", ":45–:59 now"]
+    assert 'data-sort="revenue" aria-describedby="help-revenue">Revenue <span class="unit">USD</span>' in text
+
+
+def test_stats_table_currency_comes_from_the_setting(client, users, loaded):  # noqa: F811
+    from dataclasses import replace
+
+    from test_auth import login
+
+    client.application.extensions["settings"] = replace(client.application.extensions["settings"], currency="EUR")
+    login(client, "ada")
+    assert '<span class="unit">EUR</span>' in html(client.get("/admin/campaigns"))
+    assert client.get("/admin/campaigns.csv").get_data(as_text=True).startswith(
+        "campaign,slot_of_hour,impressions,clicks,conversions,revenue_eur,")
+
+
+def test_currency_setting_is_read_from_the_environment():
+    from config import load_settings
+
+    assert load_settings({}).currency == "USD"
+    assert load_settings({"CURRENCY": "EUR"}).currency == "EUR"
+
+
+@pytest.mark.parametrize("column", ["impressions", "clicks", "ctr", "conversions", "cvr", "revenue", "rpm", "epc", "quarter"])
+def test_stats_table_headers_explain_themselves(admin, loaded, column):  # noqa: F811
+    text = html(admin.get("/admin/campaigns"))
+    assert f'aria-describedby="help-{column}"' in text
+    tip = re.search(rf'<span class="tip" id="help-{column}" role="tooltip">([^<]+)</span>', text)
+    assert tip and len(tip.group(1)) > 20
+
+
+def test_stats_table_shows_rpm_and_changes_against_the_hour_average(admin, loaded):  # noqa: F811
+    from models import CampaignStat
+
+    stats = {s.quarter: s for s in CampaignStat.select().where(CampaignStat.campaign_id == 4)}
+    text = html(admin.get("/admin/campaigns?campaign=4"))
+    hour_revenue = sum(s.revenue for s in stats.values()) / 4
+    hour_ctr = sum(s.clicks for s in stats.values()) / sum(s.impressions for s in stats.values())
+    for quarter, stat in stats.items():
+        row = cells(row_html(text, 4, quarter))
+        assert row[8] == f"{stat.revenue * 1000 / stat.impressions:,.2f}"  # RPM
+        revenue_change = (stat.revenue - hour_revenue) / hour_revenue
+        assert row[10] == f"{'+' if revenue_change > 0 else '−'}{abs(revenue_change):.1%}".replace("%", " %")
+        ctr_change = (stat.clicks / stat.impressions - hour_ctr) / hour_ctr
+        assert row[11] == f"{'+' if ctr_change > 0 else '−'}{abs(ctr_change):.1%}".replace("%", " %")
+
+
+def test_stats_table_hides_the_rule_columns_until_asked(admin, loaded):  # noqa: F811
+    plain = html(admin.get("/admin/campaigns"))
+    assert 'data-sort="scenario"' not in plain and "Show the rotation rule columns" in plain
+    assert 'href="/admin/campaigns?rule=1"' in plain
+    shown = html(admin.get("/admin/campaigns?rule=1&sort=x"))
+    assert 'data-sort="scenario"' in shown and "Hide the rotation rule columns" in shown
+    assert 'href="/admin/campaigns?sort=x&amp;dir=desc&amp;rule=1"' in shown  # sorting keeps the group open
+
+
+def test_stats_table_marks_the_current_slot_in_words(admin, loaded, app):  # noqa: F811
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 31, tzinfo=timezone.utc)
+    text = html(admin.get("/admin/campaigns?campaign=4"))
+    assert 'class="current-slot"' in row_html(text, 4, 3) and "now" in cells(row_html(text, 4, 3))[1]
+    assert "now" not in cells(row_html(text, 4, 2))[1] and "current-slot" not in row_html(text, 4, 2)
+
+
+def test_stats_table_campaign_filter_is_an_id_prefix(admin, loaded):  # noqa: F811
+    from models import CampaignStat
+
+    expected = sorted((s.campaign_id, s.quarter) for s in CampaignStat.select()
+                      if str(s.campaign_id).startswith("1"))
+    text = html(admin.get("/admin/campaigns?campaign=1&size=100"))
+    assert table_rows(text) == expected and {c for c, _ in expected} >= {1, 10, 19}
+    assert 'min="1"' in text
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc"])
+def test_stats_table_campaign_filter_below_one_is_ignored(admin, loaded, value):  # noqa: F811
+    assert len(table_rows(html(admin.get(f"/admin/campaigns?campaign={value}")))) == 20
+
+
+def test_id_prefix_ranges_cover_each_length_up_to_the_largest_id():
+    from models import id_prefix_ranges
+
+    assert id_prefix_ranges(1, max_id=2000) == [(1, 1), (10, 19), (100, 199), (1000, 1999)]
+    assert id_prefix_ranges(25, max_id=2600) == [(25, 25), (250, 259), (2500, 2599)]
+    assert id_prefix_ranges(3, max_id=35) == [(3, 3), (30, 35)]
+
+
+@pytest.mark.parametrize("size, rows", [("50", 50), ("100", 100), ("7", 20)])
+def test_stats_table_page_size_is_a_choice(admin, loaded, size, rows):  # noqa: F811
+    text = html(admin.get(f"/admin/campaigns?size={size}"))
+    assert len(table_rows(text)) == rows
+    if size != "7":
+        assert f'<option value="{size}" selected>' in text and f"size={size}" in text
+
+
+def test_stats_table_pager_scrolls_to_the_table_top(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/campaigns?page=2"))
+    assert re.search(r'id="page-next"[^>]*hx-swap="outerHTML show:#campaign-table:top"', text)
+    assert re.search(r'id="page-prev"[^>]*hx-swap="outerHTML show:#campaign-table:top"', text)
+
+
+def test_stats_table_status_says_what_changed_and_htmx_updates_it_out_of_band(admin, loaded):  # noqa: F811
+    full = html(admin.get("/admin/campaigns?sort=revenue&dir=desc&quarter=2"))
+    status = "Sorted by revenue, descending, page 1 of 3, slot :15–:29"
+    assert f'<p id="table-status" class="table-status" role="status" aria-live="polite">{status}</p>' in full
+    partial = html(admin.get("/admin/campaigns?sort=revenue&dir=desc&quarter=2", headers={"HX-Request": "true"}))
+    assert f'<p id="table-status" hx-swap-oob="innerHTML">{status}</p>' in partial
+    assert partial.count('role="status"') == 0
+
+
+def test_stats_table_has_a_caption_and_a_focusable_scroll_box(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/campaigns"))
+    assert '<caption id="stats-caption">' in text
+    assert '<div class="table-scroll" role="region" aria-labelledby="stats-caption" tabindex="0" data-focus-here>' in text
+
+
+def test_stats_filters_are_outside_the_table_and_redrawn_only_when_something_else_changed(admin, loaded):  # noqa: F811
+    full = html(admin.get("/admin/campaigns"))
+    assert full.index('<form id="stats-filters"') < full.index('<div id="campaign-table"')
+    from_form = html(admin.get("/admin/campaigns?campaign=1", headers={"HX-Request": "true", "HX-Trigger": "stats-filters"}))
+    assert "stats-filters" not in from_form  # the form being typed in is left alone
+    from_header = html(admin.get("/admin/campaigns?sort=clicks", headers={"HX-Request": "true", "HX-Trigger": "sort-clicks"}))
+    assert '<form id="stats-filters"' in from_header and 'hx-swap-oob="true"' in from_header
+    assert '<input type="hidden" name="sort" value="clicks">' in from_header

@@ -1,0 +1,158 @@
+"""The dashboard's campaign statistics table: filters, sort, pages and CSV, all held in the URL."""
+
+import csv
+import io
+import math
+from dataclasses import dataclass, replace
+
+from flask import current_app, render_template, request, stream_with_context, url_for
+
+import selection
+from models import CAMPAIGN_STAT_COLUMNS, campaign_stat_totals, campaign_stats, hour_averages
+from webapp.admin import QUARTERS, bp
+from webapp.auth import is_htmx_request
+from webapp.clock import utc_now
+from webapp.formatting import change, metric_label, ratio, rpm, slot_csv_label, slot_label
+
+PAGE_SIZES = (20, 50, 100)
+RULE_COLUMNS = ("x", "scenario", "banners")
+TABLE_COLUMNS = ("campaign", "quarter", "impressions", "clicks", "ctr", "conversions", "cvr", "revenue", "rpm", "epc")
+
+
+@dataclass(frozen=True)
+class StatsView:
+    """What the stats table shows: filters, sort, page, page size and shown groups, as read from (and written to) the URL."""
+
+    quarter: int | None = None
+    campaign: int | None = None  # an id prefix: 1 finds 1, 10-19, 100-199, ...
+    sort: str = "campaign"
+    descending: bool = False
+    page: int = 1
+    size: int = PAGE_SIZES[0]
+    rule: bool = False  # show the rotation rule columns
+
+    @classmethod
+    def from_args(cls, args):
+        quarter = args.get("quarter", type=int)
+        campaign = args.get("campaign", type=int)
+        sort = args.get("sort", "campaign")
+        size = args.get("size", type=int)
+        return cls(
+            quarter=quarter if quarter in QUARTERS else None,
+            # Below 1 nothing matches (ids are positive); beyond the 64-bit range neither.
+            campaign=campaign if campaign is None or 0 < campaign <= 2**63 - 1 else None,
+            sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
+            descending=args.get("dir") == "desc",
+            page=max(1, args.get("page", 1, type=int)),
+            size=size if size in PAGE_SIZES else PAGE_SIZES[0],
+            rule=args.get("rule") == "1",
+        )
+
+    def args(self, **changes) -> dict:
+        """Query arguments of this view with `changes`, leaving out defaults so URLs stay short."""
+        view = replace(self, **changes)
+        args = {"quarter": view.quarter, "campaign": view.campaign, "sort": view.sort,
+                "dir": "desc" if view.descending else None, "page": view.page if view.page > 1 else None,
+                "size": view.size if view.size != PAGE_SIZES[0] else None, "rule": 1 if view.rule else None}
+        if args["sort"] == "campaign" and not view.descending:
+            del args["sort"]
+        return {k: v for k, v in args.items() if v is not None}
+
+    def sort_args(self, column) -> dict:
+        """The view sorted by `column`: ascending first, flipped when it is already the sort column."""
+        descending = not self.descending if column == self.sort else False
+        return self.args(sort=column, descending=descending, page=1)
+
+    def describe(self, pages) -> str:
+        """The view in words, for the status line screen readers announce after each change."""
+        words = [f"sorted by {metric_label(self.sort)}, {'descending' if self.descending else 'ascending'}",
+                 f"page {self.page} of {pages}"]
+        if self.quarter:
+            words.append(f"slot {slot_label(self.quarter)}")
+        if self.campaign is not None:
+            words.append(f"campaigns starting with {self.campaign}")
+        return ", ".join(words).capitalize()
+
+    def query(self):
+        return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
+
+
+@bp.get("/campaigns")
+def campaigns():
+    """Campaign statistics per slot of the hour: the full page, or only the table for htmx."""
+    view = StatsView.from_args(request.args)
+    query = view.query()
+    totals = campaign_stat_totals(query)
+    pages = max(1, math.ceil(totals["rows"] / view.size))
+    view = replace(view, page=min(view.page, pages))
+    rows = list(query.paginate(view.page, view.size))
+    averages = hour_averages(r.campaign_id for r in rows)
+    deltas = {
+        (r.campaign_id, r.quarter): (change(r.revenue, averages[r.campaign_id][0]),
+                                     change(ratio(r.clicks, r.impressions), averages[r.campaign_id][1]))
+        for r in rows
+    }
+    context = dict(view=view, rows=rows, totals=totals, pages=pages, deltas=deltas, page_sizes=PAGE_SIZES,
+                   columns=TABLE_COLUMNS + (RULE_COLUMNS if view.rule else ()), rule_columns=RULE_COLUMNS,
+                   current=selection.quarter_of(utc_now()), status=view.describe(pages))
+    if not is_htmx_request():
+        response = current_app.make_response(render_template("admin/campaigns.html", **context))
+    else:
+        # The form that sent the request keeps its controls (and the caret in them); any other change redraws it.
+        from_form = request.headers.get("HX-Trigger") == "stats-filters"
+        response = current_app.make_response(
+            render_template("admin/_campaign_table.html", oob_status=True, oob_filters=not from_form, **context))
+        # Push the view's canonical URL: no empty fields from the filter form, the page as clamped.
+        response.headers["HX-Push-Url"] = url_for("admin.campaigns", **view.args())
+    response.vary.add("HX-Request")
+    return response
+
+
+def csv_columns(currency) -> tuple:
+    return ("campaign", "slot_of_hour", "impressions", "clicks", "conversions", f"revenue_{currency.lower()}",
+            "ctr", "cvr", "epc", "rpm", "x", "scenario", "banners")
+
+
+@bp.get("/campaigns.csv")
+def campaigns_csv():
+    """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
+    view = StatsView.from_args(request.args)
+    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1, rule=False).items()) + ".csv"
+    columns = csv_columns(current_app.extensions["settings"].currency)
+    return current_app.response_class(stream_with_context(_csv_lines(view.query(), columns)), 200, {
+        "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
+    })
+
+
+CSV_CHUNK_ROWS = 500
+
+
+def _csv_lines(query, columns):
+    """The CSV in chunks of CSV_CHUNK_ROWS rows, read from the database as it is sent (constant memory)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for i, r in enumerate(query.namedtuples().iterator(), 1):
+        writer.writerow([
+            r.campaign_id, slot_csv_label(r.quarter), r.impressions, r.clicks, r.conversions, _number(r.revenue),
+            *_ratios_for_csv(r.impressions, r.clicks, r.conversions, r.revenue), r.x, r.scenario, r.banners,
+        ])
+        if i % CSV_CHUNK_ROWS == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    t = campaign_stat_totals(query)
+    writer.writerow([
+        "total", "", t["impressions"], t["clicks"], t["conversions"], _number(t["revenue"]),
+        *_ratios_for_csv(t["impressions"], t["clicks"], t["conversions"], t["revenue"]), "", "", "",
+    ])
+    yield out.getvalue()
+
+
+def _ratios_for_csv(impressions, clicks, conversions, revenue):
+    return [_number(ratio(clicks, impressions)), _number(ratio(conversions, clicks)), _number(ratio(revenue, clicks)),
+            _number(rpm(revenue, impressions))]
+
+
+def _number(value) -> str:
+    return "" if value is None else f"{value:.6f}"
