@@ -66,10 +66,12 @@ class PlanCache:
         self._reloader, self._reloader_pid = None, None
 
     def snapshot(self) -> Snapshot:
-        if self._snapshot.version < 0:
-            with self._reload_lock:  # until the first load, every request waits for it
-                if self._snapshot.version < 0:
-                    self._refresh(first=True)
+        if not self._snapshot.plans:
+            # Until plans are loaded (a process started before the first ingest has none), requests
+            # wait for the check and load: there is nothing else to serve.
+            with self._reload_lock:
+                if not self._snapshot.plans:
+                    self._refresh(first=self._snapshot.version < 0)
         elif self.clock() - self._checked_at >= self.refresh_seconds:
             self._checked_at = self.clock()  # the first request past the interval asks; the others go on
             self._wake_reloader()
