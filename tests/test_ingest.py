@@ -131,6 +131,23 @@ def test_ingest_bad_file_fails_its_quarter_and_keeps_serving_the_old_data(app, l
         assert plans() == before
 
 
+def test_ingest_failed_first_quarter_does_not_stop_the_other_three(app, loaded):
+    source, before = loaded
+    (source / "1" / "clicks.csv").write_text("id,banner,campaign\n1,10,1\n")
+    for quarter in (2, 3, 4):  # each of the others changed, so each has to load again
+        (source / str(quarter) / "clicks.csv").write_text(f"{_header('clicks')}\n1,15,1\n2,15,1\n4,20,2\n")
+    run = _reingest(app, source)
+    with app.app_context():
+        assert run.status == IngestRun.FAILED and "quarter 1" in run.error
+        assert not any(f"quarter {q}" in run.error for q in (2, 3, 4)), run.error
+        after = plans()
+        assert after[(1, 1)] == before[(1, 1)]
+        assert all(after[(q, 1)].startswith("15,") and after[(q, 1)] != before[(q, 1)] for q in (2, 3, 4))
+        records = files_of(run.id)
+        assert all(records[(q, "clicks.csv")].loaded == 3 for q in (2, 3, 4))
+        assert records[(None, "images/")].error is None
+
+
 BAD_ROWS = {
     # name: (file, appended row bytes, reason fragment)
     "non-numeric id": ("clicks", b"abc,10,1\n", "not a positive integer"),
