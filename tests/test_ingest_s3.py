@@ -145,13 +145,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket):
-    """An endpoint that hangs up on every connection: boto3 retries (with backoff), then the run fails."""
+def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket, tmp_path):
+    """An endpoint that hangs up on every connection: boto3 retries (with backoff), then the run fails
+    and the served plans stay as they were."""
     import threading
     from dataclasses import replace
 
     from jobs import runtime
 
+    ingest(app, str(write_source(tmp_path / "good", {q: dict(GOOD) for q in (1, 2, 3, 4)})))
+    with app.app_context():
+        before = plans()
+    assert len(before) == 8
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -175,6 +180,8 @@ def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket):
         listener.close()
     assert run.status == IngestRun.FAILED and "unreachable" in run.error and run.finished_at
     assert 3 <= len(attempts) <= 6  # max_attempts=3 (urllib3 may reopen a dropped connection once)
+    with app.app_context():
+        assert plans() == before
 
 
 @pytest.fixture(scope="module")
