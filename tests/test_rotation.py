@@ -61,6 +61,14 @@ def test_next_banner_corrupt_state_that_would_repeat_starts_a_fresh_cycle():
     assert banner != 2
 
 
+def test_next_banner_state_holding_non_integers_is_not_trusted():
+    # True == 1 and 1.0 == 1 in Python: without the type check they would pass for banner 1.
+    key = set_key({1, 2})
+    for stored in ([key, 2, True], [key, 2, 1.0]):
+        banner, state = next_banner({1, 2}, stored, random.Random(0))
+        assert type(banner) is int and all(type(v) is int for v in state)
+
+
 def test_next_banner_new_cycles_are_random():
     firsts = {tuple(serve(set(range(6)), 6, seed=s)[0]) for s in range(20)}
     assert len(firsts) > 10
