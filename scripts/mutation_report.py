@@ -1,0 +1,106 @@
+"""Turn `mutmut results --all true` into the mutation table of docs/testing.md (used by scripts/mutation.sh)."""
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+BEGIN, END = "<!-- mutation:begin -->", "<!-- mutation:end -->"
+MODULES = {  # mutmut's module name: (file, goal in % killed)
+    "selection": ("selection.py", 95),
+    "rotation": ("rotation.py", 95),
+    "jobs.parsing": ("jobs/parsing.py", 95),
+    "jobs.store": ("jobs/store.py", 85),
+}
+# Why a surviving mutant is equivalent: no test can tell it from the real code. Keyed by mutant name;
+# the numbers move when the code does, so a survivor without a line here is shown as unexplained.
+EQUIVALENT = {
+    "selection.x_draw_fill__mutmut_3": "`missing < 0` instead of `<= 0`: with nothing missing, rng.sample(candidates, 0) returns [] without drawing, the same as the early return.",
+    "rotation.x_set_key__mutmut_3": "another separator in the set's fingerprint: ids stay apart and sets stay told apart just as well; the value is only compared with itself.",
+    "rotation.x_next_banner__mutmut_18": "`<` instead of `<=` on the rest's length: a rest as long as the set with the last banner outside it needs the last banner outside its own set, which no state this code wrote can hold.",
+}
+STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
+MODULE = re.compile(r"^(?P<module>.+?)\.x[_ǁ]")
+
+
+def parse(results_text):
+    """{module: Counter(status)} and {module: [survivor names]} from mutmut's result lines."""
+    counts, survivors = defaultdict(Counter), defaultdict(list)
+    for line in results_text.splitlines():
+        match = STATUS.match(line)
+        if not match:
+            continue
+        module = MODULE.match(match["name"])["module"]
+        counts[module][match["status"]] += 1
+        if match["status"] == "survived":
+            survivors[module].append(match["name"])
+    return counts, survivors
+
+
+def change_of(name):
+    """The mutant's changed line, as `old` → `new`, from `mutmut show`."""
+    diff = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mutmut"), "show", name],
+                          capture_output=True, text=True).stdout
+    old = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    new = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return f"`{' '.join(old)}` → `{' '.join(new)}`".replace("|", "\\|")
+
+
+def render(counts, survivors, command, seconds, load, children):
+    lines = [
+        BEGIN,
+        f"Last run: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`, {seconds // 60} min {seconds % 60} s wall time, "
+        f"{children} mutants at once on {os.cpu_count()} cores ({platform.processor() or platform.machine()}); "
+        f"load average before / after: {load} (the machine was shared with other work).",
+        "",
+        "| module | mutants | killed | survived | timeout | other | not run | killed % | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for module, (path, goal) in MODULES.items():
+        c = counts.get(module, Counter())
+        total = sum(c.values())
+        detected = c["killed"] + c["timeout"]
+        checked = total - c["not checked"]
+        other = checked - detected - c["survived"]
+        rate = f"{100 * detected / checked:.1f}" if checked else "–"
+        met = "met" if checked and 100 * detected / checked >= goal else "NOT met"
+        lines.append(f"| {path} | {total} | {c['killed']} | {c['survived']} | {c['timeout']} | {other} | {c['not checked']} | {rate} | ≥ {goal} % ({met}) |")
+    lines += ["", "Killed % counts a timeout as killed (the tests noticed: they never finished) and leaves out mutants not run.", ""]
+    listed = [(module, name) for module in MODULES for name in survivors.get(module, [])]
+    if listed:
+        lines += ["Every survivor, and why it is equivalent:", ""]
+        for _, name in listed:
+            lines.append(f"- `{name}`: {change_of(name)}. {EQUIVALENT.get(name, '**Not explained: a test is missing.**')}")
+    else:
+        lines.append("No mutant survived.")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results")
+    parser.add_argument("document")
+    parser.add_argument("--command", required=True)
+    parser.add_argument("--seconds", type=int, required=True)
+    parser.add_argument("--load", required=True)
+    parser.add_argument("--children", type=int, required=True)
+    args = parser.parse_args(argv)
+    counts, survivors = parse(Path(args.results).read_text())
+    section = render(counts, survivors, args.command, args.seconds, args.load, args.children)
+    doc = Path(args.document)
+    text = doc.read_text()
+    if BEGIN not in text:
+        raise SystemExit(f"{doc} has no {BEGIN} ... {END} section to replace")
+    head, rest = text.split(BEGIN, 1)
+    doc.write_text(head + section + rest.split(END, 1)[1])
+    print(section)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
