@@ -20,9 +20,9 @@ MODULES = {  # mutmut's module name: (file, goal in % killed)
 # Why a surviving mutant is equivalent: no test can tell it from the real code. Keyed by mutant name;
 # the numbers move when the code does, so a survivor without a line here is shown as unexplained.
 EQUIVALENT = {
-    "selection.x_draw_fill__mutmut_3": "`missing < 0` instead of `<= 0`: with nothing missing, rng.sample(candidates, 0) returns [] without drawing, the same as the early return.",
-    "rotation.x_set_key__mutmut_3": "another separator in the set's fingerprint: ids stay apart and sets stay told apart just as well; the value is only compared with itself.",
-    "rotation.x_next_banner__mutmut_18": "`<` instead of `<=` on the rest's length: a rest as long as the set with the last banner outside it needs the last banner outside its own set, which no state this code wrote can hold.",
+    "selection.x_draw_fill__mutmut_3": "With nothing missing, rng.sample(candidates, 0) returns [] without drawing, the same as the early return.",
+    "rotation.x_set_key__mutmut_3": "Another separator in the set's fingerprint: ids stay apart and sets stay told apart just as well; the key is only ever compared with a key this same function made.",
+    "rotation.x_next_banner__mutmut_18": "A rest as long as the set with the last banner outside it needs the last banner outside its own set, which no state this code wrote can hold.",
 }
 STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 MODULE = re.compile(r"^(?P<module>.+?)\.x[_ǁ]")
