@@ -5,22 +5,28 @@ and keeps only what it must, never the whole file.
 """
 
 import csv
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 MAX_ID = 2**63 - 1  # ids are stored in signed 64-bit columns
 SAMPLE_SIZE = 20
 KNOWN_LINES_MAX = 100_000
+# No reason, error or log line quotes more of the input than this.
+MAX_QUOTE = 200
+# A longer line is a rejected row; line splitters may hand over only its first MAX_LINE + 1 bytes.
+MAX_LINE = 1 << 20
+# Money: at most this many digits before and after the point, once trailing zeros are dropped.
+REVENUE_INT_DIGITS = 12
+REVENUE_PLACES = 9
 
 HEADERS = {
     "impressions": ("banner_id", "campaign_id"),
     "clicks": ("click_id", "banner_id", "campaign_id"),
     "conversions": ("conversion_id", "click_id", "revenue"),
 }
-_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_MONEY = re.compile(r"([0-9]*)(?:\.([0-9]*))?(?:[eE]([-+]?[0-9]+))?", re.ASCII)
 
 
 class FileRejected(Exception):
@@ -142,7 +148,7 @@ def parse_conversions(lines, click_ids, conversions=None):
 def parse_id(text: str, name: str) -> int:
     """A positive integer id that fits in 64 signed bits."""
     if not (text.isascii() and text.isdigit()):
-        raise RowRejected(f"{name} {text!r} is not a positive integer")
+        raise RowRejected(f"{name} {quote(text)} is not a positive integer")
     if len(text.lstrip("0")) > len(str(MAX_ID)):  # before int(): Python refuses over 4300 digits
         raise RowRejected(f"{name} {text[:30]}{'...' if len(text) > 30 else ''} is beyond 64 bits")
     value = int(text)
@@ -154,18 +160,40 @@ def parse_id(text: str, name: str) -> int:
 
 
 def parse_revenue(text: str) -> Decimal:
-    """A finite decimal >= 0, kept exact so that revenue ties stay ties."""
+    """Money: a plain ASCII decimal >= 0 with at most 12 integer digits and 9 decimal places.
+
+    An exponent is fine when the value fits (`1e3` is 1000). The limits are checked on the digits,
+    before any number is built, so `1e-999999999` costs no more than `1.5`.
+    """
     if text.startswith("-"):
-        raise RowRejected(f"revenue {text!r} is negative")
-    if not _DECIMAL.fullmatch(text):
-        raise RowRejected(f"revenue {text!r} is not a finite number")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise RowRejected(f"revenue {text!r} is not a finite number") from None
-    if math.isinf(float(value)):
-        raise RowRejected(f"revenue {text!r} is too large")
-    return value
+        raise RowRejected(f"revenue {quote(text)} is negative")
+    match = _MONEY.fullmatch(text)
+    if match is None or not (match.group(1) or match.group(2)):
+        raise RowRejected(f"revenue {quote(text)} is not a number (ASCII digits, an optional point and exponent)")
+    whole, fraction, exponent = match.group(1), match.group(2) or "", match.group(3)
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return Decimal(0)
+    # The value is 0.<digits> x 10^point: point = integer digits (negative: zeros after the point).
+    point = len(whole.lstrip("0")) if whole.lstrip("0") else -(len(fraction) - len(fraction.lstrip("0")))
+    if exponent is not None:
+        if len(exponent.lstrip("+-").lstrip("0")) > 6:  # beyond any limit either way
+            too_big = not exponent.startswith("-")
+            raise RowRejected(f"revenue {quote(text)} has {'more than 12 integer digits' if too_big else 'more than 9 decimal places'}")
+        point += int(exponent)
+    places = len(digits.rstrip("0")) - point
+    if point > REVENUE_INT_DIGITS:
+        raise RowRejected(f"revenue {quote(text)} has more than {REVENUE_INT_DIGITS} integer digits")
+    if places > REVENUE_PLACES:
+        raise RowRejected(f"revenue {quote(text)} has more than {REVENUE_PLACES} decimal places")
+    return Decimal(text).quantize(Decimal(1).scaleb(-max(places, 0)))
+
+
+def quote(text, limit: int = MAX_QUOTE) -> str:
+    """`text` in quotes for a message, cut to `limit` characters (bytes are shown as text)."""
+    if isinstance(text, bytes):
+        text = text[: limit * 4].decode("utf-8", "replace")
+    return repr(text[:limit] + "...") if len(text) > limit else repr(text)
 
 
 def _count_repeat(report, lineno, what, first, value):
@@ -175,30 +203,51 @@ def _count_repeat(report, lineno, what, first, value):
         report.conflict(lineno, f"{what} repeats with other values; the first row wins")
 
 
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"),
+)
+
+
 def _data_lines(lines, kind):
     """(line number, raw bytes) of each non-blank data row, after checking the header."""
     lines = iter(lines)
     header = next(lines, None)
     if header is None:
         raise FileRejected("empty file: no header")
+    encoding = next((name for bom, name in _BOMS if header.startswith(bom)), None)
+    if encoding is None and b"\x00" in header[:200]:
+        encoding = "UTF-16 or UTF-32"  # without a byte order mark: NULs between the ASCII letters
+    if encoding:
+        raise FileRejected(f"file is {encoding} text, not UTF-8; save it as UTF-8")
+    if len(header) > MAX_LINE:
+        raise FileRejected(f"header {quote(header)} does not match {','.join(HEADERS[kind])!r} (it is longer than 1 MiB)")
     try:
         header_text = header.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise FileRejected("header is not UTF-8 text") from None
-    names = tuple(name.strip() for name in next(csv.reader([header_text.strip()]), []))
+    try:
+        names = tuple(name.strip() for name in next(csv.reader([header_text.strip()]), []))
+    except csv.Error:
+        names = ()
     if names != HEADERS[kind]:
-        raise FileRejected(f"header {header_text.strip()!r} does not match {','.join(HEADERS[kind])!r}")
+        raise FileRejected(f"header {quote(header_text.strip())} does not match {','.join(HEADERS[kind])!r}")
     for lineno, raw in enumerate(lines, start=2):
         if raw.strip():
             yield lineno, raw
 
 
 def _fields(raw: bytes, count: int) -> list[str]:
+    if len(raw) > MAX_LINE:
+        raise RowRejected(f"line is longer than {MAX_LINE // (1 << 20)} MiB")
     try:
         text = raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
         raise RowRejected("row is not valid UTF-8") from None
-    parts = next(csv.reader([text])) if '"' in text else text.split(",")
+    try:
+        parts = next(csv.reader([text])) if '"' in text else text.split(",")
+    except csv.Error as exc:  # a quoted field over the csv module's limit, a stray NUL
+        raise RowRejected(f"row is not valid CSV: {exc}") from None
     if len(parts) != count:
         raise RowRejected(f"expected {count} fields, found {len(parts)}")
     return [part.strip() for part in parts]

@@ -3,7 +3,7 @@
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import MAX_PREC, Decimal, localcontext
+from decimal import Decimal, Inexact, localcontext
 
 from selection import BannerStats, select_banners
 
@@ -25,8 +25,10 @@ def build_quarter(quarter: int, impressions, clicks, conversions, seed: str = ""
     data gives the same plans however its files are written.
     """
     with localcontext() as exact:
-        # Sums only (no division), so the largest precision costs nothing but keeps every sum exact.
-        exact.prec = MAX_PREC
+        # Revenues have at most 12 + 9 digits (the money rule), so 40 digits hold any sum of them
+        # exactly; a sum that did not fit would raise (Inexact) rather than round.
+        exact.prec = 40
+        exact.traps[Inexact] = True
         return _build_quarter(quarter, impressions, clicks, conversions, seed)
 
 

@@ -2,7 +2,10 @@
 
 import hashlib
 
+from jobs.parsing import MAX_LINE
 from jobs.sources import CHUNK
+
+_KEEP = MAX_LINE + 1  # of an over-long line, enough for the parser to see that it is too long
 
 
 class Limited:
@@ -22,7 +25,11 @@ class Limited:
 
 
 class HashingLines:
-    """Byte lines of a stream, read in chunks that are hashed and counted on the way to the parser."""
+    """Byte lines of a stream, read in chunks that are hashed and counted on the way to the parser.
+
+    Lines come without their newline. A line longer than MAX_LINE comes cut to MAX_LINE + 1 bytes:
+    the parser rejects it, and a line of any length costs time linear in its size and bounded memory.
+    """
 
     def __init__(self, stream, tracker):
         self.stream, self.tracker = stream, tracker
@@ -30,15 +37,21 @@ class HashingLines:
 
     def __iter__(self):
         update, advance, read = self.digest.update, self.tracker.advance, self.stream.read
-        pending = b""
+        pending, size = [], 0  # the unfinished line's pieces (at most _KEEP bytes of it)
         while chunk := read(CHUNK):
             update(chunk)
             advance(len(chunk))
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
+            lines = chunk.split(b"\n")
+            tail = lines.pop()
+            if pending and lines:
+                lines[0] = b"".join(pending + [lines[0][: _KEEP - size]])
+                pending, size = [], 0
             yield from lines
+            if size < _KEEP and tail:
+                pending.append(tail[: _KEEP - size])
+                size += len(pending[-1])
         if pending:
-            yield pending
+            yield b"".join(pending)
 
     def drain(self):
         """Hash whatever the parser left unread, so the digest covers the whole file."""

@@ -152,8 +152,8 @@ BAD_ROWS = {
     # name: (file, appended row bytes, reason fragment)
     "non-numeric id": ("clicks", b"abc,10,1\n", "not a positive integer"),
     "negative revenue": ("conversions", b"9,1,-4\n", "negative"),
-    "NaN revenue": ("conversions", b"9,1,NaN\n", "not a finite number"),
-    "infinite revenue": ("conversions", b"9,1,inf\n", "not a finite number"),
+    "NaN revenue": ("conversions", b"9,1,NaN\n", "not a number"),
+    "infinite revenue": ("conversions", b"9,1,inf\n", "not a number"),
     "id beyond 64 bits": ("clicks", b"18446744073709551616,10,1\n", "beyond 64 bits"),
     "non-UTF-8 bytes": ("impressions", b"1\xff0,1\n", "not valid UTF-8"),
     "too many fields": ("impressions", b"10,1,5\n", "expected 2 fields"),

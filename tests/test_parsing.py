@@ -117,27 +117,116 @@ def test_parse_conversions_duplicates_conflicts_orphans_and_exact_revenue():
     [
         ("-1", "negative"),
         ("-0.5", "negative"),
-        ("nan", "not a finite number"),
-        ("NaN", "not a finite number"),
-        ("inf", "not a finite number"),
+        ("nan", "not a number"),
+        ("NaN", "not a number"),
+        ("inf", "not a number"),
         ("-inf", "negative"),
-        ("Infinity", "not a finite number"),
-        ("1e400", "too large"),
-        ("abc", "not a finite number"),
-        ("", "not a finite number"),
-        ("1_000", "not a finite number"),
-        ("0x10", "not a finite number"),
+        ("Infinity", "not a number"),
+        ("1e400", "more than 12 integer digits"),
+        ("abc", "not a number"),
+        ("", "not a number"),
+        ("1_000", "not a number"),
+        ("0x10", "not a number"),
+        ("+5", "not a number"),
+        ("１.5", "not a number"),  # fullwidth digits: Decimal() would take them
+        ("٣", "not a number"),
+        ("1e-999999999", "more than 9 decimal places"),
+        ("1e-99999999999999999999999999", "more than 9 decimal places"),
+        ("1e99999999999999999999999999", "more than 12 integer digits"),
+        ("1234567890123", "more than 12 integer digits"),
+        ("0.0000000001", "more than 9 decimal places"),
+        ("1" * 5000, "more than 12 integer digits"),
     ],
 )
-def test_parse_conversions_rejects_revenue_that_is_not_a_finite_number_at_least_zero(revenue, reason):
+def test_parse_conversions_rejects_revenue_that_is_not_money(revenue, reason):
     conversions, report = parse_conversions(lines(f"conversion_id,click_id,revenue\n1,100,{revenue}\n"), {100})
     assert conversions == {} and report.rejected == 1
     assert reason in report.rejects[0][1]
+    assert report.rejects[0][0] == 2
 
 
-def test_parse_conversions_accepts_exponent_and_leading_dot():
-    conversions, _ = parse_conversions(lines("conversion_id,click_id,revenue\n1,100,1.5e2\n2,100,.25\n"), {100})
-    assert conversions[1][1] == Decimal("150") and conversions[2][1] == Decimal("0.25")
+@pytest.mark.parametrize(
+    "revenue, value",
+    [
+        ("1.5e2", Decimal("150")),
+        (".25", Decimal("0.25")),
+        ("1e3", Decimal("1000")),
+        ("999999999999", Decimal("999999999999")),
+        ("999999999999.999999999", Decimal("999999999999.999999999")),
+        ("0.0000000010", Decimal("0.000000001")),  # trailing zeros do not count as places
+        ("123456789e-9", Decimal("0.123456789")),
+        ("000000000000000000001.5", Decimal("1.5")),
+        ("1.E2", Decimal("100")),
+    ],
+)
+def test_parse_conversions_accepts_money_in_plain_or_exponent_form(revenue, value):
+    conversions, report = parse_conversions(lines(f"conversion_id,click_id,revenue\n1,100,{revenue}\n"), {100})
+    assert report.rejected == 0 and conversions[1][1] == value
+
+
+def test_parse_revenue_of_a_huge_exponent_is_refused_without_building_the_number():
+    from jobs.parsing import RowRejected, parse_revenue
+
+    with pytest.raises(RowRejected):
+        parse_revenue("1e-" + "9" * 40)
+    with pytest.raises(RowRejected):
+        parse_revenue("9" * 4000 + "e-4000")
+
+
+def test_parse_reasons_quote_at_most_200_characters_of_input():
+    from jobs.parsing import MAX_QUOTE
+
+    long_value = "x" * 10_000
+    for text, parse in [
+        (f"banner_id,campaign_id\n{long_value},1\n", parse_impressions),
+        (f"click_id,banner_id,campaign_id\n1,{long_value},1\n", parse_clicks),
+        (f"conversion_id,click_id,revenue\n1,100,{long_value}\n", lambda ls: parse_conversions(ls, {100})),
+        (f"conversion_id,click_id,revenue\n1,100,1e-{'9' * 5000}\n", lambda ls: parse_conversions(ls, {100})),
+    ]:
+        _, report = parse(lines(text))
+        assert report.rejected == 1
+        assert len(report.rejects[0][1]) <= MAX_QUOTE + 80, report.rejects[0][1][:300]
+    assert MAX_QUOTE == 200
+
+
+def test_parse_header_that_does_not_match_is_quoted_by_at_most_200_characters():
+    with pytest.raises(FileRejected) as caught:
+        parse_clicks(lines("a" * 19_000_000 + "\n1,1,1\n"))
+    assert len(str(caught.value)) < 400 and "does not match" in str(caught.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_parse_file_that_is_not_utf8_is_refused_with_that_reason(encoding):
+    data = "click_id,banner_id,campaign_id\n1,10,1\n".encode(encoding)
+    with pytest.raises(FileRejected) as caught:
+        parse_clicks(lines(data))
+    assert "UTF-16" in str(caught.value) or "UTF-32" in str(caught.value) or "not UTF-8" in str(caught.value)
+
+
+def test_parse_line_over_one_mebibyte_is_a_rejected_row_with_its_line_number():
+    from jobs.parsing import MAX_LINE
+
+    text = b"click_id,banner_id,campaign_id\n1,10,1\n" + b"7" * (MAX_LINE + 10) + b",10,1\n2,10,1\n"
+    clicks, report = parse_clicks(lines(text))
+    assert clicks == {1: (10, 1), 2: (10, 1)}
+    assert report.rejected == 1 and report.rejects[0][0] == 3 and "longer than" in report.rejects[0][1]
+    assert MAX_LINE == 1 << 20
+
+
+def test_parse_quoted_field_over_the_csv_limit_is_one_rejected_row_with_its_line():
+    import csv
+
+    big = '"' + "7" * (csv.field_size_limit() + 5) + '"'
+    text = f"click_id,banner_id,campaign_id\n1,10,1\n{big},10,1\n2,10,1\n"
+    clicks, report = parse_clicks(lines(text))
+    assert clicks == {1: (10, 1), 2: (10, 1)}
+    assert report.rejected == 1 and report.rejects[0][0] == 3
+
+
+def test_parse_unbalanced_quote_is_one_rejected_row_not_a_swallowed_file():
+    text = 'click_id,banner_id,campaign_id\n1,10,1\n"3,10,1\n2,10,1\n'
+    clicks, report = parse_clicks(lines(text))
+    assert clicks == {1: (10, 1), 2: (10, 1)} and report.rejected == 1 and report.rejects[0][0] == 3
 
 
 def test_parse_rejects_keep_only_the_first_twenty_samples_but_count_all():
@@ -201,3 +290,12 @@ def test_parse_impressions_of_distinct_lines_keep_a_bounded_cache():
 
     counts, report = parse_impressions(generate())
     assert report.loaded == 250_000 and len(counts) == 250_000
+
+
+@given(st.decimals(min_value=0, max_value=Decimal("999999999999.999999999"), places=9, allow_nan=False, allow_infinity=False),
+       st.integers(-3, 3))
+def test_parse_revenue_reads_back_any_money_value_in_plain_or_exponent_form(value, shift):
+    from jobs.parsing import parse_revenue
+
+    assert parse_revenue(f"{value:f}") == value
+    assert parse_revenue(f"{value.scaleb(-shift):f}e{shift}") == value
