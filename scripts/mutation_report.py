@@ -1,4 +1,4 @@
-"""Turn `mutmut results --all true` into the mutation table of docs/testing.md (used by scripts/mutation.sh)."""
+"""The mutation table of docs/testing.md from the mutmut passes' results (used by scripts/mutation.sh)."""
 
 import argparse
 import os
@@ -42,16 +42,21 @@ def parse(results_text):
     return counts, survivors
 
 
-def change_of(name):
+def mutmut(folder, *args):
+    """The output of a mutmut command run in a pass's folder."""
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "mutmut"), *args],
+                          cwd=folder, capture_output=True, text=True, check=True).stdout
+
+
+def change_of(folder, name):
     """The mutant's changed line, as `old` → `new`, from `mutmut show`."""
-    diff = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mutmut"), "show", name],
-                          capture_output=True, text=True).stdout
+    diff = mutmut(folder, "show", name)
     old = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
     new = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
     return f"`{' '.join(old)}` → `{' '.join(new)}`".replace("|", "\\|")
 
 
-def render(counts, survivors, command, seconds, load, children):
+def render(counts, survivors, folders, command, seconds, load, children):
     lines = [
         BEGIN,
         f"Last run: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`, {seconds // 60} min {seconds % 60} s wall time, "
@@ -75,7 +80,7 @@ def render(counts, survivors, command, seconds, load, children):
     if listed:
         lines += ["Every survivor, and why it is equivalent:", ""]
         for _, name in listed:
-            lines.append(f"- `{name}`: {change_of(name)}. {EQUIVALENT.get(name, '**Not explained: a test is missing.**')}")
+            lines.append(f"- `{name}`: {change_of(folders[name], name)}. {EQUIVALENT.get(name, '**Not explained: a test is missing.**')}")
     else:
         lines.append("No mutant survived.")
     lines.append(END)
@@ -84,15 +89,22 @@ def render(counts, survivors, command, seconds, load, children):
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("results")
     parser.add_argument("document")
+    parser.add_argument("folders", nargs="+", help="the passes' folders (each with its mutants/)")
     parser.add_argument("--command", required=True)
     parser.add_argument("--seconds", type=int, required=True)
     parser.add_argument("--load", required=True)
     parser.add_argument("--children", type=int, required=True)
     args = parser.parse_args(argv)
-    counts, survivors = parse(Path(args.results).read_text())
-    section = render(counts, survivors, args.command, args.seconds, args.load, args.children)
+    counts, survivors, folders = defaultdict(Counter), defaultdict(list), {}
+    for folder in args.folders:
+        pass_counts, pass_survivors = parse(mutmut(folder, "results", "--all", "true"))
+        for module, counter in pass_counts.items():
+            counts[module] += counter
+        for module, names in pass_survivors.items():
+            survivors[module] += names
+            folders.update(dict.fromkeys(names, folder))
+    section = render(counts, survivors, folders, args.command, args.seconds, args.load, args.children)
     doc = Path(args.document)
     text = doc.read_text()
     if BEGIN not in text:
