@@ -25,7 +25,16 @@ class Settings:
     plan_refresh_seconds: float = 1.0
     ingest_source: str = ""
     ingest_cron: str = "0 */12 * * *"
-    ingest_lock_seconds: int = 600
+    # A run's lock lives this long without a heartbeat (the heartbeat renews it every few seconds),
+    # so a worker that died frees it within this time.
+    ingest_lock_seconds: int = 60
+    # A read that makes no progress for this long ends its run (failed, with the file named).
+    ingest_stall_seconds: float = 120.0
+    # A quarter whose files reject more than this share of their rows keeps its previous data.
+    ingest_reject_limit_percent: float = 2.0
+    # Images over either limit are rejected, not published.
+    image_max_bytes: int = 5 * 1024 * 1024
+    image_max_pixels: int = 16_000_000
     s3_endpoint_url: str = ""
     s3_max_attempts: int = 5
     queue_name: str = "bannerservice"

@@ -4,6 +4,7 @@ import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from peewee import (
     AutoField,
@@ -34,12 +35,35 @@ def init_db(url: str):
     """Point `db` at `url` (sqlite:///path or postgresql://...) and create missing tables."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"pragmas": SQLITE_PRAGMAS} if url.startswith("sqlite") else {}
+    kwargs = {}
+    if url.startswith("sqlite"):
+        # A `?timeout=SECONDS` in the URL sets how long a writer waits for the lock (default 10 s).
+        timeout = parse_qs(urlsplit(url).query).get("timeout")
+        kwargs["pragmas"] = dict(SQLITE_PRAGMAS, **({"busy_timeout": int(float(timeout[0]) * 1000)} if timeout else {}))
     database = connect(url, **kwargs)
     db.initialize(database)
     with db.connection_context():
-        db.create_tables(ALL_MODELS, safe=True)
+        # Only what is missing: a worker whose role may not create tables still starts on a set-up database.
+        existing = set(db.get_tables())
+        missing = [model for model in ALL_MODELS if model._meta.table_name not in existing]
+        if missing:
+            db.create_tables(missing, safe=True)
+        add_missing_columns(ALL_MODELS)
     return database
+
+
+def add_missing_columns(models) -> None:
+    """Add the columns a model gained since its table was created (each has a default or is nullable)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = None
+    for model in models:
+        table = model._meta.table_name
+        present = {column.name for column in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in present:
+                migrator = migrator or SchemaMigrator.from_database(db.obj)
+                migrate(migrator.add_column(table, field.column_name, field))
 
 
 class ExactDecimalField(TextField):
@@ -185,6 +209,8 @@ class IngestRun(BaseModel):
     job_id = CharField(null=True)
     progress = DoubleField(default=0.0)  # 0..1, for the dashboard's progress bar
     stage = CharField(default="")  # what the run is doing now, in words
+    # Asked to load quarters whose files are over the reject limit anyway (`ingest --accept-rejects`).
+    accept_rejects = BooleanField(default=False)
 
     @property
     def is_active(self) -> bool:

@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 
 from jobs import runtime
-from jobs.sources import image_banner_id
+from jobs.parsing import quote
+from jobs.sources import IMAGE_NAME, FileRefused, image_banner_id
 from jobs.store import is_loaded, remember_loaded
 from models import Banner, IngestFile, bump_data_version, db
 
@@ -28,8 +29,9 @@ class NotAnImage(ValueError):
     """The bytes are not an image we can serve."""
 
 
-def sniff_image(data: bytes):
-    """(extension, content type) of image bytes; NotAnImage when they are none we serve."""
+def sniff_image(data: bytes, max_pixels: int | None = None):
+    """(extension, content type) of image bytes; NotAnImage when they are none we serve (or have
+    more than `max_pixels` pixels)."""
     kind = next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
     if kind is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         kind = ("webp", "image/webp")
@@ -39,9 +41,14 @@ def sniff_image(data: bytes):
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size  # from the header: nothing is decoded yet
+            if max_pixels is not None and width * height > max_pixels:
+                raise NotAnImage(f"{width}x{height} is {width * height:,} pixels, more than {max_pixels:,}")
             image.verify()
+    except NotAnImage:
+        raise
     except Exception as exc:
-        raise NotAnImage(f"damaged {kind[0]} image: {exc}") from None
+        raise NotAnImage(f"damaged {kind[0]} image: {quote(str(exc))}") from None
     return kind
 
 
@@ -62,35 +69,26 @@ def publish_file(folder, name: str, data: bytes) -> Path:
 
 
 def ingest_images(ctx, run, source, images, tracker, outcome):
+    """Check every entry of the source's images/ and publish the good ones; one bad image stops no other."""
+    settings = ctx.settings
     record = IngestFile(run=run, quarter=None, name="images/", rows_read=len(images))
     unchanged, samples = 0, []
     tracker.stage(f"images: {len(images)} files")
     for info in images:
-        banner_id = image_banner_id(info.path)
         try:
-            if info.etag and is_loaded(info, None):
+            if _publish_image(settings, source, info, tracker):
+                record.loaded += 1
+            else:
                 unchanged += 1
-                continue
-            with source.open(info.path) as stream:
-                data = stream.read()
-            digest = hashlib.sha256(data).hexdigest()
-            if is_loaded(info, digest):
-                unchanged += 1
-                continue
-            ext, content_type = sniff_image(data)
-            name = f"{banner_id}.{ext}"
-            publish_file(ctx.settings.image_dir, name, data)
-            with db.atomic():
-                Banner.insert(id=banner_id, image_name=name, content_type=content_type, image_sha256=digest).on_conflict(
-                    conflict_target=[Banner.id],
-                    update={Banner.image_name: name, Banner.content_type: content_type, Banner.image_sha256: digest},
-                ).execute()
-                remember_loaded(info, digest)
-            record.loaded += 1
-        except NotAnImage as exc:
+        except (NotAnImage, FileRefused) as exc:
             record.rejected += 1
             if len(samples) < 20:
                 samples.append([info.path, str(exc)])
+        except Exception as exc:  # a database or disk failure on one image: the others still load
+            log.exception("run=%s image %s failed", run.id, info.path)
+            record.rejected += 1
+            if len(samples) < 20:
+                samples.append([info.path, f"could not be published: {type(exc).__name__}: {quote(str(exc))}"])
         finally:
             tracker.advance(info.size)
     record.unchanged = unchanged == len(images)
@@ -104,3 +102,34 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
     outcome.had_rejects |= record.rejected > 0
     log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
              run.id, len(images), record.loaded, unchanged, record.rejected)
+
+
+def _publish_image(settings, source, info, tracker) -> bool:
+    """Publish one image once it passed every check; False when it is already published as it is."""
+    name = info.path.rsplit("/", 1)[-1]
+    banner_id = image_banner_id(name)
+    if banner_id is None:
+        match = IMAGE_NAME.fullmatch(name)
+        why = f"banner id {quote(match.group(1), 30)} is 0 or beyond 64 bits" if match else "name is not image_<banner id>.<ext>"
+        raise NotAnImage(why)
+    if info.size > settings.image_max_bytes:
+        raise NotAnImage(f"{info.size:,} bytes is larger than {settings.image_max_bytes:,}")
+    if info.etag and is_loaded(info, None):
+        return False
+    with tracker.reading(info.path), source.open(info.path) as stream:
+        data = stream.read(settings.image_max_bytes + 1)
+    if len(data) > settings.image_max_bytes:
+        raise NotAnImage(f"larger than {settings.image_max_bytes:,} bytes")
+    digest = hashlib.sha256(data).hexdigest()
+    if is_loaded(info, digest):
+        return False
+    ext, content_type = sniff_image(data, settings.image_max_pixels)
+    published = f"{banner_id}.{ext}"
+    with db.atomic():  # the file is published last: a failed insert leaves nothing behind
+        Banner.insert(id=banner_id, image_name=published, content_type=content_type, image_sha256=digest).on_conflict(
+            conflict_target=[Banner.id],
+            update={Banner.image_name: published, Banner.content_type: content_type, Banner.image_sha256: digest},
+        ).execute()
+        remember_loaded(info, digest)
+        publish_file(settings.image_dir, published, data)
+    return True

@@ -12,13 +12,14 @@ from datetime import datetime, timezone
 from jobs import runtime
 from live.export import live_batches
 from jobs.images import ingest_images
-from jobs.parsing import FileRejected, parse_clicks, parse_conversions, parse_impressions
+from jobs.parsing import FileRejected, quote, parse_clicks, parse_conversions, parse_impressions
 from jobs.quarters import build_quarter
-from jobs.sources import SourceError, open_source, sha256_of
+from jobs.sources import FileInfo, FileRefused, SourceError, open_source, sha256_of
 from jobs.store import (
     emptied_files, is_loaded, live_set, loaded_hash, remember_live_set, remember_loaded, store_quarter,
 )
-from jobs.progress import LockLost, Progress
+from jobs.progress import Progress
+from jobs.runs import Heartbeat, LockLost, RunEnd, cut, reap_abandoned_runs
 from jobs.streams import HashingLines, Limited
 from models import IngestFile, IngestRun, active_run, bump_data_version, db, utcnow
 
@@ -37,7 +38,8 @@ class IngestBusy(Exception):
         super().__init__(f"an ingest is already in progress: {self.what}")
 
 
-def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None, live_hours=None):
+def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progress=None, live_hours=None,
+               accept_rejects=False):
     """Load `source` (a directory or s3://bucket/prefix; default INGEST_SOURCE) into the database.
 
     Called by an RQ worker with the `run_id` that `request_ingest` created and locked, or
@@ -45,51 +47,51 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
     IngestBusy when another run holds it. Returns the finished IngestRun's id.
     `on_progress(done, total, stage)` is for a foreground caller's progress bar.
     `live_hours` adds the exported live batches of that many past hours (default LIVE_HOURS).
+    `accept_rejects` loads quarters whose files reject more rows than INGEST_REJECT_LIMIT_PERCENT.
     """
     ctx = runtime.context()
     settings = ctx.settings
     source = source or settings.ingest_source
     live_hours = settings.live_hours if live_hours is None else live_hours
     if run_id is None:
-        run = _start_locked_run(ctx, source, trigger, user)
+        run = _start_locked_run(ctx, source, trigger, user, accept_rejects=accept_rejects)
     else:
         run = IngestRun.get_by_id(run_id)
-        if not runtime.hold_lock(ctx, run.id):
-            # It waited in the queue past the lock's expiry and another run has the lock now.
-            run.status, run.finished_at = IngestRun.ABANDONED, utcnow()
-            run.error = "another ingest took the lock while this run waited in the queue; nothing was loaded"
-            run.save()
-            log.warning("run=%s abandoned before it started: lock held by %s", run.id, runtime.lock_holder(ctx))
+        if run.status != IngestRun.QUEUED:
+            log.warning("run=%s is %s, not queued: not run again", run.id, run.status)
             return run.id
-    run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
-    run.save()
-    tracker = Progress(ctx, run, on_progress)
-    log.info("run=%s start source=%s trigger=%s user=%s", run.id, source, trigger, user)
+        if not runtime.hold_lock(ctx, run.id):
+            holder = runtime.lock_holder(ctx)
+            RunEnd(ctx, run)(IngestRun.FAILED, f"another ingest (run {holder}) took the lock while this run waited "
+                                               "in the queue; nothing was loaded")
+            return run.id
+    end = RunEnd(ctx, run)
+    status, error = IngestRun.FAILED, "the run stopped before it finished"
     try:
-        outcome = _ingest(ctx, run, source, tracker, live_hours)
-        run.status = outcome.status
-        run.error = outcome.error
+        with Heartbeat(ctx, run.id, on_stall=lambda exc: end(IngestRun.FAILED, str(exc))) as heartbeat:
+            run.status, run.started_at, run.stage = IngestRun.RUNNING, utcnow(), "starting"
+            run.save()
+            log.info("run=%s start source=%s trigger=%s user=%s", run.id, quote(source), trigger, user)
+            tracker = Progress(run, on_progress, heartbeat)
+            outcome = _ingest(ctx, run, source, tracker, live_hours, run.accept_rejects)
+            status, error = outcome.status, outcome.error
     except Exception as exc:  # the record must say what happened, whatever happened
-        log.exception("run=%s failed", run.id)
-        run.status, run.error = IngestRun.FAILED, _describe_error(exc)
+        log.error("run=%s failed: %s", run.id, quote(_describe_error(exc), 500), exc_info=not isinstance(exc, SourceError))
+        status, error = IngestRun.FAILED, _describe_error(exc)
     finally:
-        run.finished_at = utcnow()
-        run.progress, run.stage = 1.0, "done"
-        run.save()
-        runtime.release_lock(ctx, run.id)
+        end(status, error)  # also on a job timeout, SystemExit or KeyboardInterrupt
         runtime.publish_data_version(ctx)  # again, in case a publish after a quarter was lost
-    log.info("run=%s end status=%s error=%s", run.id, run.status, run.error)
     return run.id
 
 
-def request_ingest(source=None, trigger="manual", user=None, live_hours=None):
+def request_ingest(source=None, trigger="manual", user=None, live_hours=None, accept_rejects=False):
     """Queue an ingest for a worker unless one is queued or running; returns the new IngestRun.
 
     Raises IngestBusy (with the active run) otherwise, so a second request never queues twice.
     """
     ctx = runtime.context()
     source = source or ctx.settings.ingest_source
-    run = _start_locked_run(ctx, source, trigger, user, status=IngestRun.QUEUED)
+    run = _start_locked_run(ctx, source, trigger, user, status=IngestRun.QUEUED, accept_rejects=accept_rejects)
     try:
         job = ctx.queue().enqueue(
             run_ingest, source, trigger, user, run.id, None, live_hours,
@@ -115,30 +117,13 @@ def scheduled_ingest():
         return None
 
 
-def reap_abandoned_runs(ctx=None) -> int:
-    """Mark queued/running runs whose lock has expired (their worker died) as abandoned."""
-    ctx = ctx or runtime.context()
-    holder = runtime.lock_holder(ctx)
-    stale = IngestRun.select().where(IngestRun.status.in_([IngestRun.QUEUED, IngestRun.RUNNING]))
-    count = 0
-    for run in stale:
-        if holder is None or (holder.isdigit() and int(holder) != run.id):
-            run.status = IngestRun.ABANDONED
-            run.error = "the worker stopped before the run finished (its lock expired); nothing of the unfinished quarter was applied"
-            run.finished_at = run.finished_at or utcnow()
-            run.save()
-            log.warning("run=%s abandoned", run.id)
-            count += 1
-    return count
-
-
-def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
+def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING, accept_rejects=False):
     # Before taking the lock: afterwards it says "pending", and runs whose worker died would look alive.
     reap_abandoned_runs(ctx)
     if not runtime.acquire_lock(ctx):
         raise IngestBusy(active_run())
     try:
-        run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status)
+        run = IngestRun.create(trigger=trigger, user=user, source=source or "", status=status, accept_rejects=accept_rejects)
     except Exception:
         runtime.release_lock(ctx, None)
         raise
@@ -150,11 +135,12 @@ def _start_locked_run(ctx, source, trigger, user, status=IngestRun.RUNNING):
 class _Outcome:
     status: str = IngestRun.SUCCEEDED
     errors: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # said in the history without failing the run
     had_rejects: bool = False
 
     @property
     def error(self):
-        return "; ".join(self.errors) or None
+        return "; ".join(self.errors + self.notes) or None
 
     def fail(self, message):
         self.errors.append(message)
@@ -166,26 +152,27 @@ class _Outcome:
         return self
 
 
-def _ingest(ctx, run, source_spec, tracker, live_hours=0) -> _Outcome:
+def _ingest(ctx, run, source_spec, tracker, live_hours=0, accept_rejects=False) -> _Outcome:
     outcome = _Outcome()
     if not source_spec:
         outcome.fail("no source: pass one or set INGEST_SOURCE")
         return outcome
     settings = ctx.settings
     source = open_source(source_spec, settings.s3_endpoint_url, settings.s3_max_attempts)
-    infos = {q: {name: source.stat(f"{q}/{name}") for name in CSV_NAMES} for q in QUARTERS}
+    infos = {q: {name: _stat(source, f"{q}/{name}") for name in CSV_NAMES} for q in QUARTERS}
     live = {}
     if live_hours:
         live_source = open_source(settings.live_root, settings.s3_endpoint_url, settings.s3_max_attempts) if settings.live_root else source
         live = live_batches(live_source, live_hours, datetime.now(timezone.utc))
     images = source.list_images()
     tracker.total = (
-        sum(i.size for files in infos.values() for i in files.values() if i)
+        sum(i.size for files in infos.values() for i in files.values() if isinstance(i, FileInfo))
         + sum(info.size for files in live.values() for _, info in files)
         + sum(i.size for i in images)
     )
+    limits = (settings.ingest_reject_limit_percent, accept_rejects)
     for quarter in QUARTERS:
-        _ingest_quarter(ctx, run, source, quarter, infos[quarter], live.get(quarter, []), tracker, outcome)
+        _ingest_quarter(ctx, run, source, quarter, infos[quarter], live.get(quarter, []), tracker, outcome, limits)
     ingest_images(ctx, run, source, images, tracker, outcome)
     return outcome.finish()
 
@@ -200,14 +187,26 @@ class _Part:
     record: IngestFile
 
 
-def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outcome):
+def _stat(source, path):
+    """The file's FileInfo, None when it is missing, or the FileRefused that says why it may not be read."""
+    try:
+        return source.stat(path)
+    except FileRefused as exc:
+        return exc
+
+
+def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outcome, limits):
     records = {name: _file_record(run, quarter, name, info) for name, info in infos.items()}
     missing = [name for name, info in infos.items() if info is None]
-    if missing:
+    refused = {name: info for name, info in infos.items() if isinstance(info, FileRefused)}
+    if missing or refused:
         for name in missing:
             records[name].error = "file is missing"
+        for name, exc in refused.items():
+            records[name].error = str(exc)
         _save_records(records.values())
-        outcome.fail(f"quarter {quarter}: {', '.join(missing)} missing; previous data kept")
+        said = [f"{', '.join(missing)} missing"] if missing else []
+        outcome.fail(f"quarter {quarter}: {'; '.join(said + [str(exc) for exc in refused.values()])}; previous data kept")
         return
     parts = [_Part(source, infos[name], name, records[name]) for name in CSV_NAMES] + [
         _Part(live_source, info, info.path.rsplit("/", 1)[-1], _file_record(run, quarter, info.path, info))
@@ -216,7 +215,12 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     all_records = [part.record for part in parts]
     live_paths = sorted(info.path for _, info in live_files)
     tracker.stage(f"quarter {quarter}: checking")
-    hashes = [_content_hash(part.source, part.info) for part in parts]
+    try:
+        hashes = [_content_hash(part.source, part.info, tracker) for part in parts]
+    except FileRefused as exc:
+        _save_records(all_records)
+        outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
+        return
     if live_set(quarter) == live_paths and all(is_loaded(part.info, h) for part, h in zip(parts, hashes)):
         for part, digest in zip(parts, hashes):
             part.record.unchanged, part.record.sha256 = True, digest or loaded_hash(part.info)
@@ -226,7 +230,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         return
     try:
         parsed = _parse_quarter(quarter, parts, tracker)
-    except FileRejected as exc:
+    except (FileRejected, FileRefused) as exc:
         for record in all_records:
             if record.sha256 is None and record.error is None:
                 record.error = "not read: the quarter was rejected"
@@ -248,6 +252,18 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {', '.join(emptied)} has no data rows; previous data kept")
         return
+    reject_limit, accept_rejects = limits
+    over = [(part, share) for part in parts if (share := _rejected_share(part.record)) > reject_limit]
+    if over and not accept_rejects:
+        for part, share in over:
+            part.record.error = f"over the reject limit: {share:.1f}% of its rows rejected (limit {reject_limit:g}%)"
+        _save_records(all_records)
+        outcome.fail(f"quarter {quarter}: " + ", ".join(
+            f"{part.info.path} has {share:.1f}% of its rows rejected ({part.record.rejected} of {part.record.rows_read}; "
+            f"limit {reject_limit:g}%)" for part, share in over
+        ) + "; previous data kept (load it anyway with --accept-rejects)")
+        log.warning("run=%s quarter=%s over the reject limit", run.id, quarter)
+        return
     data = build_quarter(quarter, parsed["impressions"], parsed["clicks"], parsed["conversions"])
     tracker.stage(f"quarter {quarter}: storing")
     try:
@@ -265,6 +281,9 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
         return
     runtime.publish_data_version(ctx, version)
     outcome.had_rejects |= any(r.rejected for r in all_records)
+    if over:
+        outcome.notes.append(f"quarter {quarter}: rejects accepted: " + ", ".join(
+            f"{part.info.path} {share:.1f}% of its rows rejected" for part, share in over))
     log.info(
         "run=%s quarter=%s loaded campaigns=%s data_version=%s live_files=%s %s",
         run.id, quarter, len(data.plans), version, len(live_paths),
@@ -289,13 +308,14 @@ def _parse_quarter(quarter, parts, tracker):
 
 def _parse_file(source, quarter, info, record, parse, tracker):
     tracker.stage(f"quarter {quarter}: reading {info.path}")
-    stream = source.open(info.path)
-    hashing = HashingLines(stream if info.limit is None else Limited(stream, info.limit), tracker)
     try:
-        with hashing:
-            _, report = parse(hashing)
-            hashing.drain()
-    except FileRejected as exc:
+        with tracker.reading(info.path):
+            stream = source.open(info.path)
+            hashing = HashingLines(stream if info.limit is None else Limited(stream, info.limit), tracker)
+            with hashing:
+                _, report = parse(hashing)
+                hashing.drain()
+    except (FileRejected, FileRefused) as exc:
         record.error = str(exc)
         raise
     record.sha256 = hashing.hexdigest()
@@ -307,7 +327,12 @@ def _parse_file(source, quarter, info, record, parse, tracker):
     )
 
 
+def _rejected_share(record) -> float:
+    return 100.0 * record.rejected / record.rows_read if record.rows_read else 0.0
+
+
 def _file_record(run, quarter, name, info):
+    info = info if isinstance(info, FileInfo) else None
     return IngestFile(
         run=run, quarter=quarter, name=name,
         size=info.size if info else None, etag=info.etag if info else None,
@@ -319,15 +344,15 @@ def _save_records(records):
         record.save()
 
 
-def _content_hash(source, info):
+def _content_hash(source, info, tracker):
     """The sha256 of a file whose source gives no ETag (a directory); None when the ETag will do."""
     if info.etag:
         return None
-    with source.open(info.path) as stream:
+    with tracker.reading(info.path), source.open(info.path) as stream:
         return sha256_of(stream)
 
 
 def _describe_error(exc) -> str:
-    return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+    return cut(str(exc) if isinstance(exc, (SourceError, LockLost)) else f"{type(exc).__name__}: {exc}")
 
 

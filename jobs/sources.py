@@ -7,15 +7,25 @@ Both lay files out the same way: `<q>/impressions.csv`, `<q>/clicks.csv`,
 import hashlib
 import os
 import re
+import stat as stat_module
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_NAME = re.compile(r"image_(\d+)\.[A-Za-z0-9]+")
+from jobs.parsing import MAX_ID, quote
+
+IMAGE_NAME = re.compile(r"image_([0-9]+)\.[A-Za-z0-9]+", re.ASCII)
 CHUNK = 1 << 16
 
 
 class SourceError(Exception):
     """The source as a whole cannot be read (unreachable, access denied, no such bucket)."""
+
+
+class FileRefused(Exception):
+    """One file of the source may not be read: not a regular file, outside the source, unreadable.
+
+    The message names the file and the reason, never its content.
+    """
 
 
 @dataclass(frozen=True)
@@ -47,36 +57,73 @@ def open_sink(spec: str, s3_endpoint_url: str = "", s3_max_attempts: int = 5):
 
 
 def image_banner_id(path: str):
-    """The banner id in `images/image_<id>.<ext>`, or None for any other name."""
+    """The banner id in `images/image_<id>.<ext>`, or None for any other name (or an id that is
+    not a positive 64-bit integer)."""
     match = IMAGE_NAME.fullmatch(path.rsplit("/", 1)[-1])
-    return int(match.group(1)) if match else None
+    if not match or len(match.group(1).lstrip("0")) > len(str(MAX_ID)):
+        return None
+    value = int(match.group(1))
+    return value if 0 < value <= MAX_ID else None
 
 
 class DirectorySource:
+    """A folder. Only regular files whose real path lies inside the folder are read: a symlink out of it,
+    a FIFO, a device or a directory in a file's place is refused (FileRefused), never opened for reading."""
+
     def __init__(self, root):
         self.root = Path(root)
         self.description = str(self.root)
-        if not self.root.is_dir():
-            raise SourceError(f"source directory {self.root} does not exist")
+        try:
+            is_dir = self.root.is_dir()
+        except OSError as exc:  # a name too long, a loop of symlinks
+            raise SourceError(f"source directory {quote(str(self.root))} does not exist ({exc.strerror})") from None
+        if not is_dir:
+            raise SourceError(f"source directory {quote(str(self.root))} does not exist")
+        self._real_root = os.path.realpath(self.root)
+
+    def _inside(self, path: str) -> str:
+        """The real path of `path`; FileRefused when it resolves outside the source."""
+        real = os.path.realpath(self.root / path)
+        if os.path.commonpath([real, self._real_root]) != self._real_root:
+            raise FileRefused(f"{path} resolves to a file outside the source; it was not read")
+        return real
 
     def stat(self, path: str):
-        """FileInfo of `path`, or None when there is no such file."""
-        try:
-            st = (self.root / path).stat()
-        except FileNotFoundError:
+        """FileInfo of `path`, or None when there is no such file; FileRefused when it may not be read."""
+        if not os.path.lexists(self.root / path):
             return None
+        real = self._inside(path)
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            return None  # a dangling symlink
+        except OSError as exc:
+            raise FileRefused(f"{path} cannot be read: {exc.strerror}") from None
+        if not stat_module.S_ISREG(st.st_mode):
+            raise FileRefused(f"{path} is not a regular file ({_kind(st.st_mode)}); it was not read")
         return FileInfo(path, st.st_size)
 
     def open(self, path: str):
-        """A binary stream of the file's bytes."""
-        return open(self.root / path, "rb")
+        """A binary stream of the file's bytes; FileRefused unless it is a regular file inside the source."""
+        real = self._inside(path)
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise FileRefused(f"{path} cannot be read: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat_module.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise FileRefused(f"{path} is not a regular file ({_kind(st.st_mode)}); it was not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
 
     def read_bytes(self, path: str):
         """The file's bytes, or None when there is no such file."""
-        try:
-            return (self.root / path).read_bytes()
-        except FileNotFoundError:
+        if not os.path.lexists(self.root / path):
             return None
+        with self.open(path) as stream:
+            return stream.read()
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Replace the file whole: a temporary file and a rename, so readers see all or nothing."""
@@ -100,14 +147,18 @@ class DirectorySource:
         return sorted(os.listdir(folder)) if folder.is_dir() else []
 
     def list_images(self) -> list:
+        """Every entry of images/, whatever its name or kind: ingest checks each and reports the bad ones."""
         folder = self.root / "images"
         if not folder.is_dir():
             return []
-        return [
-            FileInfo(f"images/{entry.name}", entry.stat().st_size)
-            for entry in sorted(os.scandir(folder), key=lambda e: e.name)
-            if entry.is_file() and image_banner_id(entry.name) is not None
-        ]
+        found = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            try:
+                size = entry.stat().st_size if entry.is_file() else 0
+            except OSError:
+                size = 0
+            found.append(FileInfo(f"images/{entry.name}", size))
+        return found
 
 
 class S3Source:
@@ -180,7 +231,7 @@ class S3Source:
         for page in self._call(list, pages):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(prefix):]
-                if "/" not in name and image_banner_id(name) is not None:
+                if name and "/" not in name:
                     found.append(FileInfo(f"images/{name}", obj["Size"], obj["ETag"].strip('"')))
         return sorted(found, key=lambda info: info.path)
 
@@ -203,6 +254,14 @@ class S3Source:
             raise SourceError(f"S3 error on {self.description}: {code or status} {error.get('Message', '')}".strip()) from exc
         except BotoCoreError as exc:
             raise SourceError(f"S3 unreachable for {self.description}: {exc}") from exc
+
+
+def _kind(mode) -> str:
+    for test, name in ((stat_module.S_ISDIR, "a directory"), (stat_module.S_ISFIFO, "a FIFO"),
+                       (stat_module.S_ISSOCK, "a socket"), (stat_module.S_ISCHR, "a device"), (stat_module.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def sha256_of(stream) -> str:

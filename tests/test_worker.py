@@ -243,7 +243,8 @@ def test_worker_queued_run_whose_lock_was_taken_meanwhile_loads_nothing(app, sou
 
         run_ingest(str(source), trigger="manual", run_id=run.id)
         run = refreshed(run.id)
-        assert run.status == IngestRun.ABANDONED and "took the lock" in run.error
+        # Not "abandoned": its worker did not stop; it was refused the lock.
+        assert run.status == IngestRun.FAILED and "took the lock" in run.error
         assert Plan.select().count() == 0 and runtime.lock_holder(ctx) == "999"
 
 

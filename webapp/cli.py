@@ -29,18 +29,20 @@ def register(app):
 @click.option("--enqueue", is_flag=True, help="Hand the run to an RQ worker instead of running it here.")
 @click.option("--with-live", "with_live", is_flag=True, help="Add the exported live batches of the last --live-hours hours.")
 @click.option("--live-hours", type=click.IntRange(1, 24 * 31), help="Hours of live batches to add (default LIVE_HOURS, or 24).")
-def ingest_command(source, enqueue, with_live, live_hours):
+@click.option("--accept-rejects", "accept_rejects", is_flag=True,
+              help="Load quarters whose files reject more rows than INGEST_REJECT_LIMIT_PERCENT (the history says so).")
+def ingest_command(source, enqueue, with_live, live_hours, accept_rejects):
     """Load SOURCE (a directory or s3://bucket/prefix; default INGEST_SOURCE) into the database."""
     from jobs.ingest import IngestBusy, request_ingest, run_ingest
 
     hours = (live_hours or current_app.extensions["settings"].live_hours or 24) if with_live else 0
     try:
         if enqueue:
-            run = request_ingest(source, trigger="cli", live_hours=hours)
+            run = request_ingest(source, trigger="cli", live_hours=hours, accept_rejects=accept_rejects)
             click.echo(f"Queued ingest run #{run.id} (job {run.job_id}).")
             return
         with _ProgressBar() as bar:
-            run_id = run_ingest(source, trigger="cli", on_progress=bar.update, live_hours=hours)
+            run_id = run_ingest(source, trigger="cli", on_progress=bar.update, live_hours=hours, accept_rejects=accept_rejects)
     except IngestBusy as exc:
         raise click.ClickException(str(exc)) from None
     current_app.extensions["plans"].invalidate()
