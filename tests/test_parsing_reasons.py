@@ -160,6 +160,59 @@ def test_parse_impressions_parses_each_distinct_line_once_within_a_bounded_cache
     assert len(calls) == 8 and counts == Counter({(1, 10): 2, (1, 11): 1, (1, 12): 1})
 
 
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty file: no header"),
+        ("click_id,banner_id,campaign_id\n".encode("utf-16"), "file is UTF-16 text, not UTF-8; save it as UTF-8"),
+        ("click_id,banner_id,campaign_id\n".encode("utf-32"), "file is UTF-32 text, not UTF-8; save it as UTF-8"),
+        ("click_id,banner_id,campaign_id\n".encode("utf-16-le"), "file is UTF-16 or UTF-32 text, not UTF-8; save it as UTF-8"),
+        (b"click_\xfaid,banner_id,campaign_id\n", "header is not UTF-8 text"),
+        (b"id,banner,campaign\n", "header 'id,banner,campaign' does not match 'click_id,banner_id,campaign_id'"),
+        # A NUL after the first 200 bytes is not taken for UTF-16: the header just does not match.
+        (b"a" * 200 + b"\x00\n", "header " + repr("a" * 200 + "...") + " does not match 'click_id,banner_id,campaign_id'"),
+    ],
+)
+def test_parse_file_refused_says_why_exactly(data, message):
+    with pytest.raises(FileRejected) as caught:
+        parse_clicks(lines(data) if data else [])
+    assert str(caught.value) == message
+
+
+def test_parse_header_of_exactly_a_mebibyte_is_read():
+    header = CLICKS.rstrip("\n").encode()
+    exact = header + b" " * (MAX_LINE - len(header) - 1) + b"\n"
+    assert len(exact) == MAX_LINE
+    clicks, report = parse_clicks([exact, b"1,10,1\n"])
+    assert clicks == {1: (10, 1)} and report.rejected == 0
+
+
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ("1,10,X", "campaign_id 'X' is not a positive integer"),
+        ("1,10,1\x00", "campaign_id '1\\x00' is not a positive integer"),
+    ],
+)
+def test_parse_row_reason_quotes_the_field_as_written(row, reason):
+    _, report = parse_clicks(lines(CLICKS + row + "\n"))
+    assert report.rejects == [(2, reason)]
+
+
+def test_parse_unquoted_field_over_the_csv_limit_is_split_without_the_csv_module():
+    import csv
+
+    clicks, report = parse_clicks(lines(CLICKS + "1,10," + " " * (csv.field_size_limit() + 1) + "1\n"))
+    assert clicks == {1: (10, 1)} and report.rejected == 0
+
+
+def test_parse_quoted_field_over_the_csv_limit_says_so():
+    import csv
+
+    _, report = parse_clicks(lines(CLICKS + '1,"' + "7" * (csv.field_size_limit() + 1) + '",1\n'))
+    assert report.rejects == [(2, f"row is not valid CSV: field larger than field limit ({csv.field_size_limit()})")]
+
+
 @pytest.mark.xfail(raises=ValueError, strict=True, reason="jobs/parsing.py (issue 9, the lead's): int() refuses over 4300 digits, "
                    "leading zeros included, so such an id fails the whole quarter instead of being one row")
 def test_parse_id_with_thousands_of_leading_zeros_is_one_row_not_a_failed_file():
