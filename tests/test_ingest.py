@@ -64,6 +64,16 @@ def test_ingest_loads_plans_stats_and_history(app, loaded):
         assert Banner.get_by_id(10).content_type == "image/png"
 
 
+def test_ingest_keeps_each_conversion_with_its_exact_revenue(app, loaded):
+    from decimal import Decimal
+
+    from models import Conversion
+
+    with app.app_context():
+        stored = {(c.conversion_id, c.click_id): c.revenue for c in Conversion.select().where(Conversion.quarter == 1)}
+    assert stored == {(1, 1): Decimal("2.5"), (2, 2): Decimal("1.25")}
+
+
 def test_ingest_same_source_twice_changes_nothing_and_reports_unchanged(app, loaded):
     source, before = loaded
     with app.app_context():

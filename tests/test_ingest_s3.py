@@ -96,12 +96,16 @@ def test_ingest_from_s3_loads_the_same_plans_as_from_a_directory(s3_app, bucket,
 
 def test_ingest_from_s3_twice_reports_every_file_unchanged_by_etag(s3_app, bucket):
     name, _ = bucket
-    ingest(s3_app, f"s3://{name}/feed")
+    first = ingest(s3_app, f"s3://{name}/feed")
     run = ingest(s3_app, f"s3://{name}/feed")
     with s3_app.app_context():
         records = list(IngestFile.select().where(IngestFile.run == run))
         assert run.status == IngestRun.SUCCEEDED and len(records) == 13
         assert all(r.unchanged for r in records)
+        # An unchanged object is not read again; its record carries the hash it was loaded with.
+        loaded = {(r.quarter, r.name): r.sha256 for r in IngestFile.select().where(IngestFile.run == first) if r.quarter}
+        again = {(r.quarter, r.name): r.sha256 for r in records if r.quarter}
+        assert again == loaded and len(loaded) == 12 and all(loaded.values())
 
 
 def test_ingest_from_s3_changed_object_reloads_its_quarter(s3_app, bucket):
