@@ -64,6 +64,17 @@ def test_ingest_loads_plans_stats_and_history(app, loaded):
         assert Banner.get_by_id(10).content_type == "image/png"
 
 
+def test_ingest_header_only_file_loads_where_its_quarter_had_no_rows_of_that_kind(app, tmp_path):
+    header = _header("conversions") + "\n"
+    source = write_source(tmp_path / "src", {q: dict(GOOD, conversions=header if q == 1 else GOOD["conversions"]) for q in (1, 2, 3, 4)})
+    assert _reingest(app, source).status == IngestRun.SUCCEEDED
+    (source / "1" / "clicks.csv").write_text(_header("clicks") + "\n1,15,1\n2,15,1\n")
+    run = _reingest(app, source)  # conversions of other quarters are served; quarter 1 has none to lose
+    with app.app_context():
+        assert run.status == IngestRun.SUCCEEDED, run.error
+        assert plans()[(1, 1)].startswith("15,")
+
+
 def test_ingest_keeps_each_conversion_with_its_exact_revenue(app, loaded):
     from decimal import Decimal
 

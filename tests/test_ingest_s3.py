@@ -119,6 +119,17 @@ def test_ingest_from_s3_changed_object_reloads_its_quarter(s3_app, bucket):
         assert Plan.get(quarter=3, campaign_id=1).banner_ids.startswith("14,")
 
 
+def test_ingest_from_s3_object_changed_to_the_same_size_reloads_its_quarter(s3_app, bucket):
+    name, client = bucket
+    ingest(s3_app, f"s3://{name}/feed")
+    body = "click_id,banner_id,campaign_id\n" + GOOD["clicks"].replace("1,10,1", "1,15,1")  # same length, new ETag
+    client.put_object(Bucket=name, Key="feed/3/clicks.csv", Body=body.encode())
+    run = ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        assert not IngestFile.get(run=run, quarter=3, name="clicks.csv").unchanged
+        assert Plan.get(quarter=3, campaign_id=1).banner_ids.split(",")[:2] == ["15", "11"]
+
+
 def test_ingest_from_s3_missing_object_fails_its_quarter_only(s3_app, bucket):
     name, client = bucket
     ingest(s3_app, f"s3://{name}/feed")
@@ -255,4 +266,8 @@ def test_export_to_s3_and_ingest_with_live_from_s3(s3_app, bucket):
     with s3_app.app_context():
         run = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", live_hours=1))
         assert run.status == IngestRun.SUCCEEDED, run.error
+        assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 6
+        # Again with nothing new: the quarter was built from these very live files, so nothing is read.
+        again = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", live_hours=1))
+        assert all(f.unchanged for f in IngestFile.select().where(IngestFile.run == again, IngestFile.quarter == 2))
         assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 6
