@@ -29,7 +29,7 @@ pass_config() {
     case "$1" in
         pure) cat <<'TOML'
 only_mutate = ["selection.py", "rotation.py", "jobs/parsing.py"]
-pytest_add_cli_args_test_selection = ["tests/test_selection.py", "tests/test_rotation.py", "tests/test_parsing.py"]
+pytest_add_cli_args_test_selection = ["tests/test_selection.py", "tests/test_rotation.py", "tests/test_parsing.py", "tests/test_parsing_reasons.py"]
 TOML
         ;;
         store) cat <<'TOML'
