@@ -1,9 +1,16 @@
 # One image for every BannerService process: web (gunicorn), RQ worker, scheduler, one-shot jobs.
-FROM python:3.11-slim
+# The base is the official Python image; scripts/docker-standins.sh builds a Debian stand-in for
+# machines without a registry (docker-compose.yml passes PYTHON_IMAGE through).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
+# PYTHONWARNINGS: rq-scheduler's cron helper calls the crontab package without its default_utc argument,
+# which warns on each reschedule (jobs/schedule.py silences it where we register schedules too).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONWARNINGS="ignore:Version 0.22.0+ of crontab:FutureWarning" \
     PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     INSTANCE_DIR=/data \
     IMAGE_DIR=/data/images \
     LOG_FILE=/data/logs/bannerservice.log \

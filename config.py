@@ -14,6 +14,12 @@ class Settings:
 
     database_url: str = f"sqlite:///{INSTANCE_DIR / 'bannerservice.db'}"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Sessions may live in a Redis of their own (bounded, evicting); empty: REDIS_URL.
+    session_redis_url: str = ""
+    # Proxies in front of the app whose X-Forwarded-For/-Proto are trusted (nginx + compose: 1).
+    trusted_proxy_count: int = 0
+    # Secure session cookies even on plain HTTP requests (they are Secure on HTTPS ones anyway).
+    session_cookie_secure: bool = False
     secret_key: str = ""
     # Where ingest copies banner images and where the web process (or nginx) serves them.
     image_dir: str = str(INSTANCE_DIR / "images")

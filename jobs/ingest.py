@@ -274,6 +274,11 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
             remember_live_set(quarter, live_paths)
             _save_records(all_records)
             version = bump_data_version()
+            # The commit point: the quarter is applied only while this run still holds the lock.
+            if not runtime.hold_lock(ctx, run.id):
+                raise LockLost(f"run {run.id} lost the ingest lock to {runtime.lock_holder(ctx)}; it stopped")
+    except LockLost:
+        raise
     except Exception as exc:
         outcome.fail(f"quarter {quarter}: could not store: {_describe_error(exc)}; previous data kept")
         log.exception("run=%s quarter=%s store failed", run.id, quarter)

@@ -39,7 +39,7 @@ class Context:
 _context = None
 
 
-def redis_client(url, **kwargs):
+def redis_client(url, socket_timeout=5, retries=1, **kwargs):
     """A Redis client that gives up within about two seconds when the server is gone.
 
     redis-py's default retries with backoff would hold a request for several seconds.
@@ -48,8 +48,8 @@ def redis_client(url, **kwargs):
     from redis.retry import Retry
 
     return redis_lib.Redis.from_url(
-        url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), **kwargs,
+        url, socket_connect_timeout=min(1, socket_timeout), socket_timeout=socket_timeout, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries), **kwargs,
     )
 
 

@@ -1,4 +1,11 @@
-"""The recurring jobs, registered with rq-scheduler under fixed ids."""
+"""The recurring jobs, registered with rq-scheduler under fixed ids, and the scheduler process that keeps them registered."""
+
+import logging
+import time
+
+import redis as redis_lib
+
+import warnings
 
 from live.export import scheduled_export
 from jobs.ingest import scheduled_ingest
@@ -23,10 +30,18 @@ def register_schedules(scheduler, settings):
 
 
 def _register(scheduler, settings, job_id, cron, func, description):
-    return scheduler.cron(
-        cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
-        use_local_timezone=False, description=description,
-    )
+    # rq-scheduler asks the `crontab` package for the next time without its `default_utc` argument, and
+    # crontab then warns (FutureWarning) on every registration; the times are right (`use_local_timezone=False`).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Version 0\.22\.0\+ of crontab", FutureWarning)
+        return scheduler.cron(
+            cron, func=func, id=job_id, queue_name=settings.queue_name, timeout=3600, result_ttl=86400,
+            use_local_timezone=False, description=description,
+        )
+
+
+log = logging.getLogger("bannerservice.schedule")
+CHECK_SECONDS = 60.0
 
 
 def scheduler_for(ctx):
@@ -34,3 +49,38 @@ def scheduler_for(ctx):
     from rq_scheduler import Scheduler
 
     return Scheduler(queue_name=ctx.settings.queue_name, connection=ctx.raw_redis)
+
+
+def run_scheduler(ctx, interval=10.0, check_seconds=CHECK_SECONDS):
+    """Run rq-scheduler's loop, registering our schedules when it starts and whenever a check
+    (every `check_seconds`) finds one missing: a Redis that restarted empty loses them all."""
+    from rq_scheduler import Scheduler
+
+    class KeepingScheduler(Scheduler):
+        checked_at = float("-inf")
+
+        def enqueue_jobs(self):
+            if time.monotonic() - self.checked_at >= check_seconds:
+                self.checked_at = time.monotonic()
+                ensure_schedules(self, ctx.settings)
+            return super().enqueue_jobs()
+
+    while True:
+        scheduler = KeepingScheduler(queue_name=ctx.settings.queue_name, connection=ctx.raw_redis, interval=interval)
+        try:
+            scheduler.run()
+            return
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+            # Keep the process: when Redis is back, the new loop registers the schedules at once.
+            log.warning("scheduler lost Redis (%s); trying again in %s s", exc, interval)
+            time.sleep(interval)
+
+
+def ensure_schedules(scheduler, settings) -> bool:
+    """Register the schedules again when one of them is missing; True when it had to."""
+    wanted = [schedule_id(settings, "ingest")] + ([schedule_id(settings, "export")] if settings.events_enabled else [])
+    if all(job_id in scheduler for job_id in wanted):
+        return False
+    register_schedules(scheduler, settings)
+    log.warning("schedules were missing in Redis (a restart or flush); registered them again: %s", ", ".join(wanted))
+    return True

@@ -2,26 +2,29 @@
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
 
 from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
-from peewee import fn
 
+from jobs.parsing import RowRejected, parse_id, parse_revenue
+from jobs.runtime import release_if_held
 from live.events import (
     CLICK_TTL,
-    derived_key,
     FIRST_LIVE_CLICK_ID,
     FIRST_LIVE_CONVERSION_ID,
     click_event,
     conversion_event,
+    derived_key,
+    next_live_id,
     queue_event,
     visitor_key,
 )
-from jobs.parsing import RowRejected, parse_id, parse_revenue
-from models import ApiKey, Banner, Click, Conversion
+from models import ApiKey, Banner
 from webapp.clock import utc_now
+from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS
 from webapp.urls import is_safe_landing_url
 
 bp = Blueprint("clicks", __name__)
@@ -50,9 +53,16 @@ def read_click_token(token: str, max_age: int, now=None):
         issued = int(issued)
     except ValueError:
         raise TokenForged(token) from None
-    if (time.time() if now is None else now) - issued > max_age:
+    now = time.time() if now is None else now
+    # We never sign these: a valid MAC on them means a leaked key or a bug, not a visitor.
+    if issued > now + MAX_CLOCK_SKEW_SECONDS or not 1 <= values[2] <= 4:
+        raise TokenForged(token)
+    if now - issued > max_age:
         raise TokenExpired(token)
     return values
+
+
+MAX_CLOCK_SKEW_SECONDS = 60
 
 
 class TokenForged(ValueError):
@@ -88,35 +98,66 @@ def click(token):
     except TokenForged:
         log.warning("click refused: forged or damaged token addr=%s", request.remote_addr)
         return redirect(url_for("public.index"))
-    ctx = current_app.extensions["runtime"]
     landing = landing_url(banner_id, settings.default_landing_url)
-    # One click per impression: the first request sets the marker, replays find it.
-    if not ctx.redis.set(ctx.key(f"clicked:{impression_id}"), 1, nx=True, ex=settings.click_token_max_age):
-        log.info("click ignored: impression %s was clicked already", impression_id)
-        return redirect(landing)
-    click_id = _next_id(ctx, "live:click_id", FIRST_LIVE_CLICK_ID, Click.click_id)
-    pipe = ctx.redis.pipeline(transaction=False)
-    if settings.events_enabled:
-        queue_event(pipe, ctx, click_event(utc_now(), quarter, campaign_id, banner_id, current_visitor(), impression_id, click_id))
-    pipe.set(ctx.key(f"click:{click_id}"), f"{quarter},{campaign_id},{banner_id}", ex=CLICK_TTL)
-    pipe.execute()
+    _record_click(settings, campaign_id, banner_id, quarter, impression_id)
     return redirect(landing)
+
+
+def _record_click(settings, campaign_id, banner_id, quarter, impression_id):
+    """Put the click in the stream, once per impression; while Redis is away, count it as dropped."""
+    breaker, degraded = current_app.extensions["redis_breaker"], current_app.extensions["degraded"]
+    if breaker.is_open():
+        degraded.add("clicks_dropped")
+        return
+    ctx, client = current_app.extensions["runtime"], current_app.extensions["visitor_redis"]
+    try:
+        # One click per impression: the first request sets the marker, replays find it.
+        if not client.set(ctx.key(f"clicked:{impression_id}"), 1, nx=True, ex=settings.click_token_max_age):
+            log.info("click ignored: impression %s was clicked already", impression_id)
+            return
+        click_id = next_live_id(client, ctx.key("live:click_id"), FIRST_LIVE_CLICK_ID)
+        pipe = client.pipeline(transaction=False)
+        if settings.events_enabled:
+            queue_event(pipe, ctx, click_event(utc_now(), quarter, campaign_id, banner_id, current_visitor(), impression_id, click_id))
+        pipe.set(ctx.key(f"click:{click_id}"), f"{quarter},{campaign_id},{banner_id}", ex=CLICK_TTL)
+        pipe.execute()
+    except REDIS_ERRORS as exc:
+        breaker.record(exc)
+        degraded.add("clicks_dropped")
+
+
+_landings = {}  # banner id -> landing URL last read, for clicks while the database is away
 
 
 def landing_url(banner_id, default) -> str:
     """The banner's landing URL when it has a safe one, else the default; never a URL from the request."""
-    banner = Banner.get_or_none(Banner.id == banner_id)
-    url = banner.landing_url if banner and banner.landing_url else default
+    try:
+        banner = Banner.get_or_none(Banner.id == banner_id)
+    except DATABASE_ERRORS:
+        current_app.extensions["degraded"].add("clicks_without_database")
+        url = _landings.get(banner_id, default)
+    else:
+        url = banner.landing_url if banner and banner.landing_url else default
+        if len(_landings) > 100_000:
+            _landings.clear()
+        _landings[banner_id] = url
     return url if is_safe_landing_url(url) else "/"
+
+
+API_MAX_BYTES = 64 * 1024
+CLAIM_SECONDS = 30  # a claimed Idempotency-Key whose request died is free again after this
 
 
 @bp.post("/api/conversions")
 def record_conversion():
     """Record a conversion of a live click: JSON {"click_id": int, "revenue": number}, with an advertiser's API key."""
+    request.max_content_length = API_MAX_BYTES  # a longer chunked body stops at 413 while it is read
+    if (request.content_length or 0) > API_MAX_BYTES:
+        return jsonify(error=f"the body is larger than {API_MAX_BYTES // 1024} KB"), 413
     advertiser = _advertiser_of(request.headers.get("Authorization", ""))
     if advertiser is None:
         return jsonify(error="a valid API key is required: Authorization: Bearer <key>"), 401
-    data = request.get_json(silent=True)
+    data = _json_body()
     if not isinstance(data, dict):
         return jsonify(error="send a JSON object with click_id and revenue"), 400
     try:
@@ -124,26 +165,61 @@ def record_conversion():
         revenue = parse_revenue(str(data.get("revenue", "")).strip())
     except RowRejected as exc:
         return jsonify(error=str(exc)), 400
+    idempotency = request.headers.get("Idempotency-Key", "")
+    if len(idempotency) > 200:
+        return jsonify(error="Idempotency-Key is longer than 200 characters"), 400
     ctx = current_app.extensions["runtime"]
     clicked = ctx.redis.get(ctx.key(f"click:{click_id}"))
     if clicked is None:
         return jsonify(error=f"click_id {click_id} is not a known live click"), 404
     quarter, campaign_id, banner_id = (int(v) for v in clicked.split(","))
-    idempotency = request.headers.get("Idempotency-Key", "")
-    if len(idempotency) > 200:
-        return jsonify(error="Idempotency-Key is longer than 200 characters"), 400
-    seen_key = ctx.key(f"conversion-request:{advertiser}:{hashlib.sha256(idempotency.encode()).hexdigest()}")
-    if idempotency and not ctx.redis.set(seen_key, "pending", nx=True, ex=CLICK_TTL):
-        # A retry of a request we have: the same answer, nothing recorded twice.
-        earlier = ctx.redis.get(seen_key)
-        return jsonify(conversion_id=None if earlier == "pending" else int(earlier), click_id=click_id, duplicate=True), 200
-    conversion_id = _next_id(ctx, "live:conversion_id", FIRST_LIVE_CONVERSION_ID, Conversion.conversion_id)
+    if not idempotency:
+        conversion_id = _record_conversion(ctx, quarter, campaign_id, banner_id, click_id, revenue, advertiser)
+        return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
+    key = ctx.key(f"conversion-request:{advertiser}:{hashlib.sha256(idempotency.encode()).hexdigest()}")
+    fingerprint = hashlib.sha256(f"{click_id}|{revenue}".encode()).hexdigest()[:32]
+    claim = f"pending:{fingerprint}:{secrets.token_hex(8)}"
+    if not ctx.redis.set(key, claim, nx=True, ex=CLAIM_SECONDS):
+        return _answer_retry(ctx.redis.get(key), fingerprint, click_id)
+    try:
+        conversion_id = _record_conversion(ctx, quarter, campaign_id, banner_id, click_id, revenue, advertiser)
+    except BaseException:
+        # Nothing was recorded: free the key, so the client's retry records the conversion.
+        release_if_held(ctx.redis, key, claim)
+        raise
+    ctx.redis.set(key, f"done:{fingerprint}:{conversion_id}", ex=CLICK_TTL)
+    return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
+
+
+def _json_body():
+    """The request's JSON with numbers kept as their text (the money rule reads the literal); None if it is not JSON."""
+    try:
+        text = request.get_data(cache=False).decode("utf-8")
+        return json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, or nesting deeper than the parser goes
+        return None
+
+
+def _answer_retry(stored, fingerprint, click_id):
+    """The answer to a request whose Idempotency-Key is taken: 422 for another body, 409 while in flight, else the first answer."""
+    if stored is None:  # the claim just expired: let the client try again
+        return jsonify(error="the earlier request with this Idempotency-Key did not finish; retry"), 409
+    if stored.count(":") < 2:  # written before keys carried their request's hash: a plain id or "pending"
+        return jsonify(conversion_id=int(stored) if stored.isdigit() else None, click_id=click_id, duplicate=True), 200
+    state, stored_fingerprint, rest = stored.split(":", 2)
+    if stored_fingerprint != fingerprint:
+        return jsonify(error="this Idempotency-Key was used with a different request body"), 422
+    if state == "pending":
+        return jsonify(error="a request with this Idempotency-Key is in progress; retry in a few seconds"), 409
+    return jsonify(conversion_id=int(rest), click_id=click_id, duplicate=True), 200
+
+
+def _record_conversion(ctx, quarter, campaign_id, banner_id, click_id, revenue, advertiser) -> int:
+    conversion_id = next_live_id(ctx.redis, ctx.key("live:conversion_id"), FIRST_LIVE_CONVERSION_ID)
     pipe = ctx.redis.pipeline(transaction=False)
     queue_event(pipe, ctx, conversion_event(utc_now(), quarter, campaign_id, banner_id, click_id, conversion_id, revenue, advertiser))
-    if idempotency:
-        pipe.set(seen_key, conversion_id, ex=CLICK_TTL)
     pipe.execute()
-    return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
+    return conversion_id
 
 
 def _advertiser_of(header: str):
@@ -163,17 +239,3 @@ def create_api_key(advertiser: str) -> str:
     key = "bsk_" + secrets.token_urlsafe(32)
     ApiKey.create(advertiser=advertiser, key_hash=hash_api_key(key))
     return key
-
-
-_INCR_IF_SET = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('incr', KEYS[1]) end return false"
-
-
-def _next_id(ctx, name, first, column):
-    """The next live id from a Redis counter; a lost counter restarts above every id the database has."""
-    key = ctx.key(name)
-    value = ctx.redis.eval(_INCR_IF_SET, 1, key)
-    if value is None:
-        highest = column.model.select(fn.MAX(column)).scalar() or 0
-        ctx.redis.set(key, max(first - 1, highest), nx=True)
-        value = ctx.redis.incr(key)
-    return int(value)

@@ -13,6 +13,9 @@ STREAM = "events"
 GROUP = "exporters"
 STREAM_MAXLEN = 5_000_000  # a bound on memory if exports stop for days; trimming is approximate
 COUNTER_TTL = 2 * 3600
+# /healthz and the overview warn when the oldest unexported event is this old, or the stream this full.
+EXPORT_BEHIND_SECONDS = 15 * 60
+NEAR_CAP_RATIO = 0.8
 # Live click ids start far above any id in the historical exports, so the two never collide.
 FIRST_LIVE_CLICK_ID = 10**12
 FIRST_LIVE_CONVERSION_ID = 10**12
@@ -110,3 +113,53 @@ def recent_counts(ctx, now: datetime, minutes=60) -> dict:
 
 def _ts(now: datetime) -> str:
     return f"{now.astimezone(timezone.utc).timestamp():.3f}"
+
+
+# INCR, raised to at least (Redis' clock in ms) * 1000 + first: a counter that Redis lost (restart
+# without persistence, flush) restarts above every id it gave before, with no database to ask.
+# 1000 ids per millisecond before the counter runs ahead of the clock; still exact in Lua's doubles
+# (below 2**53) until the year 2255.
+_NEXT_ID = """
+local now = redis.call('time')
+local floor = (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)) * 1000 + tonumber(ARGV[1])
+local value = redis.call('incr', KEYS[1])
+if value < floor then
+  redis.call('set', KEYS[1], floor)
+  value = floor
+end
+return value
+"""
+
+
+def next_live_id(redis, key: str, first: int) -> int:
+    """The next live click or conversion id from the counter at `key`: never one given before."""
+    return int(redis.eval(_NEXT_ID, 1, key, first))
+
+
+def trim_exported(redis, stream) -> None:
+    """Drop the entries every exporter has acknowledged, so the length cap only bites while the export is behind."""
+    groups = [g for g in redis.xinfo_groups(stream) if _text(g["name"]) == GROUP]
+    if not groups:
+        return
+    pending = redis.xpending(stream, GROUP)
+    if pending["pending"]:
+        keep_from = _text(pending["min"])
+    else:
+        ms, seq = _text(groups[0]["last-delivered-id"]).split("-")
+        keep_from = f"{ms}-{int(seq) + 1}"
+    redis.xtrim(stream, minid=keep_from, approximate=False)
+
+
+def stream_health(redis, stream, now: datetime, cap=STREAM_MAXLEN) -> dict:
+    """How far the export is behind: entries in the stream (all unexported, once trimmed), the oldest's age."""
+    length = redis.xlen(stream)
+    oldest = redis.xrange(stream, count=1)
+    age = now.timestamp() - int(_text(oldest[0][0]).split("-")[0]) / 1000 if oldest else 0.0
+    return {
+        "length": length, "cap": cap, "oldest_seconds": round(max(age, 0.0)),
+        "near_cap": length >= NEAR_CAP_RATIO * cap, "export_behind": age > EXPORT_BEHIND_SECONDS,
+    }
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,7 +17,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 from jobs import runtime
-from live.events import GROUP, STREAM, decode
+from live.events import GROUP, STREAM, decode, trim_exported
 from jobs.sources import FileInfo, open_sink
 from models import ExportRun, utcnow
 
@@ -60,6 +60,7 @@ def export_events(time_budget=240.0, crash_after_write=False):
             if crash_after_write:
                 raise SystemExit("stopping before the acknowledgement, as asked")
             ctx.redis.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+            trim_exported(ctx.redis, stream)
             total += len(entries)
             lock.renew()
             if time.monotonic() - started > time_budget:

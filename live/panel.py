@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, render_template
 from redis import RedisError
 
-from live.events import GROUP, STREAM, recent_counts
+from live.events import GROUP, STREAM, recent_counts, stream_health
 from models import ExportRun
 from webapp.auth import is_htmx_request, login_required
 from webapp.clock import utc_now
@@ -34,6 +34,7 @@ def live_panel_context() -> dict:
     try:
         counts = recent_counts(ctx, utc_now())
         context["waiting"] = events_waiting(ctx.redis, ctx.key(STREAM))
+        context["stream"] = stream_health(ctx.redis, ctx.key(STREAM), utc_now())
     except RedisError as exc:
         context["error"] = f"Redis did not answer: {exc}"
         return context
@@ -41,6 +42,7 @@ def live_panel_context() -> dict:
         ({"campaign": c, "impressions": i, "clicks": k, "ctr": k / i if i else None} for c, (i, k) in counts.items()),
         key=lambda row: (-row["impressions"], row["campaign"]),
     )
+    context["degraded"] = current_app.extensions["degraded"].as_dict()
     context["totals"] = {"impressions": sum(r["impressions"] for r in context["rows"]),
                          "clicks": sum(r["clicks"] for r in context["rows"])}
     return context

@@ -26,7 +26,8 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 QUEUE="${QUEUE_NAME:-bannerservice}"
 rq worker --url "$REDIS_URL" "$QUEUE" > "$RUN_DIR/worker.log" 2>&1 & pids+=($!)
-rqscheduler --url "$REDIS_URL" --interval 10 > "$RUN_DIR/scheduler.log" 2>&1 & pids+=($!)
+# Our scheduler, not plain rqscheduler: it registers the schedules again when Redis lost them.
+flask --app webapp scheduler --interval 10 > "$RUN_DIR/scheduler.log" 2>&1 & pids+=($!)
 say "worker and scheduler logs: $RUN_DIR/worker.log, $RUN_DIR/scheduler.log"
 say "serving on http://127.0.0.1:$PORT  (try http://127.0.0.1:$PORT/campaigns/1)"
 gunicorn -c gunicorn.conf.py --bind "127.0.0.1:$PORT" &

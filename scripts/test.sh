@@ -16,6 +16,32 @@ apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are
 ensure_test_database
 say "REDIS_URL=$REDIS_URL TEST_DATABASE_URL=${TEST_DATABASE_URL:-<none>}"
 
+# --- The compose end-to-end test (tests/test_compose_e2e.py, marker `compose`) -----------------------
+# It needs a Docker engine with Compose v2 and the stand-in images: scripts/docker-standins.sh sets
+# them up (Debian, root; a running engine and built images are reused). Skipped, with the reason, when
+# that cannot be done, when COMPOSE_E2E=0, or when the pytest arguments select other test files only.
+wants_compose_e2e() {
+    local arg paths=0
+    for arg in "$@"; do
+        [[ "$arg" == *compose* ]] && return 0
+        [[ "$arg" != -* && -e "${arg%%::*}" ]] && paths=1
+    done
+    [ "$paths" = 0 ]
+}
+if [ -n "${COMPOSE_STANDINS_ENV:-}${COMPOSE_E2E_OFFICIAL:-}" ]; then
+    :  # the caller chose the images
+elif [ "${COMPOSE_E2E:-1}" = 0 ]; then
+    export COMPOSE_E2E_SKIP="COMPOSE_E2E=0: the compose test was turned off"
+elif ! wants_compose_e2e "$@"; then
+    export COMPOSE_E2E_SKIP="not selected: scripts/test.sh sets up Docker only for the whole suite or a compose test"
+elif apt_install wrk && bash scripts/docker-standins.sh "$RUN_DIR/compose-standins.env"; then
+    export COMPOSE_STANDINS_ENV="$RUN_DIR/compose-standins.env"
+else
+    export COMPOSE_E2E_SKIP="no Docker engine with Compose v2 here, and none could be set up (needs Debian and root): see the messages above"
+    say "$COMPOSE_E2E_SKIP"
+fi
+# --- end of the compose block ---------------------------------------------------------------------------
+
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?

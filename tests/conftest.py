@@ -177,3 +177,65 @@ def demo_source(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     write_demo_source(root)
     return root
+
+
+class RedisProcess:
+    """A private redis-server on a free loopback port, without persistence, that a test may stop,
+    restart empty and freeze (SIGSTOP)."""
+
+    def __init__(self, work):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.work, self.process = Path(work), None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        import shutil
+        import subprocess
+        import time
+
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.work)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis_lib.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis_lib.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.process is not None:
+            self.thaw()
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def freeze(self):
+        import signal
+
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self):
+        import signal
+
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own (see RedisProcess), stopped at the end."""
+    server = RedisProcess(tmp_path).start()
+    yield server
+    server.stop()

@@ -86,6 +86,43 @@ def test_export_appends_later_events_to_the_same_hour(live_app):
     assert read_csv(folder / "impressions.csv") == ["banner_id,campaign_id", "101,7", "103,7"]
 
 
+def test_export_trims_what_it_acknowledged_and_keeps_the_rest(live_app):
+    ctx = runtime.context()
+    add_events([impression_event(NOW, 2, 7, 101, "v", 1, f"t{n}") for n in range(5)])
+    with live_app.app_context():
+        export_events()
+    assert ctx.redis.xlen(ctx.key(STREAM)) == 0  # exported entries no longer count against the cap
+    add_events([impression_event(NOW, 2, 7, 102, "v", 1, "later")])
+    assert [e["imp"] for e in stream_events()] == ["later"]
+    with live_app.app_context():
+        export_events()
+    folder = live_app.live_root / "live" / "2026-11-27" / "10" / "2"
+    assert len(read_csv(folder / "impressions.csv")) == 1 + 6
+
+
+def test_healthz_and_overview_say_when_the_export_is_behind_or_the_stream_near_its_cap(live_app, client):
+    from live.events import stream_health
+    from test_auth import login, PASSWORDS
+    from webapp.auth import create_user
+
+    ctx = runtime.context()
+    stream = ctx.key(STREAM)
+    assert client.get("/healthz").json["events"] == {"length": 0, "cap": 5_000_000, "oldest_seconds": 0,
+                                                     "near_cap": False, "export_behind": False}
+    old_ms = int((datetime.now(timezone.utc) - timedelta(minutes=20)).timestamp() * 1000)
+    ctx.redis.xadd(stream, {"e": "impression|1|2|7|101|v|1|old"}, id=f"{old_ms}-0")
+    events = client.get("/healthz").json["events"]
+    assert events["export_behind"] is True and events["length"] == 1 and events["oldest_seconds"] >= 1200
+    assert stream_health(ctx.redis, stream, datetime.now(timezone.utc), cap=1)["near_cap"] is True
+    with live_app.app_context():
+        create_user("ada", PASSWORDS["ada"], "admin")
+    login(client, "ada")
+    assert "Export behind" in client.get("/admin/").get_data(as_text=True)
+    with live_app.app_context():
+        export_events()
+    assert client.get("/healthz").json["events"]["export_behind"] is False
+
+
 def test_export_worker_killed_between_writing_and_acknowledging_writes_every_event_once(live_app, worker_env):
     """A real process dies at the acknowledgement; the next run claims its entries and writes each once."""
     add_events([impression_event(NOW, 2, 7, 100 + i, "v", 1, f"i{i}") for i in range(50)])
@@ -443,13 +480,104 @@ def test_conversions_api_retry_with_the_same_idempotency_key_records_once(client
     assert len([e for e in stream_events() if e["type"] == "conversion"]) == 1
 
 
-def test_live_click_ids_restart_above_the_database_when_redis_lost_the_counter(app, client, token_for):
-    from models import Click
+def test_conversions_api_same_key_with_another_body_is_422(client, token_for, api_key):
+    click_id = live_click(client, token_for, impression="idem-422")
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "order-43"}
+    first = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    other = client.post("/api/conversions", json={"click_id": click_id, "revenue": 7}, headers=headers)
+    assert first.status_code == 201 and other.status_code == 422 and "different request" in other.json["error"]
+    assert len([e for e in stream_events() if e["type"] == "conversion"]) == 1
 
-    with app.app_context():
-        Click.create(quarter=2, click_id=10**12 + 500, banner_id=1, campaign_id=7)
-    click_id = live_click(client, token_for, impression="after-flush")
-    assert click_id == 10**12 + 501
+
+def test_conversions_api_failure_after_the_claim_releases_the_key(client, token_for, api_key):
+    """A real failure after the key is claimed: the stream key holds a string, so XADD fails."""
+    ctx = runtime.context()
+    click_id = live_click(client, token_for, impression="idem-fail")
+    saved = ctx.redis.dump(ctx.key(STREAM))
+    ctx.redis.delete(ctx.key(STREAM))
+    ctx.redis.set(ctx.key(STREAM), "not a stream")
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "order-44"}
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    failed = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    assert failed.status_code >= 500
+    ctx.redis.delete(ctx.key(STREAM))
+    ctx.redis.restore(ctx.key(STREAM), 0, saved)
+    retry = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    assert retry.status_code == 201, retry.json  # not "duplicate": nothing was recorded the first time
+    assert len([e for e in stream_events() if e["type"] == "conversion"]) == 1
+
+
+def test_conversions_api_concurrent_retry_while_the_key_is_claimed_is_409(client, token_for, api_key, settings_overrides):
+    import hashlib
+
+    from live.clicks import CLAIM_SECONDS
+
+    ctx = runtime.context()
+    click_id = live_click(client, token_for, impression="idem-409")
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "order-45"}
+    first = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    key = next(ctx.redis.scan_iter(ctx.key("conversion-request:*")))
+    fingerprint = ctx.redis.get(key).split(":")[1]
+    ctx.redis.set(key, f"pending:{fingerprint}:someone-else", ex=CLAIM_SECONDS)  # a request in flight
+    in_flight = client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers)
+    assert first.status_code == 201 and in_flight.status_code == 409
+    assert 0 < ctx.redis.ttl(key) <= CLAIM_SECONDS  # a claim whose request died frees itself within seconds
+
+
+@pytest.mark.parametrize("body", ["{", '{"click_id": 1, "revenue": 1', "[" * 30_000 + "]" * 30_000, b"\xff\xfe{}"])
+def test_conversions_api_malformed_or_deep_json_is_400(client, api_key, body):
+    response = client.post("/api/conversions", data=body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 400 and "JSON object" in response.json["error"]
+
+
+def test_conversions_api_body_over_64_kb_is_413(client, api_key):
+    body = '{"click_id": 1, "revenue": 1, "pad": "' + "x" * 70_000 + '"}'
+    response = client.post("/api/conversions", data=body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 413 and "64 KB" in response.json["error"]
+
+
+def test_form_body_over_1_mb_is_413(client):
+    response = client.post("/login", data={"username": "x" * (1 << 20), "password": "y"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("revenue", ["1e-999999999", "１.5", "1234567890123", 1234567890123, "0.0000000001"])
+def test_conversions_api_revenue_follows_the_money_rule(client, token_for, api_key, revenue):
+    """The CSV parser's rule (jobs.parsing.parse_revenue): ASCII digits, at most 12 integer digits, 9 decimals."""
+    click_id = live_click(client, token_for, impression=f"money-{abs(hash(revenue))}")
+    body = '{"click_id": %d, "revenue": %s}' % (click_id, revenue if isinstance(revenue, int) else f'"{revenue}"')
+    response = client.post("/api/conversions", data=body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {api_key}"})
+    assert 400 <= response.status_code < 500 and response.json["error"], response.json
+    assert [e for e in stream_events() if e["type"] == "conversion"] == []
+
+
+def test_conversions_api_unquoted_tiny_exponent_is_read_as_written(client, token_for, api_key):
+    click_id = live_click(client, token_for, impression="money-literal")
+    response = client.post("/api/conversions", data='{"click_id": %d, "revenue": 1e-999999999}' % click_id,
+                           content_type="application/json", headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 400  # not silently 0.0, as a float parse would make it
+
+
+@pytest.mark.parametrize("issued_ahead, quarter", [(10 * 365 * 86400, 2), (61, 2), (0, 99), (0, 0)])
+def test_click_token_from_the_future_or_outside_the_quarters_is_forged(app, client, token_for, issued_ahead, quarter):
+    from live.clicks import TokenForged, read_click_token
+
+    token = token_for(quarter=quarter, impression=f"odd-{issued_ahead}-{quarter}", now=time.time() + issued_ahead)
+    with app.test_request_context(), pytest.raises(TokenForged):
+        read_click_token(token, 86400)
+    response = client.get(f"/click/{token}")
+    assert response.status_code == 302 and response.location.endswith("/")
+    assert [e for e in stream_events() if e["type"] == "click"] == []
+
+
+def test_click_token_a_few_seconds_ahead_is_accepted(app, token_for):
+    from live.clicks import read_click_token
+
+    with app.test_request_context():
+        assert read_click_token(token_for(now=time.time() + 30), 86400)[2] == 2
 
 
 def test_ingest_reads_live_files_only_as_far_as_their_manifest(live_app):

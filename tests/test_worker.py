@@ -363,3 +363,25 @@ def test_worker_killed_inside_the_store_transaction_serves_the_old_quarter_whole
     client = app.test_client()
     shown = [int(re.search(r'data-banner-id="(\d+)"', client.get("/campaigns/1").get_data(as_text=True)).group(1)) for _ in range(5)]
     assert sorted(shown) == old_set
+
+
+def test_worker_schedule_registration_prints_no_future_warning(app, settings_overrides):
+    import uuid
+    import warnings
+    from dataclasses import replace
+
+    from rq_scheduler import Scheduler
+
+    from jobs.schedule import register_schedules, schedule_id
+
+    ctx = runtime.context()
+    settings = replace(ctx.settings, queue_name=f"warn-{uuid.uuid4().hex[:8]}")
+    scheduler = Scheduler(queue_name=settings.queue_name, connection=ctx.raw_redis)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            register_schedules(scheduler, settings)
+    finally:
+        for what in ("ingest", "export"):
+            scheduler.cancel(schedule_id(settings, what))
+    assert [str(w.message)[:60] for w in caught if issubclass(w.category, FutureWarning)] == []

@@ -5,12 +5,19 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, render_template
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_settings
 from jobs import runtime
 from models import db
-from webapp import sessions
+from webapp import errors, sessions
+from webapp.outage import Breaker, DegradedCounts
 from webapp.serving import PlanCache
+
+# The visitor's path gives up on Redis quickly (a frozen server must not hold a banner view for
+# seconds) and does not retry: the breaker sends the next views down the degraded path instead.
+VISITOR_REDIS_TIMEOUT = 0.5
+FORM_MAX_BYTES = 1 << 20
 
 
 def create_app(overrides=None):
@@ -18,10 +25,21 @@ def create_app(overrides=None):
     settings = load_settings(**(overrides or {}))
     ctx = runtime.context(settings)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    if settings.trusted_proxy_count:
+        # Only the configured proxies' X-Forwarded-* are believed: a client cannot pick its address.
+        n = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0, x_prefix=0)
+    events_redis = runtime.redis_client(settings.redis_url, socket_timeout=VISITOR_REDIS_TIMEOUT, retries=0,
+                                        decode_responses=True)
+    session_url = settings.session_redis_url or settings.redis_url
+    session_redis = runtime.redis_client(session_url, socket_timeout=VISITOR_REDIS_TIMEOUT, retries=0)
     app.config.update(
         SECRET_KEY=settings.secret_key or _instance_secret(),
+        MAX_FORM_MEMORY_SIZE=FORM_MAX_BYTES,
+        MAX_CONTENT_LENGTH=FORM_MAX_BYTES,
         SESSION_TYPE="redis",
-        SESSION_REDIS=runtime.redis_client(settings.redis_url),
+        SESSION_REDIS=session_redis,
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
         SESSION_KEY_PREFIX=settings.redis_prefix + "session:",
         SESSION_PERMANENT=False,  # a browser-session cookie; the Redis TTL ends idle sessions
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_lifetime_minutes),
@@ -31,8 +49,14 @@ def create_app(overrides=None):
     )
     app.extensions["settings"] = settings
     app.extensions["runtime"] = ctx
-    app.extensions["plans"] = PlanCache(ctx.redis, ctx.key("data_version"), settings.plan_refresh_seconds)
-    sessions.install(app, app.config["SESSION_REDIS"], app.config["SESSION_KEY_PREFIX"])
+    app.extensions["visitor_redis"] = events_redis
+    app.extensions["redis_breaker"] = breaker = Breaker("Redis")
+    session_breaker = breaker if session_url == settings.redis_url else Breaker("session Redis")
+    app.extensions["degraded"] = DegradedCounts()
+    app.extensions["plans"] = PlanCache(events_redis, ctx.key("data_version"), settings.plan_refresh_seconds)
+    # One Redis for both: the events ride the session's pipeline (no round trip of their own).
+    sessions.install(app, session_redis, app.config["SESSION_KEY_PREFIX"],
+                     session_redis if session_url == settings.redis_url else events_redis, session_breaker)
 
     @app.teardown_appcontext
     def close_db(exc):
@@ -54,6 +78,8 @@ def create_app(overrides=None):
     @app.errorhandler(404)
     def not_found(error):
         return render_template("errors/404.html", message=getattr(error, "description", None)), 404
+
+    errors.install(app)
 
     return app
 

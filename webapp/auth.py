@@ -1,9 +1,12 @@
 """Sign-in for the dashboard: users and roles, login/logout, throttling of failed logins, CSRF."""
 
 import functools
+import hashlib
 import hmac
 import logging
 import secrets
+import time
+from urllib.parse import unquote_to_bytes
 
 from flask import (
     Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for,
@@ -11,6 +14,7 @@ from flask import (
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import User, has_admin, user_by_name
+from webapp.sessions import is_degraded, is_visitor_request
 from webapp.urls import is_local_path
 
 bp = Blueprint("auth", __name__)
@@ -18,10 +22,17 @@ log = logging.getLogger("bannerservice.auth")
 
 ROLES = ("admin", "manager")
 MIN_PASSWORD_LENGTH = 8
-# Failed sign-ins within the window lock the username (from any address) or the address (for any name).
-MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_ADDRESS = 20
+# Sign-in attempts per (username, client address) within the window: the first FREE_ATTEMPTS go
+# at once, then each waits twice as long as the one before (2 s, 4 s, ... MAX_DELAY_SECONDS).
+# A name is never locked: the same name from another address is not slowed.
+FREE_ATTEMPTS = 5
+MAX_DELAY_SECONDS = 15 * 60
 FAILURE_WINDOW_SECONDS = 15 * 60
+# Password checks per second over the whole site; above it sign-ins wait a second (a slowdown
+# for guessing from many addresses at once, never a lock).
+SITE_CHECKS_PER_SECOND = 20
+# A hash of the same kind as the users', checked for unknown names so they take as long to refuse.
+_UNKNOWN_USER_HASH = generate_password_hash(secrets.token_urlsafe(16))
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "X-CSRFToken"
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -72,10 +83,17 @@ def template_globals():
 @bp.before_app_request
 def load_user_and_check_csrf():
     """Put the signed-in user on `g` and refuse state-changing requests without the session's token."""
+    g.user = None
+    if is_visitor_request():
+        return  # the ad slot and the click need neither the user nor the database
+    if is_degraded(session):
+        abort(503)  # the session store is away: the dashboard cannot know who is signed in
     user_id = session.get("user_id")
     g.user = User.get_or_none(User.id == user_id) if user_id else None
     # /api/ is authenticated by an API key in a header, never by the cookie: CSRF cannot ride on it.
     if request.method in UNSAFE_METHODS and not request.path.startswith("/api/"):
+        if _form_has_bad_bytes():
+            abort(400, "A form field holds characters no form of ours sends (NUL, control characters or bytes that are not UTF-8).")
         sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
         expected = session.get(CSRF_FIELD) or ""
         # Bytes: compare_digest refuses non-ASCII str, and a forged token must be a 400, not a 500.
@@ -123,19 +141,21 @@ def login():
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
         throttle = _Throttle(username, request.remote_addr or "-")
-        if throttle.is_locked():
-            log.warning("login locked user=%s addr=%s", username, request.remote_addr)
-            error, status = "Too many failed sign-ins. Wait 15 minutes and try again.", 429
-        else:
-            user = user_by_name(username)
-            if user and check_password_hash(user.password_hash, password):
-                throttle.clear()
-                _start_session(user)
-                log.info("login user=%s addr=%s", user.username, request.remote_addr)
-                return redirect(next_url or url_for("admin.overview"))
-            throttle.record_failure()
-            log.warning("login failed user=%s addr=%s", username, request.remote_addr)
-            error, status = "Wrong username or password.", 401
+        wait = throttle.claim_attempt()
+        if wait:
+            log.warning("login slowed user=%s addr=%s wait=%ss", username, request.remote_addr, wait)
+            error, status = f"Too many failed sign-ins. Wait {wait} seconds and try again.", 429
+            page = render_template("auth/login.html", error=error, next_url=next_url)
+            return page, status, {"Retry-After": str(wait)}
+        user = user_by_name(username)
+        # An unknown name costs a hash check too, so refusing it takes as long as a wrong password.
+        if check_password_hash(user.password_hash if user else _UNKNOWN_USER_HASH, password) and user:
+            throttle.clear()
+            _start_session(user)
+            log.info("login user=%s addr=%s", user.username, request.remote_addr)
+            return redirect(next_url or url_for("admin.overview"))
+        log.warning("login failed user=%s addr=%s", username, request.remote_addr)
+        error, status = "Wrong username or password.", 401
     return render_template("auth/login.html", error=error, next_url=next_url), status
 
 
@@ -161,27 +181,56 @@ def _safe_next(target):
     return target if is_local_path(target) else None
 
 
+def _form_has_bad_bytes() -> bool:
+    """True when a field of the query or the urlencoded body is not UTF-8, or holds NUL or another control."""
+    # Read raw: werkzeug keeps undecodable bytes as their %XX text, which no later check could tell apart.
+    raws = [request.query_string]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        raws.append(request.get_data(cache=True))  # the form is still parsed from the cached body
+    for raw in raws:
+        for piece in raw.replace(b"=", b"&").split(b"&"):
+            try:
+                text = unquote_to_bytes(piece.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return True
+            if any(ord(c) < 32 and c not in "\t\r\n" or c == "\x7f" for c in text):
+                return True
+    return False
+
+
+# Atomically: refuse while this (name, address) must wait, else count the attempt and set the
+# next one's earliest time; and count the site's checks this second. Returns seconds to wait (0: go).
+_CLAIM_ATTEMPT = """
+local now = tonumber(redis.call('time')[1])
+local next_at = tonumber(redis.call('hget', KEYS[1], 'next') or '0')
+if now < next_at then return next_at - now end
+local site = redis.call('incr', KEYS[2])
+if site == 1 then redis.call('expire', KEYS[2], 2) end
+if site > tonumber(ARGV[4]) then return 1 end
+local n = redis.call('hincrby', KEYS[1], 'n', 1)
+local free = tonumber(ARGV[1])
+if n >= free then
+  redis.call('hset', KEYS[1], 'next', now + math.min(2 ^ (n - free + 1), tonumber(ARGV[2])))
+end
+redis.call('expire', KEYS[1], ARGV[3])
+return 0
+"""
+
+
 class _Throttle:
-    """Counters of failed sign-ins in Redis, per username and per address, that expire with the window."""
+    """Sign-in attempts in Redis per (username, address), with growing delays, and the site's checks per second."""
 
     def __init__(self, username, address):
         ctx = current_app.extensions["runtime"]
         self.redis = ctx.redis
-        self.keys = (
-            (ctx.key(f"login-failures:user:{username.lower()}"), MAX_FAILURES_PER_USER),
-            (ctx.key(f"login-failures:addr:{address}"), MAX_FAILURES_PER_ADDRESS),
-        )
+        digest = hashlib.sha256(f"{username.lower()}\n{address}".encode()).hexdigest()[:32]
+        self.key = ctx.key(f"login-failures:{digest}")
+        self.site_key = ctx.key(f"login-checks:{int(time.time())}")
 
-    def is_locked(self) -> bool:
-        counts = self.redis.mget([key for key, _ in self.keys])
-        return any(int(count or 0) >= limit for count, (_, limit) in zip(counts, self.keys))
-
-    def record_failure(self):
-        with self.redis.pipeline() as pipe:
-            for key, _ in self.keys:
-                pipe.incr(key)
-                pipe.expire(key, FAILURE_WINDOW_SECONDS, nx=True)
-            pipe.execute()
+    def claim_attempt(self) -> int:
+        """Seconds this attempt must wait (0: check the password now; the attempt is counted)."""
+        args = (FREE_ATTEMPTS, MAX_DELAY_SECONDS, FAILURE_WINDOW_SECONDS, SITE_CHECKS_PER_SECOND)
+        return int(self.redis.eval(_CLAIM_ATTEMPT, 2, self.key, self.site_key, *args))
 
     def clear(self):
-        self.redis.delete(self.keys[0][0])
+        self.redis.delete(self.key)

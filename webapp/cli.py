@@ -15,6 +15,7 @@ def register(app):
     app.cli.add_command(plans_command)
     app.cli.add_command(demo_data_command)
     app.cli.add_command(schedule_command)
+    app.cli.add_command(scheduler_command)
     app.cli.add_command(status_command)
     app.cli.add_command(users_command)
     app.cli.add_command(bootstrap_admin_command)
@@ -96,6 +97,17 @@ def schedule_command():
     ctx = current_app.extensions["runtime"]
     job = register_schedules(scheduler_for(ctx), ctx.settings)
     click.echo(f"Scheduled {job.id}: {job.description}")
+
+
+@click.command("scheduler")
+@with_appcontext
+@click.option("--interval", default=10.0, show_default=True, help="Seconds between looks for due jobs.")
+@click.option("--check-seconds", default=60.0, show_default=True, help="Seconds between checks that our schedules exist.")
+def scheduler_command(interval, check_seconds):
+    """Run rq-scheduler, registering the schedules at start and again whenever Redis lost them."""
+    from jobs.schedule import run_scheduler
+
+    run_scheduler(current_app.extensions["runtime"], interval=interval, check_seconds=check_seconds)
 
 
 @click.command("status")

@@ -9,7 +9,7 @@ from rotation import next_banner
 from selection import quarter_of
 from live.clicks import click_token, current_visitor, new_impression_id
 from webapp.clock import utc_now
-from webapp.sessions import queue_for_redis
+from webapp.sessions import is_degraded, queue_for_redis
 
 bp = Blueprint("public", __name__)
 
@@ -43,10 +43,17 @@ def campaign(campaign_id):
         if cid in snapshot.campaigns:
             abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
         abort(404, f"There is no campaign {cid}.")
-    rotations = session.get(ROTATIONS) or {}
-    banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)
-    rotations[str(cid)] = state
-    session[ROTATIONS] = rotations
+    events_away = current_app.extensions["redis_breaker"].is_open()
+    if is_degraded(session) or events_away:
+        # Redis is away: any banner of the current set, no rotation state (and no event, when the
+        # events' Redis is the one away).
+        banner_id = _rng.choice(banners)[0]
+        current_app.extensions["degraded"].add("views")
+    else:
+        rotations = session.get(ROTATIONS) or {}
+        banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)
+        rotations[str(cid)] = state
+        session[ROTATIONS] = rotations
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
@@ -57,7 +64,7 @@ def campaign(campaign_id):
             quarter=quarter, click_href=url_for("clicks.click", token=TOKEN_SLOT),
         )
     impression_id = new_impression_id()
-    if current_app.extensions["settings"].events_enabled:
+    if current_app.extensions["settings"].events_enabled and not events_away:
         ctx = current_app.extensions["runtime"]
         event = impression_event(now, quarter, cid, banner_id, current_visitor(), snapshot.version, impression_id)
         queue_for_redis(lambda pipe: queue_event(pipe, ctx, event))

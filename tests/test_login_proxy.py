@@ -1,0 +1,130 @@
+"""Sign-in behind the shipped nginx (rendered from the project's template) in front of gunicorn:
+clients are told apart by the address nginx forwards, and one client's failures lock nobody else out."""
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from conftest import REDIS_URL, ROOT
+from test_stack import _free_port, _require, _wait_for, render_file
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Browser:
+    """A client from one loopback address (127.0.0.x) with its own cookie, talking to nginx."""
+
+    def __init__(self, port, address):
+        self.port, self.address, self.cookie = port, address, None
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20, source_address=(self.address, 0))
+        headers = dict(headers or {})
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            found = {k.lower(): v for k, v in response.getheaders()}
+            if "set-cookie" in found:
+                self.cookie = found["set-cookie"].split(";", 1)[0]
+            return response.status, found, response.read().decode()
+        finally:
+            conn.close()
+
+    def login(self, username, password):
+        status, _, page = self.request("GET", "/login")
+        token = CSRF.search(page).group(1)
+        from urllib.parse import urlencode
+
+        body = urlencode({"username": username, "password": password, "csrf_token": token})
+        return self.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """nginx → gunicorn (TRUSTED_PROXY_COUNT=1, as docker-compose runs it) on SQLite, with admin `ada`."""
+    nginx = _require("nginx")
+    work = tmp_path_factory.mktemp("proxied")
+    prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": f"sqlite:///{work / 'bannerservice.db'}", "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
+        "INSTANCE_DIR": str(work / "instance"), "IMAGE_DIR": str(work / "images"),
+        "LOG_FILE": str(work / "bannerservice.log"), "SECRET_KEY": "proxy-test", "QUEUE_NAME": f"{prefix}queue",
+        "PYTHONPATH": str(ROOT), "WEB_WORKERS": "2", "TRUSTED_PROXY_COUNT": "1",
+        "BANNERSERVICE_PASSWORD": "ada-secret-1",
+    })
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "flask", "--app", "webapp", "users", "create", "ada", "--role", "admin"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    sock = work / "web.sock"
+    gunicorn = subprocess.Popen([bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"unix:{sock}"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "wb"))
+    port = _free_port()
+    run_dir = work / "nginx"
+    render_file(run_dir / "nginx.conf", {
+        "LISTEN": f"127.0.0.1:{port}", "APP_UPSTREAM": f"unix:{sock}", "IMAGE_DIR": env["IMAGE_DIR"],
+        "RUN_DIR": str(run_dir), "LOG_DIR": str(run_dir), "NGINX_WORKERS": "1", "NGINX_USER": "root",
+    })
+    server = subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
+                              stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"))
+    try:
+        _wait_for(lambda: Browser(port, "127.0.0.1").request("GET", "/ping")[0] == 200, "nginx and gunicorn")
+        yield port
+    finally:
+        for process in (server, gunicorn):
+            process.send_signal(signal.SIGTERM)
+        for process in (server, gunicorn):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        client = redis_lib.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def test_login_through_nginx_one_clients_failures_do_not_lock_out_another(proxied):
+    attacker = Browser(proxied, "127.0.0.2")
+    refused = [attacker.login("ada", f"guess-{n}")[0] for n in range(25)]
+    assert set(refused) <= {401, 429} and 429 in refused  # the attacker is slowed down
+    admin = Browser(proxied, "127.0.0.3")
+    status, headers, _ = admin.login("ada", "ada-secret-1")
+    assert status == 302 and headers["location"].endswith("/admin/")
+
+
+def test_login_through_nginx_session_cookie_is_secure_when_the_proxy_says_https(proxied):
+    # nginx sets X-Forwarded-Proto from its own scheme; a TLS front in front of it would say https.
+    browser = Browser(proxied, "127.0.0.4")
+    status, headers, _ = browser.login("ada", "ada-secret-1")
+    assert status == 302 and "Secure" not in headers["set-cookie"]  # plain HTTP to nginx: not Secure
+
+
+def test_login_page_through_nginx_is_not_frameable_and_has_a_policy(proxied):
+    status, headers, _ = Browser(proxied, "127.0.0.5").request("GET", "/login")
+    assert status == 200 and headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["referrer-policy"]
+
+
+def test_login_through_nginx_a_forged_forwarded_for_does_not_pick_the_address(proxied):
+    # An attacker rotating X-Forwarded-For values is still one address to the throttle.
+    attacker = Browser(proxied, "127.0.0.6")
+    statuses = []
+    for n in range(8):
+        status, _, page = attacker.request("GET", "/login")
+        from urllib.parse import urlencode
+
+        body = urlencode({"username": "ada", "password": f"guess-{n}", "csrf_token": CSRF.search(page).group(1)})
+        statuses.append(attacker.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
+                                                                   "X-Forwarded-For": f"10.0.0.{n}"})[0])
+    assert 429 in statuses

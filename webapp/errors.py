@@ -1,0 +1,72 @@
+"""Answers for a store that is away (a styled 503 with Retry-After, JSON on the API), and the
+security headers every response carries."""
+
+from flask import current_app, jsonify, render_template, request
+from werkzeug.exceptions import InternalServerError, ServiceUnavailable
+
+from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS, RETRY_AFTER_SECONDS
+
+# Only files from this site; no inline script or style (htmx's indicator style is off, see base.html).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+# The ad slot is meant to be framed by publishers' pages (see the README); nothing else is.
+FRAMEABLE_BLUEPRINTS = ("public",)
+
+
+def unavailable(what="A service this page needs"):
+    """The 503 answer: JSON under /api/, else the styled page; both say when to retry."""
+    message = f"{what} is unavailable right now. Try again in {RETRY_AFTER_SECONDS} seconds."
+    if request.path.startswith("/api/"):
+        response = jsonify(error=message)
+    else:
+        response = current_app.make_response(render_template("errors/503.html", message=message))
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _store_of(exc):
+    """(the store's name, its breaker or None) when `exc` says a store is away; (None, None) otherwise."""
+    if isinstance(exc, REDIS_ERRORS):
+        return "Redis", current_app.extensions["redis_breaker"]
+    if isinstance(exc, DATABASE_ERRORS):
+        return "The database", None
+    return None, None
+
+
+def install(app):
+    """Register the 503 handlers and the headers."""
+
+    @app.errorhandler(ServiceUnavailable)
+    def service_unavailable(error):
+        return unavailable()
+
+    def store_away(exc):
+        store, breaker = _store_of(exc)
+        if breaker is not None:
+            breaker.record(exc)
+        else:
+            current_app.logger.warning("%s is unavailable: %s: %s", store, type(exc).__name__, exc)
+        return unavailable(store)
+
+    for error_class in REDIS_ERRORS + DATABASE_ERRORS:
+        app.register_error_handler(error_class, store_away)
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error):
+        # Errors outside the view (opening or saving the session) arrive here wrapped.
+        original = getattr(error, "original_exception", None)
+        if original is not None and _store_of(original)[0]:
+            return store_away(original)
+        return error
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if request.blueprint not in FRAMEABLE_BLUEPRINTS:
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
