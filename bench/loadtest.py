@@ -128,6 +128,14 @@ def _per_minute(run) -> float:
     return run["requests"] / (run["duration_us"] / 1e6) * 60
 
 
+def visitor_wording(results) -> str:
+    """What bench/visitors.lua did with the visitors: one per connection only with one connection per thread."""
+    if int(results["threads"]) >= int(results["connections"]):
+        return "one wrk thread per connection, so each connection a returning visitor with its own session cookie and one request in flight"
+    return (f"{results['connections']} returning visitors with their own session cookies, handed out round robin over "
+            "each thread's connections (a visitor can have two requests in flight)")
+
+
 def render_section(results) -> str:
     """The markdown of the "## Load test" section."""
     main, base = results["campaign"], results["baseline"]
@@ -169,8 +177,7 @@ def render_section(results) -> str:
         f"- Command: `{results['command']}` ({results['duration']} s per run, {results['connections']} connections, "
         f"{results['threads']} wrk threads{', Redis over a unix socket' if 'unix' in results['redis_transport'] else ''}).",
         f"- wrk: {results['threads']} threads, {results['connections']} connections, {results['duration']} s per run; "
-        f"each connection a returning visitor with its own session cookie, every visitor over all campaigns "
-        f"(bench/visitors.lua).",
+        f"{visitor_wording(results)}, every visitor over all campaigns (bench/visitors.lua).",
         "",
         "| measure | result | target | met |",
         "|---|---|---|---|",

@@ -1,8 +1,11 @@
 -- wrk script: returning visitors, each with its own session cookie, spread over all campaigns.
 -- Environment: VISITORS_FILE (one "name=value" cookie per line, made by scripts/loadtest.sh),
 -- CAMPAIGNS (comma-separated ids), LOADTEST_PATH (optional: a fixed path, for the baseline).
--- Each thread takes its share of the visitors and hands them out round robin, so with as many
--- visitors as connections every connection carries one visitor's requests.
+-- Each thread takes its share of the visitors and hands them out round robin. wrk does not tell a
+-- script which connection a request goes out on, so only a thread with one connection (wrk -t N -c N,
+-- scripts/loadtest.sh's default) gives its connection one visitor, with one request in flight at a
+-- time. A thread with several connections spreads its visitors over them: one visitor can then have
+-- two requests in flight at once.
 
 local threads = {}
 local counter = 0

@@ -186,7 +186,7 @@ def parse_id(text: str, name: str) -> int:
         raise RowRejected(f"{name} {quote(text)} is not a positive integer")
     if len(text.lstrip("0")) > len(str(MAX_ID)):  # before int(): Python refuses over 4300 digits
         raise RowRejected(f"{name} {text[:30]}{'...' if len(text) > 30 else ''} is beyond 64 bits")
-    value = int(text)
+    value = int(text.lstrip("0") or "0")  # int() refuses over 4300 digits, leading zeros included
     if value == 0:
         raise RowRejected(f"{name} is 0; ids are positive")
     if value > MAX_ID:
@@ -226,9 +226,11 @@ def parse_revenue(text: str) -> Decimal:
 
 def quote(text, limit: int = MAX_QUOTE) -> str:
     """`text` in quotes for a message, cut to `limit` characters (bytes are shown as text)."""
+    cut = False
     if isinstance(text, bytes):
+        cut = len(text) > limit * 4
         text = text[: limit * 4].decode("utf-8", "replace")
-    return repr(text[:limit] + "...") if len(text) > limit else repr(text)
+    return repr(text[:limit] + "...") if cut or len(text) > limit else repr(text)
 
 
 def _count_repeats(report, name, ids, values, earlier_ids, earlier_values, lines_of):

@@ -7,7 +7,7 @@ from redis import RedisError
 
 from live.events import GROUP, STREAM, recent_counts, stream_health
 from models import ExportRun
-from webapp.auth import login_required
+from webapp.auth import is_htmx_request, login_required
 from webapp.clock import utc_now
 
 bp = Blueprint("live_admin", __name__, url_prefix="/admin/live")
@@ -21,8 +21,11 @@ def require_login():
 
 @bp.get("/")
 def panel():
-    """The live panel fragment; it refreshes itself every few seconds."""
-    return render_template("admin/_live_panel.html", live=live_panel_context())
+    """The live panel: the fragment htmx polls every few seconds, or a page of its own when opened directly."""
+    template = "admin/_live_panel.html" if is_htmx_request() else "admin/live.html"
+    response = current_app.make_response(render_template(template, live=live_panel_context()))
+    response.vary.add("HX-Request")
+    return response
 
 
 def live_panel_context() -> dict:

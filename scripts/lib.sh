@@ -87,3 +87,30 @@ ensure_redis() {
     redis_answers "$private" || { say "redis-server did not start; see $RUN_DIR/redis.log"; return 1; }
     export REDIS_URL="$private"
 }
+
+ensure_test_database() {
+    # The PostgreSQL tests use TEST_DATABASE_URL. When it is unset and a local server answers
+    # (127.0.0.1:5432, user postgres, trust auth), create a throwaway database for this run and
+    # drop it when the calling script exits. Without either, the PostgreSQL tests are skipped.
+    [ -n "${TEST_DATABASE_URL:-}" ] && return 0
+    local server="postgresql://postgres@127.0.0.1:5432" name="bannerservice_run_$$_$RANDOM"
+    "$VENV/bin/python" - "$server/postgres" "$name" <<'PY' 2>/dev/null || return 0
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1], connect_timeout=2)
+conn.autocommit = True
+conn.cursor().execute(f'CREATE DATABASE "{sys.argv[2]}"')
+PY
+    export TEST_DATABASE_URL="$server/$name"
+    TEST_DATABASE_DROP="$name"
+    trap drop_test_database EXIT
+}
+
+drop_test_database() {
+    [ -n "${TEST_DATABASE_DROP:-}" ] || return 0
+    "$VENV/bin/python" - "postgresql://postgres@127.0.0.1:5432/postgres" "$TEST_DATABASE_DROP" <<'PY' || say "could not drop the test database $TEST_DATABASE_DROP"
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1], connect_timeout=5)
+conn.autocommit = True
+conn.cursor().execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
+PY
+}

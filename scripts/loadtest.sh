@@ -4,7 +4,8 @@
 # same stack, and writes the "## Load test" section of docs/performance.md.
 #
 # Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
-# Environment: WRK_THREADS (2), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
+# Environment: WRK_THREADS (= CONNECTIONS: one connection per wrk thread, so one visitor per
+#   connection; fewer threads share their visitors among their connections), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
 #   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
 #   LOADTEST_REDIS_PORT (6392), LOADTEST_REDIS=unix (app to Redis over a unix socket; default tcp),
 #   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), GUNICORN_CONF (a
@@ -18,7 +19,9 @@ cd "$ROOT"
 
 DURATION="${1:-30}"
 CONNECTIONS="${2:-64}"
-THREADS="${WRK_THREADS:-2}"
+# wrk does not tell a script which connection a request goes out on; a thread with one connection
+# sends that connection's requests, so one thread per connection gives each connection its own visitor.
+THREADS="${WRK_THREADS:-$CONNECTIONS}"
 PORT="${LOADTEST_PORT:-8089}"
 REDIS_PORT="${LOADTEST_REDIS_PORT:-6392}"
 WORK="$RUN_DIR/loadtest"

@@ -25,11 +25,8 @@ export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
 # tests/test_stack.py runs the real nginx in front of gunicorn.
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
 
-# PostgreSQL is optional: when one answers on 127.0.0.1:5432 the suite runs against it too.
-if [ -z "${TEST_DATABASE_URL:-}" ] && "$VENV/bin/python" -c '
-import psycopg2; psycopg2.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=2).close()' 2>/dev/null; then
-    export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test"
-fi
+# PostgreSQL is optional: TEST_DATABASE_URL, or a throwaway database on a local server, or none.
+ensure_test_database
 say "REDIS_URL=$REDIS_URL TEST_DATABASE_URL=${TEST_DATABASE_URL:-<none>}"
 
 # --- The compose end-to-end test (tests/test_compose_e2e.py, marker `compose`) -----------------------

@@ -64,6 +64,27 @@ def test_ingest_loads_plans_stats_and_history(app, loaded):
         assert Banner.get_by_id(10).content_type == "image/png"
 
 
+def test_ingest_header_only_file_loads_where_its_quarter_had_no_rows_of_that_kind(app, tmp_path):
+    header = _header("conversions") + "\n"
+    source = write_source(tmp_path / "src", {q: dict(GOOD, conversions=header if q == 1 else GOOD["conversions"]) for q in (1, 2, 3, 4)})
+    assert _reingest(app, source).status == IngestRun.SUCCEEDED
+    (source / "1" / "clicks.csv").write_text(_header("clicks") + "\n1,15,1\n2,15,1\n")
+    run = _reingest(app, source)  # conversions of other quarters are served; quarter 1 has none to lose
+    with app.app_context():
+        assert run.status == IngestRun.SUCCEEDED, run.error
+        assert plans()[(1, 1)].startswith("15,")
+
+
+def test_ingest_keeps_each_conversion_with_its_exact_revenue(app, loaded):
+    from decimal import Decimal
+
+    from models import Conversion
+
+    with app.app_context():
+        stored = {(c.conversion_id, c.click_id): c.revenue for c in Conversion.select().where(Conversion.quarter == 1)}
+    assert stored == {(1, 1): Decimal("2.5"), (2, 2): Decimal("1.25")}
+
+
 def test_ingest_same_source_twice_changes_nothing_and_reports_unchanged(app, loaded):
     source, before = loaded
     with app.app_context():
@@ -129,6 +150,23 @@ def test_ingest_bad_file_fails_its_quarter_and_keeps_serving_the_old_data(app, l
         assert run.status == status and "quarter 1" in run.error and "previous data kept" in run.error
         assert says in (files_of(run.id)[(1, f"{kind}.csv")].error or "")
         assert plans() == before
+
+
+def test_ingest_failed_first_quarter_does_not_stop_the_other_three(app, loaded):
+    source, before = loaded
+    (source / "1" / "clicks.csv").write_text("id,banner,campaign\n1,10,1\n")
+    for quarter in (2, 3, 4):  # each of the others changed, so each has to load again
+        (source / str(quarter) / "clicks.csv").write_text(f"{_header('clicks')}\n1,15,1\n2,15,1\n4,20,2\n")
+    run = _reingest(app, source)
+    with app.app_context():
+        assert run.status == IngestRun.FAILED and "quarter 1" in run.error
+        assert not any(f"quarter {q}" in run.error for q in (2, 3, 4)), run.error
+        after = plans()
+        assert after[(1, 1)] == before[(1, 1)]
+        assert all(after[(q, 1)].startswith("15,") and after[(q, 1)] != before[(q, 1)] for q in (2, 3, 4))
+        records = files_of(run.id)
+        assert all(records[(q, "clicks.csv")].loaded == 3 for q in (2, 3, 4))
+        assert records[(None, "images/")].error is None
 
 
 BAD_ROWS = {

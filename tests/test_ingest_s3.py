@@ -96,12 +96,16 @@ def test_ingest_from_s3_loads_the_same_plans_as_from_a_directory(s3_app, bucket,
 
 def test_ingest_from_s3_twice_reports_every_file_unchanged_by_etag(s3_app, bucket):
     name, _ = bucket
-    ingest(s3_app, f"s3://{name}/feed")
+    first = ingest(s3_app, f"s3://{name}/feed")
     run = ingest(s3_app, f"s3://{name}/feed")
     with s3_app.app_context():
         records = list(IngestFile.select().where(IngestFile.run == run))
         assert run.status == IngestRun.SUCCEEDED and len(records) == 13
         assert all(r.unchanged for r in records)
+        # An unchanged object is not read again; its record carries the hash it was loaded with.
+        loaded = {(r.quarter, r.name): r.sha256 for r in IngestFile.select().where(IngestFile.run == first) if r.quarter}
+        again = {(r.quarter, r.name): r.sha256 for r in records if r.quarter}
+        assert again == loaded and len(loaded) == 12 and all(loaded.values())
 
 
 def test_ingest_from_s3_changed_object_reloads_its_quarter(s3_app, bucket):
@@ -113,6 +117,17 @@ def test_ingest_from_s3_changed_object_reloads_its_quarter(s3_app, bucket):
         assert not IngestFile.get(run=run, quarter=3, name="clicks.csv").unchanged
         assert IngestFile.get(run=run, quarter=2, name="clicks.csv").unchanged
         assert Plan.get(quarter=3, campaign_id=1).banner_ids.startswith("14,")
+
+
+def test_ingest_from_s3_object_changed_to_the_same_size_reloads_its_quarter(s3_app, bucket):
+    name, client = bucket
+    ingest(s3_app, f"s3://{name}/feed")
+    body = "click_id,banner_id,campaign_id\n" + GOOD["clicks"].replace("1,10,1", "1,15,1")  # same length, new ETag
+    client.put_object(Bucket=name, Key="feed/3/clicks.csv", Body=body.encode())
+    run = ingest(s3_app, f"s3://{name}/feed")
+    with s3_app.app_context():
+        assert not IngestFile.get(run=run, quarter=3, name="clicks.csv").unchanged
+        assert Plan.get(quarter=3, campaign_id=1).banner_ids.split(",")[:2] == ["15", "11"]
 
 
 def test_ingest_from_s3_missing_object_fails_its_quarter_only(s3_app, bucket):
@@ -145,13 +160,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket):
-    """An endpoint that hangs up on every connection: boto3 retries (with backoff), then the run fails."""
+def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket, tmp_path):
+    """An endpoint that hangs up on every connection: boto3 retries (with backoff), then the run fails
+    and the served plans stay as they were."""
     import threading
     from dataclasses import replace
 
     from jobs import runtime
 
+    ingest(app, str(write_source(tmp_path / "good", {q: dict(GOOD) for q in (1, 2, 3, 4)})))
+    with app.app_context():
+        before = plans()
+    assert len(before) == 8
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -175,6 +195,8 @@ def test_ingest_from_s3_unreachable_is_retried_then_failed(app, bucket):
         listener.close()
     assert run.status == IngestRun.FAILED and "unreachable" in run.error and run.finished_at
     assert 3 <= len(attempts) <= 6  # max_attempts=3 (urllib3 may reopen a dropped connection once)
+    with app.app_context():
+        assert plans() == before
 
 
 @pytest.fixture(scope="module")
@@ -244,4 +266,8 @@ def test_export_to_s3_and_ingest_with_live_from_s3(s3_app, bucket):
     with s3_app.app_context():
         run = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", live_hours=1))
         assert run.status == IngestRun.SUCCEEDED, run.error
+        assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 6
+        # Again with nothing new: the quarter was built from these very live files, so nothing is read.
+        again = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", live_hours=1))
+        assert all(f.unchanged for f in IngestFile.select().where(IngestFile.run == again, IngestFile.quarter == 2))
         assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 6

@@ -66,3 +66,16 @@ def test_live_panel_says_when_events_are_off(serving, admin):
 
     serving.extensions["settings"] = replace(serving.extensions["settings"], events_enabled=False)
     assert "Event recording is off" in admin.get("/admin/live/").get_data(as_text=True)
+
+
+def test_live_panel_is_a_fragment_for_htmx_and_a_page_of_its_own_otherwise(serving, admin):
+    add_events([impression_event(NOW, 2, 7, 101, "v", 1, "a")])
+    fragment = admin.get("/admin/live/", headers={"HX-Request": "true"})
+    html = fragment.get_data(as_text=True)
+    assert html.lstrip().startswith('<section id="live-panel"') and "<html" not in html
+    assert 'hx-get="/admin/live/"' in html and panel_numbers(html) == {7: (1, 0, "0.00%")}
+    page = admin.get("/admin/live/")
+    full = page.get_data(as_text=True)
+    assert "<html" in full and "htmx.min.js" in full and full.count('id="live-panel"') == 1
+    assert panel_numbers(full) == {7: (1, 0, "0.00%")}
+    assert "HX-Request" in fragment.headers["Vary"] and "HX-Request" in page.headers["Vary"]

@@ -43,6 +43,15 @@ def test_next_banner_set_change_restarts_without_repeating_the_last_banner(old, 
         assert sorted(shown_after[start:start + n]) == sorted(new)
 
 
+@given(banner_sets, st.sets(st.integers(1, 10**12), min_size=1, max_size=4), st.integers(1, 30), st.integers())
+def test_next_banner_changed_set_that_keeps_the_last_banner_does_not_start_with_it(old, added, before, seed):
+    shown_before, state = serve(old, before, seed=seed)
+    new = {shown_before[-1]} | added  # the banner just shown stays; the set around it changes
+    assume(new != old and len(new) > 1)
+    shown_after, _ = serve(new, 1, state=state, seed=seed + 1)
+    assert shown_after[0] != shown_before[-1]
+
+
 def test_next_banner_single_banner_set_can_only_repeat():
     shown, _ = serve({7}, 4)
     assert shown == [7, 7, 7, 7]
@@ -59,6 +68,14 @@ def test_next_banner_corrupt_state_that_would_repeat_starts_a_fresh_cycle():
     key = set_key({1, 2, 3})
     banner, _ = next_banner({1, 2, 3}, [key, 2, 2, 3], random.Random(0))
     assert banner != 2
+
+
+def test_next_banner_state_holding_non_integers_is_not_trusted():
+    # True == 1 and 1.0 == 1 in Python: without the type check they would pass for banner 1.
+    key = set_key({1, 2})
+    for stored in ([key, 2, True], [key, 2, 1.0]):
+        banner, state = next_banner({1, 2}, stored, random.Random(0))
+        assert type(banner) is int and all(type(v) is int for v in state)
 
 
 def test_next_banner_new_cycles_are_random():

@@ -15,8 +15,10 @@ from selection import (
     SCENARIO_TOP_X_REVENUE,
     BannerStats,
     Plan,
+    click_key,
     describe,
     quarter_of,
+    revenue_key,
     select_banners,
 )
 
@@ -165,10 +167,44 @@ def test_select_banners_plan_is_distinct_bounded_and_from_the_pool(stats, extra_
     assert plan.x == sum(1 for s in stats if s.conversions > 0)
 
 
-def test_describe_says_which_rule_applied():
-    assert describe(Plan(3, SCENARIO_REVENUE_THEN_CLICKS, (1, 2, 3, 4, 5))) == "X = 3: 3 banners by revenue, 2 by clicks."
-    assert describe(Plan(12, SCENARIO_TOP10_REVENUE, tuple(range(10)))) == "X = 12: the top 10 banners by revenue."
-    assert "2 drawn at random" in describe(Plan(0, SCENARIO_TOP5_CLICKS, (1, 2, 3, 4, 5), random_fill=2))
+@pytest.mark.parametrize(
+    "plan, text",
+    [
+        (Plan(3, SCENARIO_REVENUE_THEN_CLICKS, (1, 2, 3, 4, 5)), "X = 3: 3 banners by revenue, 2 by clicks."),
+        (Plan(12, SCENARIO_TOP10_REVENUE, tuple(range(10))), "X = 12: the top 10 banners by revenue."),
+        (Plan(7, SCENARIO_TOP_X_REVENUE, tuple(range(7))), "X = 7: all 7 converting banners by revenue."),
+        (Plan(1, SCENARIO_REVENUE_THEN_CLICKS, (1, 2, 3, 4, 5), random_fill=2),
+         "X = 1: 1 banner by revenue, 2 by clicks, 2 drawn at random from the campaign's banners."),
+        (Plan(2, SCENARIO_REVENUE_THEN_CLICKS, (1, 2, 3, 4), random_fill=1),
+         "X = 2: 2 banners by revenue, 1 by clicks, 1 drawn at random from the campaign's banners."),
+        (Plan(0, SCENARIO_TOP5_CLICKS, (1, 2, 3, 4, 5)), "X = 0: 5 banners by clicks."),
+        (Plan(0, SCENARIO_TOP5_CLICKS, (1, 2, 3), random_fill=2),
+         "X = 0: 1 banner by clicks, 2 drawn at random from the campaign's banners."),
+        (Plan(0, SCENARIO_TOP5_CLICKS, (1, 2, 3, 4), random_fill=2),
+         "X = 0: 2 banners by clicks, 2 drawn at random from the campaign's banners."),
+    ],
+)
+def test_describe_says_which_rule_applied(plan, text):
+    assert describe(plan) == text
+
+
+@given(stats_strategy)
+def test_click_key_orders_by_clicks_then_revenue_desc_then_lower_id(stats):
+    ranked = sorted(stats, key=click_key)
+    for a, b in zip(ranked, ranked[1:]):
+        assert (a.clicks, a.revenue, -a.banner_id) > (b.clicks, b.revenue, -b.banner_id)
+
+
+@given(stats_strategy)
+def test_revenue_key_orders_by_revenue_then_clicks_desc_then_lower_id(stats):
+    ranked = sorted(stats, key=revenue_key)
+    for a, b in zip(ranked, ranked[1:]):
+        assert (a.revenue, a.clicks, -a.banner_id) > (b.revenue, b.clicks, -b.banner_id)
+
+
+def test_select_banners_x_0_a_single_click_counts_as_clicked():
+    plan = select([clicked(11, 1), clicked(12, 1), BannerStats(13)], pool=range(11, 30))
+    assert plan.banner_ids[:2] == (11, 12) and plan.random_fill == 3
 
 
 @pytest.mark.parametrize(
@@ -183,3 +219,18 @@ def test_quarter_of_converts_other_timezones_to_utc():
     # 10:44 at UTC+05:30 is 05:14 UTC: quarter 1, not 3.
     ist = timezone(timedelta(hours=5, minutes=30))
     assert quarter_of(datetime(2026, 3, 1, 10, 44, tzinfo=ist)) == 1
+
+
+def test_quarter_of_is_utc_whatever_the_machine_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "IST-5:30")  # the process's local zone: UTC+05:30
+    time.tzset()
+    try:
+        ist = timezone(timedelta(hours=5, minutes=30))
+        assert quarter_of(datetime(2026, 3, 1, 10, 44, tzinfo=ist)) == 1
+        assert quarter_of(datetime(2026, 3, 1, 5, 14, tzinfo=timezone.utc)) == 1
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import REDIS_URL, ROOT, write_source
+from conftest import REDIS_URL, ROOT, TEST_DATABASE_URL, write_source
 from jobs import runtime
 from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
 from models import ImpressionCount, IngestRun, Plan
@@ -280,6 +280,89 @@ def test_worker_new_run_marks_runs_of_dead_workers_abandoned_first(app, source):
         run = refreshed(run_ingest(str(source), trigger="cli"))
         assert run.status == IngestRun.SUCCEEDED
         assert refreshed(dead.id).status == IngestRun.ABANDONED
+
+
+def _backend_waiting_on(connection, table):
+    """The pid of a PostgreSQL backend waiting for a lock on `table`, and its query; None when none waits."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.pid, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.relation = %s::regclass AND NOT l.granted",
+            (table,),
+        )
+        return cursor.fetchone()
+
+
+def _backend_alive(connection, pid):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+        return cursor.fetchone() is not None
+
+
+def _quarter_rows(quarter):
+    from models import BannerStat, CampaignStat, Click, Conversion
+
+    return {
+        model.__name__: sorted(tuple(v for k, v in row.items() if k != "id") for row in model.select().where(model.quarter == quarter).dicts())
+        for model in (ImpressionCount, Click, Conversion, BannerStat, Plan, CampaignStat)
+    }
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL (TEST_DATABASE_URL): only it lets a test hold one table's lock")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_worker_killed_inside_the_store_transaction_serves_the_old_quarter_whole(app, tmp_path, worker_env, settings_overrides, database_url):
+    """The worker is stopped while it writes a quarter, after it has replaced most of the quarter's rows:
+    the test holds CampaignStat, the last table the store writes, so the worker waits on it mid-transaction."""
+    import psycopg2
+
+    from jobs.ingest import run_ingest
+    from models import get_data_version
+
+    old = write_source(tmp_path / "old", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    with app.app_context():
+        run_ingest(str(old), trigger="cli")
+        before, version = _quarter_rows(2), get_data_version()
+        old_set = sorted(map(int, Plan.get(quarter=2, campaign_id=1).banner_ids.split(",")))
+    new = write_source(tmp_path / "new", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    (new / "2" / "clicks.csv").write_text("click_id,banner_id,campaign_id\n1,15,1\n2,15,1\n4,20,2\n")
+    big_impressions(new / "2" / "impressions.csv", 20, [(1, 30 + i) for i in range(10)])  # seconds to read
+    holder = psycopg2.connect(database_url)
+    watcher = psycopg2.connect(database_url)
+    watcher.autocommit = True
+    worker = None
+    try:
+        with app.app_context():
+            run = request_ingest(str(new), trigger="manual")
+        worker = start_worker(worker_env, settings_overrides["queue_name"], burst=False)
+        # Once the worker reads quarter 2 (its start-up, which touches every table, is over), the test
+        # takes CampaignStat: the store deletes and writes it last, after the other five tables.
+        with app.app_context():
+            wait_for(lambda: "quarter 2: reading" in (refreshed(run.id).stage or ""), timeout=120, interval=0.02)
+        with holder.cursor() as cursor:
+            cursor.execute('LOCK TABLE "campaignstat" IN ACCESS EXCLUSIVE MODE')  # held until rollback
+        with app.app_context():
+            assert refreshed(run.id).stage.startswith("quarter 2: reading")  # the lock came before the store
+        pid, query = wait_for(lambda: _backend_waiting_on(watcher, "campaignstat"), timeout=120)
+        assert query.startswith('DELETE FROM "campaignstat"'), query
+        with app.app_context():
+            assert refreshed(run.id).stage == "quarter 2: storing"
+        kill_with_children(worker.pid)
+        worker.wait(10)
+        assert _backend_alive(watcher, pid)  # still waiting, its transaction open
+    finally:
+        if worker is not None and worker.poll() is None:
+            kill_with_children(worker.pid)
+        holder.rollback()  # the worker's backend gets the lock, finds its client gone and ends
+        holder.close()
+    wait_for(lambda: not _backend_alive(watcher, pid), timeout=30)
+    watcher.close()
+    with app.app_context():
+        assert _quarter_rows(2) == before and get_data_version() == version
+    app.extensions["plans"].invalidate()
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 20, tzinfo=timezone.utc)
+    client = app.test_client()
+    shown = [int(re.search(r'data-banner-id="(\d+)"', client.get("/campaigns/1").get_data(as_text=True)).group(1)) for _ in range(5)]
+    assert sorted(shown) == old_set
 
 
 def test_worker_schedule_registration_prints_no_future_warning(app, settings_overrides):
