@@ -56,6 +56,10 @@ def run_scheduler(ctx, interval=10.0, check_seconds=CHECK_SECONDS):
     (every `check_seconds`) finds one missing: a Redis that restarted empty loses them all."""
     from rq_scheduler import Scheduler
 
+    # This process is the scheduler: rq-scheduler reschedules every cron job through crontab's
+    # next(), which warns each time (the times are right, see register_schedules).
+    warnings.filterwarnings("ignore", r"Version 0\.22\.0\+ of crontab", FutureWarning)
+
     class KeepingScheduler(Scheduler):
         checked_at = float("-inf")
 
