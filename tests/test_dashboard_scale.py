@@ -83,7 +83,7 @@ def test_campaign_stats_queries_use_an_index_not_a_scan_on_sqlite(stats, query):
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     with stats.app_context():
         if query == "one campaign":
-            sql, params = campaign_stats(campaign_id=1234).sql()
+            sql, params = campaign_stats(campaign_prefix=1234).sql()
         elif query == "default order":
             sql, params = campaign_stats().paginate(300, 20).sql()
         else:
