@@ -367,7 +367,8 @@ def test_compose_redis_restart_and_down_up_keep_data(stack, admin):
 
     manager = _visitor(stack, "admin")
     # The dashboard recovers within seconds too: a replica that met the outage waits out its breaker.
-    _wait_for(lambda: manager.get("/login")[0] == 200, "the sign-in page after a Redis restart", 30, 0.2)
+    # Four in a row: nginx takes turns between the replicas, and each must have recovered.
+    _wait_for(lambda: all(manager.get("/login")[0] == 200 for _ in range(4)), "the sign-in page after a Redis restart", 30, 0.2)
     manager.sign_in(*admin)
     _, history = manager.get("/admin/ingests/rows")
     runs_before = set(re.findall(r'id="run-(\d+)"', history))
