@@ -150,7 +150,8 @@ class Visitor:
 
     def sign_in(self, username, password):
         status, body = self.get("/login", {"username": username, "password": password, "csrf_token": self.csrf("/login")})
-        assert status == 200 and "/logout" in body, f"sign-in of {username} failed: {status} {body[:300]}"
+        said = re.search(r'class="error-message">([^<]*)<', body)
+        assert status == 200 and "/logout" in body, f"sign-in of {username} failed: {status} {said.group(1) if said else body[:300]}"
 
 
 @pytest.fixture(scope="module")
@@ -365,11 +366,12 @@ def test_compose_redis_restart_and_down_up_keep_data(stack, admin):
     _wait_for(lambda: visitor.get(f"/campaigns/{campaign}")[0] == 200, "banner views after a Redis restart", 30, 0.2)
     assert time.monotonic() - started < 15, "banner views took more than 15 s to recover from a Redis restart"
 
+    # The dashboard recovers within seconds too. Banner views do not prove that Redis answers again
+    # (they are served without it); a sign-in does (its attempt is counted there), so it is what the test waits for.
     manager = _visitor(stack, "admin")
-    # The dashboard recovers within seconds too: a replica that met the outage waits out its breaker.
-    # Four in a row: nginx takes turns between the replicas, and each must have recovered.
-    _wait_for(lambda: all(manager.get("/login")[0] == 200 for _ in range(4)), "the sign-in page after a Redis restart", 30, 0.2)
-    manager.sign_in(*admin)
+    _wait_for(lambda: manager.sign_in(*admin) or True, "a sign-in after a Redis restart", 30, 0.2)
+    print(f"sign-in works again {time.monotonic() - started:.1f} s after the Redis restart")
+    assert time.monotonic() - started < 15, "sign-in took more than 15 s to recover from a Redis restart"
     _, history = manager.get("/admin/ingests/rows")
     runs_before = set(re.findall(r'id="run-(\d+)"', history))
     version_before = json.loads(manager.get("/healthz")[1])["data_version"]["database"]
