@@ -111,12 +111,21 @@ def emptied_files(quarter, parsed) -> list:
 
 
 def is_loaded(info, sha256) -> bool:
-    loaded = LoadedFile.get_or_none(LoadedFile.path == info.path)
+    return matches_loaded(LoadedFile.get_or_none(LoadedFile.path == info.path), info, sha256)
+
+
+def matches_loaded(loaded, info, sha256) -> bool:
+    """Whether the file `info` (with content hash `sha256`) is the version `loaded` (a LoadedFile or None) recorded."""
     if loaded is None:
         return False
     if info.etag:
         return loaded.etag == info.etag and loaded.size == info.size
     return loaded.sha256 == sha256
+
+
+def loaded_files(paths) -> dict:
+    """{path: LoadedFile} of those of `paths` that were loaded before (one query)."""
+    return {row.path: row for row in LoadedFile.select().where(LoadedFile.path.in_(list(paths)))}
 
 
 def loaded_hash(info):
@@ -125,9 +134,19 @@ def loaded_hash(info):
 
 
 def remember_loaded(info, sha256):
-    LoadedFile.insert(path=info.path, sha256=sha256, etag=info.etag, size=info.size, loaded_at=utcnow()).on_conflict(
+    remember_loaded_many([(info, sha256)])
+
+
+def remember_loaded_many(files):
+    """Record (FileInfo, sha256) pairs as the loaded versions of their paths (one statement; paths distinct)."""
+    from peewee import EXCLUDED
+
+    now = utcnow()
+    rows = [{"path": info.path, "sha256": sha256, "etag": info.etag, "size": info.size, "loaded_at": now} for info, sha256 in files]
+    LoadedFile.insert_many(rows).on_conflict(
         conflict_target=[LoadedFile.path],
-        update={LoadedFile.sha256: sha256, LoadedFile.etag: info.etag, LoadedFile.size: info.size, LoadedFile.loaded_at: utcnow()},
+        update={LoadedFile.sha256: EXCLUDED.sha256, LoadedFile.etag: EXCLUDED.etag, LoadedFile.size: EXCLUDED.size,
+                LoadedFile.loaded_at: EXCLUDED.loaded_at},
     ).execute()
 
 

@@ -78,3 +78,23 @@ def test_ingest_memory_of_a_50_mb_conversions_file_stays_under_400_mb(app, tmp_p
     assert record.rows_read == CONVERSIONS and record.loaded + record.orphans == CONVERSIONS
     assert record.loaded == sum(1 for i in range(CONVERSIONS) if (i * 7) % (2 * CONVERSION_CLICKS) < CONVERSION_CLICKS)
     assert peak < PEAK_RSS_LIMIT_MB, f"peak RSS {peak:.0f} MB"
+
+
+def test_listing_images_holds_a_couple_of_hundred_bytes_per_image(tmp_path):
+    # 100,000 banners (the 100x source of docs/performance.md) are 100,000 images to list before any is read.
+    import tracemalloc
+
+    from jobs.sources import open_source
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    count = 20_000
+    for i in range(count, 0, -1):
+        (folder / f"image_{10**12 + i}.png").touch()
+    tracemalloc.start()
+    images = open_source(str(tmp_path)).list_images()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [i.path for i in images[:2]] == [f"images/image_{10**12 + 1}.png", f"images/image_{10**12 + 2}.png"]
+    assert len(images) == count
+    assert peak / count < 300, f"{peak / count:.0f} bytes per image listed"
