@@ -1,6 +1,7 @@
 """Fixtures: an app over a temp database file, a real Redis under a private prefix, sources on disk."""
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -239,3 +240,21 @@ def private_redis(tmp_path):
     server = RedisProcess(tmp_path).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sql(app, monkeypatch):
+    """Statements the database runs from now on for this thread (the test client's requests run in it)."""
+    from models import db
+
+    seen = []
+    real = db.obj.execute_sql
+    me = threading.current_thread()
+
+    def execute_sql(query, *args, **kwargs):
+        if threading.current_thread() is me:
+            seen.append(query)
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(db.obj, "execute_sql", execute_sql)
+    return seen

@@ -3,7 +3,6 @@
 import csv
 import io
 import re
-import threading
 
 import pytest
 from peewee import chunked
@@ -32,22 +31,6 @@ def stats(app):
 def manager(client, users):  # noqa: F811
     login(client, "mel")
     return client
-
-
-@pytest.fixture
-def sql(monkeypatch):
-    """Statements run from now on by this thread."""
-    seen = []
-    real = db.obj.execute_sql
-    me = threading.current_thread()
-
-    def execute_sql(query, *args, **kwargs):
-        if threading.current_thread() is me:
-            seen.append(query)
-        return real(query, *args, **kwargs)
-
-    monkeypatch.setattr(db.obj, "execute_sql", execute_sql)
-    return seen
 
 
 @pytest.mark.parametrize("path", [
