@@ -526,14 +526,26 @@ def add_live_hours(counts) -> None:
     _add_rows(LiveSiteHour, [LiveSiteHour.hour], list(site.values()))
 
 
-def _add_rows(model, key, rows) -> None:
-    """Insert `rows`, or add their counts to the rows already there with the same `key`."""
-    from peewee import EXCLUDED
+def _add_rows(model, key, rows, batch=500) -> None:
+    """Insert `rows` (dicts of the same fields), or add their counts to the rows already there with the same `key`.
 
-    added = {getattr(model, name): getattr(model, name) + getattr(EXCLUDED, name)
-             for name in ("impressions", "clicks", "conversions", "revenue")}
-    for start in range(0, len(rows), 200):
-        model.insert_many(rows[start:start + 200]).on_conflict(conflict_target=key, update=added).execute()
+    The statement is written here, not by peewee's insert_many: at 10,000 campaigns an export chunk
+    upserts 10,000 rows, and building them as peewee expressions cost more than the rest of the export.
+    """
+    if not rows:
+        return
+    fields = [model._meta.fields[name] for name in rows[0]]
+    table = model._meta.table_name
+    counts = ("impressions", "clicks", "conversions", "revenue")
+    update = ", ".join(f'"{c}" = "{table}"."{c}" + EXCLUDED."{c}"' for c in counts)
+    row_marks = "(" + ", ".join([db.obj.param] * len(fields)) + ")"
+    columns = ", ".join(f'"{f.column_name}"' for f in fields)
+    conflict = ", ".join(f'"{k.column_name}"' for k in key)
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        sql = (f'INSERT INTO "{table}" ({columns}) VALUES {", ".join([row_marks] * len(chunk))} '
+               f"ON CONFLICT ({conflict}) DO UPDATE SET {update}")
+        db.execute_sql(sql, [f.db_value(row[f.name]) for row in chunk for f in fields])
 
 
 def fill_live_site_hours() -> None:
