@@ -389,8 +389,8 @@ from peewee import Case, Cast, fn  # noqa: E402  (kept with the dashboard querie
 
 def _ratio(numerator, denominator):
     """SQL for numerator/denominator that is NULL, not an error, when the denominator is 0."""
-    # A double, not the exact NUMERIC that PostgreSQL makes of `clicks * 1.0`: sorting 40,000 rows
-    # by a NUMERIC quotient took PostgreSQL more than twice as long (docs/performance.md, Dashboard growth).
+    # A double, not the exact NUMERIC that PostgreSQL makes of `clicks * 1.0`: sorting 40,000 rows by a
+    # NUMERIC quotient took PostgreSQL 1.8 times as long (docs/performance.md, Dashboard growth).
     return Case(None, [(denominator == 0, None)], Cast(numerator, "DOUBLE PRECISION") / denominator)
 
 

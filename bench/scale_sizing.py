@@ -12,14 +12,14 @@ STREAM_CAP = 5_000_000
 def guide(r) -> list:
     cores = os.cpu_count() or 1
     out = ["### Sizing guide", "",
-           "Each line turns a figure measured above into a rule of thumb. They are conservative: every figure was "
-           "taken on a shared 2-core machine that also ran the load generator.", ""]
+           f"Each line turns a figure measured above into a rule of thumb. They are conservative: the load test ran its "
+           f"load generator on the same {cores}-core machine as the service.", ""]
     cpu = r.get("loadtest", {}).get("runs", {}).get("10000", {}).get("steady", {}).get("cpu_us")
     if cpu:
         web = cpu["app"] + cpu["nginx"]
         per_core = 60e6 / web
         out += [f"- **Visitors per minute → web cores.** At 10,000 campaigns a page view cost {cpu['app']} µs of gunicorn "
-                f"CPU and {cpu['nginx']} µs of nginx (load test above; CPU time, so the busy machine inflates it less than "
+                f"CPU and {cpu['nginx']} µs of nginx (load test above; CPU time, which a busy machine inflates less than "
                 f"the rates): one core serves about **{per_core:,.0f} views/min**. Web cores ≈ peak views per minute × "
                 f"views per visitor / {per_core:,.0f}, plus one for headroom and the reloads."]
     elif _page_rate(r):
@@ -38,7 +38,7 @@ def guide(r) -> list:
                 f"{STREAM_BYTES_PER_EVENT} bytes until the export (every 5 minutes) takes it: stream memory ≈ events per minute "
                 f"× 5 × {STREAM_BYTES_PER_EVENT} B (1 million events/min ≈ {1e6 * 5 * STREAM_BYTES_PER_EVENT / 2**20:.0f} MiB); the "
                 f"stream is capped at {STREAM_CAP:,} entries (~{STREAM_CAP * STREAM_BYTES_PER_EVENT / 2**20:.0f} MiB). One exporter "
-                f"drained {export:,} events/s on the busy machine = **{per_minute / 1e6:.1f} million events/min** (its own "
+                f"drained {export:,} events/s here = **{per_minute / 1e6:.1f} million events/min** (its own "
                 f"CPU allows about {r['export'].get('events_per_cpu_second', export):,}/s); past that, shorten `EXPORT_CRON` "
                 f"or the exports fall behind (one exporter runs at a time, by design)."]
     ingest = r.get("ingest", {})
@@ -49,9 +49,11 @@ def guide(r) -> list:
             lines.append(f"{engine}: {biggest['rows'] / biggest['seconds'] / 1e3:,.0f} thousand rows/s, "
                          f"{biggest['database_mb'] / (biggest['rows'] / 1e6):.0f} MB of database per million rows, "
                          f"peak {biggest['peak_mb']} MB of worker memory at {biggest['rows'] / 1e6:.1f} M rows")
+    sources = [f for f in r.get("sources", {}).values() if isinstance(f, dict) and f.get("rows")]
+    row_bytes = max((f["bytes"] / f["rows"] for f in sources), default=11)
     if lines:
         out += ["- **Rows per load → database, disk and time.** " + "; ".join(lines) + ". Disk ≈ the source's CSV "
-                "(about 11 bytes a row) + the database + as much again for the transaction of the largest quarter."]
+                f"(about {row_bytes:.0f} bytes a row) + the database + as much again for the transaction of the largest quarter."]
     out += ["", "**Scaling out, in order:**", "",
             "1. **Web replicas behind nginx** when the web cores are busy: nothing is shared between web processes but "
             "Redis and the database, and each holds the plans (a few MB at 10,000 campaigns, table above).",

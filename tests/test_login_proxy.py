@@ -4,17 +4,15 @@ clients are told apart by the address nginx forwards, and one client's failures 
 import http.client
 import os
 import re
-import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
 from conftest import REDIS_URL, ROOT
-from test_stack import _free_port, _require, _wait_for, render_file
+from nginx_stack import nginx_and_gunicorn, require_program
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -52,7 +50,7 @@ class Browser:
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
     """nginx → gunicorn (TRUSTED_PROXY_COUNT=1, as docker-compose runs it) on SQLite, with admin `ada`."""
-    nginx = _require("nginx")
+    require_program("nginx")
     work = tmp_path_factory.mktemp("proxied")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
     env = dict(os.environ)
@@ -66,32 +64,8 @@ def proxied(tmp_path_factory):
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "flask", "--app", "webapp", "users", "create", "ada", "--role", "admin"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-    sock = work / "web.sock"
-    gunicorn = subprocess.Popen([bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"unix:{sock}"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "wb"))
-    port = _free_port()
-    run_dir = work / "nginx"
-    render_file(run_dir / "nginx.conf", {
-        "LISTEN": f"127.0.0.1:{port}", "APP_UPSTREAM": f"unix:{sock}", "IMAGE_DIR": env["IMAGE_DIR"],
-        "RUN_DIR": str(run_dir), "LOG_DIR": str(run_dir), "NGINX_WORKERS": "1", "NGINX_USER": "root",
-    })
-    server = subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
-                              stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"))
-    try:
-        _wait_for(lambda: Browser(port, "127.0.0.1").request("GET", "/ping")[0] == 200, "nginx and gunicorn")
+    with nginx_and_gunicorn(work, env) as (port, _):
         yield port
-    finally:
-        for process in (server, gunicorn):
-            process.send_signal(signal.SIGTERM)
-        for process in (server, gunicorn):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        client = redis_lib.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 def test_login_through_nginx_one_clients_failures_do_not_lock_out_another(proxied):

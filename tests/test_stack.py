@@ -5,53 +5,17 @@ import http.client
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
 from conftest import REDIS_URL, ROOT, _database_params
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from render_nginx import render_file  # noqa: E402
+from nginx_stack import nginx_and_gunicorn, require_program, wait_for
 
 SLOT = re.compile(r'data-campaign-id="(\d+)" data-quarter="(\d)".*?<img src="([^"]+)" data-banner-id="(\d+)"', re.S)
-
-
-def _require(program):
-    """The path of `program`; a missing one fails the test under CI (scripts/test.sh installs it) and skips it elsewhere."""
-    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/local/sbin")
-    if path:
-        return path
-    message = f"{program} is not installed (scripts/test.sh installs it: apt-get install {program})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(check, what, seconds=20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Stack:
@@ -74,7 +38,7 @@ class Stack:
 @pytest.fixture(scope="module", params=_database_params())
 def stack(request, tmp_path_factory, demo_source):
     """nginx → gunicorn (2 workers) → Redis on the demo data, in SQLite and (when set) PostgreSQL."""
-    nginx = _require("nginx")
+    require_program("nginx")
     work = tmp_path_factory.mktemp("stack")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
     if request.param == "sqlite":
@@ -96,40 +60,11 @@ def stack(request, tmp_path_factory, demo_source):
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "flask", "--app", "webapp", "ingest", str(demo_source)],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    sock = work / "web.sock"
-    gunicorn = subprocess.Popen(
-        [bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"unix:{sock}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "wb"),
-    )
-    port = _free_port()
-    run_dir = work / "nginx"
-    values = render_file(run_dir / "nginx.conf", {
-        "LISTEN": f"127.0.0.1:{port}", "APP_UPSTREAM": f"unix:{sock}", "IMAGE_DIR": env["IMAGE_DIR"],
-        "RUN_DIR": str(run_dir), "LOG_DIR": str(run_dir), "NGINX_WORKERS": "1",
-        # pytest's temp folders are private to their owner, so root-started workers stay root here.
-        "NGINX_USER": "root",
-    })
-    server = subprocess.Popen(
-        [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"),
-    )
-    running = Stack(port, work, env)
-    running.values = values
-    try:
-        _wait_for(lambda: running.get("/healthz")[0] == 200, "the stack's /healthz")
+    with nginx_and_gunicorn(work, env) as (port, values):
+        running = Stack(port, work, env)
+        running.values = values
+        wait_for(lambda: running.get("/healthz")[0] == 200, "the stack's /healthz")
         yield running
-    finally:
-        for process in (server, gunicorn):
-            process.send_signal(signal.SIGTERM)
-        for process in (server, gunicorn):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        client = redis_lib.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +192,7 @@ def test_stack_access_log_has_request_and_upstream_times(stack):
         log = (stack.work / "nginx" / "access.log").read_text()
         return re.search(r'"GET /ping HTTP/1.1" 200 .* rt=\d+\.\d{3} urt=\d+\.\d{3}', log)
 
-    _wait_for(logged, "the access log to be flushed", seconds=5)
+    wait_for(logged, "the access log to be flushed", seconds=5)
 
 
 def test_hot_path_campaign_page_runs_no_sql(app, client, tmp_path, monkeypatch):

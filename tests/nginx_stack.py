@@ -1,0 +1,97 @@
+"""nginx, rendered from the project's template, in front of a gunicorn subprocess: started for a test module, always stopped."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from conftest import REDIS_URL, ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from render_nginx import render_file  # noqa: E402
+
+
+def require_program(program):
+    """The path of `program`; a missing one fails the test under CI (scripts/test.sh installs it) and skips it elsewhere."""
+    path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/local/sbin")
+    if path:
+        return path
+    message = f"{program} is not installed (scripts/test.sh installs it: apt-get install {program})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, what, seconds=20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def nginx_and_gunicorn(work: Path, env: dict):
+    """(port, the values nginx.conf was rendered with) of nginx → gunicorn run with `env` in `work`.
+
+    Afterwards both are stopped and the keys under env's REDIS_PREFIX deleted, whatever happened.
+    """
+    nginx = require_program("nginx")
+    bin_dir = Path(sys.executable).parent
+    sock = work / "web.sock"
+    gunicorn = subprocess.Popen([bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"unix:{sock}"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "wb"))
+    port = free_port()
+    run_dir = work / "nginx"
+    values = render_file(run_dir / "nginx.conf", {
+        "LISTEN": f"127.0.0.1:{port}", "APP_UPSTREAM": f"unix:{sock}", "IMAGE_DIR": env["IMAGE_DIR"],
+        "RUN_DIR": str(run_dir), "LOG_DIR": str(run_dir), "NGINX_WORKERS": "1",
+        # pytest's temp folders are private to their owner, so root-started workers stay root here.
+        "NGINX_USER": "root",
+    })
+    server = subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
+                              stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"))
+    try:
+        wait_for(lambda: _status(port, "/ping") == 200, "nginx and gunicorn")
+        yield port, values
+    finally:
+        for process in (server, gunicorn):
+            process.send_signal(signal.SIGTERM)
+        for process in (server, gunicorn):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        client = redis_lib.Redis.from_url(env.get("REDIS_URL", REDIS_URL))
+        keys = list(client.scan_iter(f"{env['REDIS_PREFIX']}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def _status(port, path) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
