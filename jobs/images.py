@@ -102,17 +102,18 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
     for start in range(0, len(images), IMAGE_BATCH):
         infos = images[start:start + IMAGE_BATCH]
         known = loaded_files(info.path for info in infos)
-        batch, held = [], 0
+        batch, banner_ids, held = [], set(), 0
         for info in infos:
             try:
                 checked = _check_image(settings, source, info, tracker, known.get(info.path))
                 if checked is None:
                     unchanged += 1
                     continue
-                if checked.banner_id in {c.banner_id for c in batch} or held + len(checked.data) > IMAGE_BATCH_BYTES:
+                if checked.banner_id in banner_ids or held + len(checked.data) > IMAGE_BATCH_BYTES:
                     record.loaded += _write_batch(settings, batch, run, reject)  # a banner's files are written in path order
-                    batch, held = [], 0
+                    batch, banner_ids, held = [], set(), 0
                 batch.append(checked)
+                banner_ids.add(checked.banner_id)
                 held += len(checked.data)
             except (NotAnImage, FileRefused) as exc:
                 reject(info, str(exc))

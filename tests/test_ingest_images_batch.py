@@ -79,3 +79,17 @@ def test_two_files_of_one_banner_in_a_batch_leave_the_later_one_served(app, tmp_
         # Sorted by path, image_9.png comes after image_9.jpg: it is the one the banner shows.
         assert Banner.get_by_id(9).image_name == "9.png"
         assert _images_record(run.id).loaded == 3
+
+
+def test_a_batch_holds_no_more_image_bytes_than_its_bound(app, tmp_path, sql, monkeypatch):
+    from jobs import images
+
+    source = _source(tmp_path, 30)
+    one_image = len(png_bytes((1, 7, 9)))
+    monkeypatch.setattr(images, "IMAGE_BATCH_BYTES", 2 * one_image + 1)  # room for two images' bytes, not three
+    with app.app_context():
+        sql.clear()
+        run = IngestRun.get_by_id(run_ingest(str(source), trigger="cli"))
+        assert _images_record(run.id).loaded == 30 and Banner.select().count() == 30
+    banner_writes = [q for q in sql if q.lower().startswith('insert into "banner"')]
+    assert len(banner_writes) == 15, len(banner_writes)
