@@ -153,3 +153,36 @@ def test_remember_a_visitor_of_10000_campaigns_stays_under_2_kb():
 def test_next_banner_state_is_four_ints_whatever_the_set_size():
     _, state = serve(set(range(10**12, 10**12 + 10)), 3)
     assert len(state) == 4
+
+
+def test_mix_is_splitmix64s_finaliser():
+    # The first two outputs of splitmix64 seeded with 0 (the published reference values).
+    from rotation import _mix
+
+    golden = 0x9E3779B97F4A7C15
+    assert _mix(golden) == 0xE220A8397B1DCDAF
+    assert _mix((2 * golden) & (2**64 - 1)) == 0x6E789E6AA1B965F4
+
+
+def test_a_stored_cycle_is_the_same_order_in_every_process_and_release():
+    # A session's rotation is a seed; another web replica, or the next release, must read the same cycle from it.
+    from rotation import permutation
+
+    banners = {3, 1, 4, 15, 9, 2, 6, 10**12}
+    assert permutation(banners, 2024) == [9, 1, 10**12, 2, 6, 4, 3, 15]
+    assert permutation(banners, 2**32 - 1) == [3, 9, 1, 2, 10**12, 4, 15, 6]
+    assert set_key([3, 1, 2]) == set_key({1, 2, 3}) == 294211051  # crc32 of "1,2,3"
+
+
+def test_new_cycle_seeds_fit_the_four_ints_of_the_state():
+    from rotation import new_cycle_seed
+
+    seeds = {new_cycle_seed({1, 2, 3}, None, random.Random(n)) for n in range(40)}
+    assert len(seeds) == 40 and max(seeds) < 2**32
+
+
+def test_next_banner_two_int_state_still_names_the_last_banner():
+    # [set key, last shown]: too short to continue a cycle, but the last banner is still not repeated.
+    for n in range(60):
+        banner, _ = next_banner([1, 2, 3], [0, 2], random.Random(n))
+        assert banner != 2
