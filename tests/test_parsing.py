@@ -348,3 +348,42 @@ def test_parse_results_answer_lookups_like_the_mappings_they_stand_for():
     assert counts[(1, 10)] == 1 and (1, 11) not in counts and (2, 10) not in counts
     with pytest.raises(KeyError):
         conversions[4]  # an orphan is held for dedupe, not kept
+
+
+def test_parse_impressions_folds_its_buffer_once_a_chunk_so_memory_stays_bounded(monkeypatch):
+    # A file of millions of rows must not sit whole in the buffer: it is folded into distinct pairs every chunk.
+    from collections import Counter
+
+    from jobs.parsed import PairCounter
+
+    monkeypatch.setattr(PairCounter, "CHUNK", 5)
+    folds = []
+    real_fold = PairCounter.fold
+
+    def fold(counter):
+        folds.append(len(counter.campaigns))
+        real_fold(counter)
+
+    monkeypatch.setattr(PairCounter, "fold", fold)
+    rows = [(1 + i % 3, 10 + i % 4) for i in range(23)]
+    counts, report = parse_impressions([b"banner_id,campaign_id\n"] + [f"{b},{c}\n".encode() for c, b in rows])
+    assert dict(counts) == Counter(rows) and report.loaded == 23
+    # Five rows, or the distinct pairs so far if more (the limit grows with them), then the rest at the end.
+    assert max(folds) <= 12 and len(folds) <= 23 // 5 + 1 and sum(folds) == 23, folds
+
+
+def test_quote_of_bytes_marks_a_cut_only_where_bytes_or_characters_were_dropped():
+    from jobs.parsing import quote
+
+    emoji = "\U0001F600"  # four bytes in UTF-8
+    assert quote(b"a" * 100) == repr("a" * 100)  # short: nothing cut
+    assert quote((emoji * 200).encode()) == repr(emoji * 200)  # 800 bytes, exactly 200 characters: whole
+    assert quote((emoji * 201).encode()) == repr(emoji * 200 + "...")  # 804 bytes: one character dropped
+    assert quote("b" * 201) == repr("b" * 200 + "...")
+
+
+def test_parse_conversions_tells_click_ids_apart_beyond_float_precision():
+    # 2**60 and 2**60 + 1 are one float: the known ids must be compared as integers.
+    conversions, report = parse_conversions(
+        [b"conversion_id,click_id,revenue\n", f"1,{2**60},1.5\n".encode(), f"2,{2**60 + 1},2.5\n".encode()], {2**60 + 1})
+    assert report.orphans == 1 and list(conversions) == [2]

@@ -186,3 +186,9 @@ def test_next_banner_two_int_state_still_names_the_last_banner():
     for n in range(60):
         banner, _ = next_banner([1, 2, 3], [0, 2], random.Random(n))
         assert banner != 2
+
+
+def test_next_banner_state_with_a_text_seed_for_this_set_is_not_trusted():
+    # A stored state of this very set whose seed is text must start afresh, not multiply the text.
+    banner, state = next_banner([1, 2, 3], [set_key({1, 2, 3}), 1, "x" * 8, 1], random.Random(3))
+    assert banner in {1, 2, 3} and all(isinstance(v, int) for v in state)
