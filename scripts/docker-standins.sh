@@ -37,7 +37,8 @@ ensure_engine() {
     fi
     command -v dockerd >/dev/null || apt_install docker.io || return 1
     say "starting dockerd (log: /var/log/bannerservice-dockerd.log)"
-    setsid dockerd >/var/log/bannerservice-dockerd.log 2>&1 </dev/null &
+    # 9>&-: the daemon must not inherit the builders' lock (main's fd 9), or it holds it for as long as it runs.
+    setsid dockerd >/var/log/bannerservice-dockerd.log 2>&1 </dev/null 9>&- &
     for _ in $(seq 60); do engine_answers && return 0; sleep 1; done
     say "dockerd did not answer within 60 s; see /var/log/bannerservice-dockerd.log"; return 1
 }
