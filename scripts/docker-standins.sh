@@ -16,6 +16,7 @@ NGINX_IMAGE="$PREFIX/nginx:bookworm"
 REDIS_IMAGE="$PREFIX/redis:bookworm"
 POSTGRES_IMAGE="$PREFIX/postgres:bookworm"
 S3_IMAGE="$PREFIX/s3:moto"
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/bannerservice-dockerd.log}"
 # The Debian release that packages Compose v2 (2.26 runs on Debian 12's libc).
 COMPOSE_SUITE=trixie
 
@@ -36,11 +37,11 @@ ensure_engine() {
         say "no Docker engine answers, and only root on Debian can set one up here"; return 1
     fi
     command -v dockerd >/dev/null || apt_install docker.io || return 1
-    say "starting dockerd (log: /var/log/bannerservice-dockerd.log)"
+    say "starting dockerd (log: $DOCKERD_LOG)"
     # 9>&-: the daemon must not inherit the builders' lock (main's fd 9), or it holds it for as long as it runs.
-    setsid dockerd >/var/log/bannerservice-dockerd.log 2>&1 </dev/null 9>&- &
+    setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
     for _ in $(seq 60); do engine_answers && return 0; sleep 1; done
-    say "dockerd did not answer within 60 s; see /var/log/bannerservice-dockerd.log"; return 1
+    say "dockerd did not answer within 60 s; see $DOCKERD_LOG"; return 1
 }
 
 ensure_compose() {
