@@ -62,11 +62,6 @@ class FileReport:
         if len(self.rejects) < SAMPLE_SIZE:
             self.rejects.append((line, reason))
 
-    def conflict(self, line: int, reason: str) -> None:
-        self.conflicts += 1
-        if len(self.conflict_samples) < SAMPLE_SIZE:
-            self.conflict_samples.append((line, reason))
-
 
 def parse_impressions(lines, counts=None):
     """Count impressions per (campaign_id, banner_id); repeated rows are normal, not duplicates.

@@ -5,6 +5,7 @@
 #   bash scripts/docker-standins.sh [ENV_FILE]    engine + images; writes NAME=image lines for compose
 #   bash scripts/docker-standins.sh --engine      only make sure `docker compose` reaches an engine
 # Idempotent: a running engine and existing images are reused (STANDINS_REBUILD=1 rebuilds images).
+# A dockerd it starts logs to DOCKERD_LOG (default /var/log/bannerservice-dockerd.log).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

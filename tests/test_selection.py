@@ -234,3 +234,11 @@ def test_quarter_of_is_utc_whatever_the_machine_zone(monkeypatch):
         monkeypatch.undo()
         time.tzset()
 
+
+
+def test_draw_fill_one_missing_banner_draws_exactly_one():
+    from selection import draw_fill
+
+    for seed in range(20):
+        fill = draw_fill([1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7], random.Random(seed))
+        assert len(fill) == 1 and fill[0] in {5, 6, 7}
