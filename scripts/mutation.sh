@@ -6,7 +6,7 @@
 #
 # Two passes, each in a copy of the worktree under .run/mutation/<pass> with its own [tool.mutmut]:
 #   pure   selection.py, rotation.py, jobs/parsing.py against their own pure tests;
-#   store  jobs/store.py against the ingest tests (directory and S3, SQLite and PostgreSQL).
+#   store  jobs/store.py against its own tests and the ingest tests (directory and S3, SQLite and PostgreSQL).
 # The pure modules are reached by every ingest test too; letting those count would make each
 # surviving mutant of the parser re-run the whole ingest suite, for nothing the pure tests miss.
 #
@@ -36,7 +36,7 @@ TOML
 only_mutate = ["jobs/store.py"]
 # The 50 MB memory test measures memory, which no mutant of the store changes, and the demo-data
 # test re-proves the rules over a generated source; together they would take longer than all the others.
-pytest_add_cli_args_test_selection = ["tests/test_ingest.py", "tests/test_ingest_s3.py", "-k", "not 50_megabyte and not demo_data"]
+pytest_add_cli_args_test_selection = ["tests/test_store.py", "tests/test_ingest.py", "tests/test_ingest_s3.py", "-k", "not 50_megabyte and not demo_data"]
 TOML
         ;;
         *) say "unknown pass '$1' (pure or store)"; return 1 ;;

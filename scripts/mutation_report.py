@@ -51,11 +51,16 @@ EQUIVALENT = {
     "jobs.parsing.x__data_lines__mutmut_42": "The default of next() is never used: the csv reader yields one row (maybe empty) for one line.",
     "jobs.parsing.x__data_lines__mutmut_44": "The default of next() is never used: the csv reader yields one row (maybe empty) for one line.",
     "jobs.parsing.x__data_lines__mutmut_46": "None and () are both unequal to the expected header: the same refusal follows.",
-    "jobs.store.x_insert__mutmut_19": "execute_values' default page size (100) instead of 5000: the same rows go in, in more round trips.",
+    "jobs.store.x_insert__mutmut_8": "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test.",
+    "jobs.store.x_insert__mutmut_9": "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test.",
+    "jobs.store.x_insert__mutmut_10": "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test.",
+    "jobs.store.x_insert__mutmut_16": "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces.",
+    "jobs.store.x_insert__mutmut_19": "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces.",
+    "jobs.store.x_insert__mutmut_20": "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces.",
+    "jobs.store.x_insert__mutmut_32": "execute_values' default page size (100) instead of 5,000 (the benchmark's path only): the same rows go in, in more round trips.",
     "jobs.store.x_quoted__mutmut_8": "No table or column name holds a double quote: there is nothing to escape either way.",
-    "jobs.store.x_loaded_hash__mutmut_5": "loaded_hash() is only asked about a file is_loaded() has just found in LoadedFile: there always is a row.",
     "jobs.store.x_quoted__mutmut_9": "No table or column name holds a double quote: there is nothing to escape either way.",
-    "jobs.store.x_remember_loaded__mutmut_14": "Leaving loaded_at out of the insert: the model's default, utcnow(), fills it in.",
+    "jobs.store.x_loaded_hash__mutmut_5": "loaded_hash() is only asked about a file is_loaded() has just found in LoadedFile: there always is a row.",
 }
 STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 MODULE = re.compile(r"^(?P<module>.+?)\.x[_ǁ]")
