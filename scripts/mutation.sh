@@ -47,6 +47,7 @@ PASSES=("$@")
 [ ${#PASSES[@]} -eq 0 ] && PASSES=(pure store)
 CHILDREN="${MUTATION_CHILDREN:-$(nproc)}"
 COMMAND="scripts/mutation.sh${*:+ $*}"
+[ "${MUTATION_FRESH:-0}" = 1 ] && COMMAND="MUTATION_FRESH=1 $COMMAND"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
 for name in "${PASSES[@]}"; do
