@@ -17,49 +17,56 @@ MODULES = {  # mutmut's module name: (file, goal in % killed)
     "jobs.parsing": ("jobs/parsing.py", 95),
     "jobs.store": ("jobs/store.py", 85),
 }
+# Reasons shared by several survivors.
+LSTRIP_TAKES_A_SET = "lstrip() takes a set of characters: digits hold no X, so the same zeros go."
+CODEC_CASE = "Codec names are case-insensitive: 'UTF-8' is 'utf-8'."
+FOLDS_EARLY = "Folding the buffer one row before the chunk is full: it still never holds more than a chunk, and the counts are the same."
+UNSIGNED_ARRAY = "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way."
+NEXT_DEFAULT_UNUSED = "The default of next() is never used: the csv reader yields one row (maybe empty) for one line."
+BULK_PATH_CHOICE = "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test."
+COPY_READ_SIZE = "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces."
+NO_QUOTE_IN_NAMES = "No table or column name holds a double quote: there is nothing to escape either way."
 # Why a surviving mutant is equivalent: no test can tell it from the real code. Keyed by mutant name;
 # the numbers move when the code does, so a survivor without a line here is shown as unexplained.
 EQUIVALENT = {
     "selection.x_draw_fill__mutmut_3": "With nothing missing, rng.sample(candidates, 0) returns [] without drawing, the same as the early return.",
-    "rotation.x_set_key__mutmut_3": "Another separator in the set's fingerprint: ids stay apart and sets stay told apart just as well; the key is only ever compared with a key this same function made.",
-    "rotation.x_next_banner__mutmut_18": "A rest as long as the set with the last banner outside it needs the last banner outside its own set, which no state this code wrote can hold.",
     "rotation.x_next_banner__mutmut_5": "An empty string, like None, is no banner id: no permutation starts with it, so no new cycle is redrawn for it.",
     "rotation.x_next_banner__mutmut_16": "This code never stores position 0; a stored 0 whose last banner ends the cycle would go on at the cycle's first banner, which is not the last one either: still no repeat, still a permutation.",
-    "jobs.parsing.x_parse_revenue__mutmut_30": "lstrip() takes a set of characters: digits hold no X, so the same zeros go.",
-    "jobs.parsing.x_parse_revenue__mutmut_39": "lstrip() takes a set of characters: digits hold no X, so the same zeros go.",
+    "jobs.parsing.x_parse_revenue__mutmut_30": LSTRIP_TAKES_A_SET,
+    "jobs.parsing.x_parse_revenue__mutmut_39": LSTRIP_TAKES_A_SET,
     "jobs.parsing.x_parse_revenue__mutmut_38": "A run of digits is all zeros from the left exactly when it is from the right: the condition is the same.",
     "jobs.parsing.x_parse_revenue__mutmut_72": "quantize() uses only its argument's exponent, and 2 × 10^-n has the same exponent as 1 × 10^-n.",
     "jobs.parsing.x_parse_revenue__mutmut_44": "Not strictly equivalent: it differs only for a revenue with a 7-digit exponent offset by about a million written zeros (a line of about 1 MB); the code refuses such a value as out of range, the mutant reads it. Reported to the owner of jobs/parsing.py; no test pins either answer.",
     "jobs.parsing.x_parse_id__mutmut_19": "lstrip() takes a set of characters: the id is ASCII digits by then, so the same zeros go.",
     "jobs.parsing.x_quote__mutmut_1": "None is as false as False where `cut or ...` reads it.",
     "jobs.parsing.x_quote__mutmut_13": "Decoding more bytes changes nothing shown: `cut` already says whether bytes were dropped, the text is cut to `limit` characters afterwards, and 4 × limit bytes are at least `limit` characters, so a character split at the byte cut lands past them.",
-    "jobs.parsing.x_quote__mutmut_15": "Codec names are case-insensitive: 'UTF-8' is 'utf-8'.",
-    "jobs.parsing.x_parse_impressions__mutmut_8": "Folding the buffer one row before the chunk is full: it still never holds more than a chunk, and the counts are the same.",
-    "jobs.parsing.x_parse_impressions__mutmut_62": "Folding the buffer one row before the chunk is full: it still never holds more than a chunk, and the counts are the same.",
+    "jobs.parsing.x_quote__mutmut_15": CODEC_CASE,
+    "jobs.parsing.x_parse_impressions__mutmut_8": FOLDS_EARLY,
+    "jobs.parsing.x_parse_impressions__mutmut_62": FOLDS_EARLY,
     "jobs.parsing.x_parse_conversions__mutmut_95": "Iterating a Clicks yields its ids, and np.unique of them is its id column (already sorted and distinct): the same known ids, found more slowly.",
-    "jobs.parsing.x_parse_clicks__mutmut_12": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x_parse_clicks__mutmut_15": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x_parse_clicks__mutmut_18": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x_parse_conversions__mutmut_12": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x_parse_conversions__mutmut_15": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x_parse_conversions__mutmut_18": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x_parse_conversions__mutmut_21": "An unsigned array: ids, units and nanos are never negative (parse_id and parse_revenue refuse a sign), so 'Q' holds the same bytes as 'q', and column() reads them as int64 either way.",
-    "jobs.parsing.x__fields__mutmut_12": "Codec names are case-insensitive: 'UTF-8' is 'utf-8'.",
+    "jobs.parsing.x_parse_clicks__mutmut_12": UNSIGNED_ARRAY,
+    "jobs.parsing.x_parse_clicks__mutmut_15": UNSIGNED_ARRAY,
+    "jobs.parsing.x_parse_clicks__mutmut_18": UNSIGNED_ARRAY,
+    "jobs.parsing.x_parse_conversions__mutmut_12": UNSIGNED_ARRAY,
+    "jobs.parsing.x_parse_conversions__mutmut_15": UNSIGNED_ARRAY,
+    "jobs.parsing.x_parse_conversions__mutmut_18": UNSIGNED_ARRAY,
+    "jobs.parsing.x_parse_conversions__mutmut_21": UNSIGNED_ARRAY,
+    "jobs.parsing.x__fields__mutmut_12": CODEC_CASE,
     "jobs.parsing.x__data_lines__mutmut_34": "Codec names are case-insensitive: 'UTF-8-SIG' is 'utf-8-sig'.",
     "jobs.parsing.x__fields__mutmut_8": "Stripping all whitespace instead of the line end: every field is stripped of whitespace afterwards anyway.",
     "jobs.parsing.x__fields__mutmut_9": "Leaving the line end on: the last field is stripped of whitespace afterwards, and the csv module reads a trailing line end as the row's end.",
-    "jobs.parsing.x__data_lines__mutmut_42": "The default of next() is never used: the csv reader yields one row (maybe empty) for one line.",
-    "jobs.parsing.x__data_lines__mutmut_44": "The default of next() is never used: the csv reader yields one row (maybe empty) for one line.",
+    "jobs.parsing.x__data_lines__mutmut_42": NEXT_DEFAULT_UNUSED,
+    "jobs.parsing.x__data_lines__mutmut_44": NEXT_DEFAULT_UNUSED,
     "jobs.parsing.x__data_lines__mutmut_46": "None and () are both unequal to the expected header: the same refusal follows.",
-    "jobs.store.x_insert__mutmut_8": "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test.",
-    "jobs.store.x_insert__mutmut_9": "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test.",
-    "jobs.store.x_insert__mutmut_10": "Which bulk path PostgreSQL takes: execute_values stores the same rows as COPY (test_store.py compares them on a real server); COPY is the choice for speed only, which bench_scale.py measures (docs/performance.md: 0.22x the time), not a test.",
-    "jobs.store.x_insert__mutmut_16": "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces.",
-    "jobs.store.x_insert__mutmut_19": "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces.",
-    "jobs.store.x_insert__mutmut_20": "How many bytes psycopg2 asks RowsAsCsv for at a time (its default 8192, or 128 KiB): RowsAsCsv gives exactly what is asked (test_store.py), so the same bytes reach COPY in other-sized pieces.",
+    "jobs.store.x_insert__mutmut_8": BULK_PATH_CHOICE,
+    "jobs.store.x_insert__mutmut_9": BULK_PATH_CHOICE,
+    "jobs.store.x_insert__mutmut_10": BULK_PATH_CHOICE,
+    "jobs.store.x_insert__mutmut_16": COPY_READ_SIZE,
+    "jobs.store.x_insert__mutmut_19": COPY_READ_SIZE,
+    "jobs.store.x_insert__mutmut_20": COPY_READ_SIZE,
     "jobs.store.x_insert__mutmut_32": "execute_values' default page size (100) instead of 5,000 (the benchmark's path only): the same rows go in, in more round trips.",
-    "jobs.store.x_quoted__mutmut_8": "No table or column name holds a double quote: there is nothing to escape either way.",
-    "jobs.store.x_quoted__mutmut_9": "No table or column name holds a double quote: there is nothing to escape either way.",
+    "jobs.store.x_quoted__mutmut_8": NO_QUOTE_IN_NAMES,
+    "jobs.store.x_quoted__mutmut_9": NO_QUOTE_IN_NAMES,
     "jobs.store.x_loaded_hash__mutmut_5": "loaded_hash() is only asked about a file is_loaded() has just found in LoadedFile: there always is a row.",
 }
 STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
