@@ -101,12 +101,14 @@ def change_of(folder, name):
     return f"`{' '.join(old)}` → `{' '.join(new)}`".replace("|", "\\|")
 
 
-def render(counts, survivors, folders, command, seconds, load, children):
+def render(counts, survivors, changes, command, seconds, load, children):
+    """The section of docs/testing.md: the run, the per-module table, every survivor with its change and why."""
+    busy = float(load.split()[0]) >= 0.5  # the 1-minute load average before the run
     lines = [
         BEGIN,
         f"Last run: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`, {seconds // 60} min {seconds % 60} s wall time, "
         f"{children} mutants at once on {os.cpu_count()} cores ({platform.processor() or platform.machine()}); "
-        f"load average before / after: {load} (the machine was shared with other work).",
+        f"load average before / after: {load}" + (" (the machine was not idle when the run began)." if busy else "."),
         "",
         "| module | mutants | killed | survived | timeout | other | not run | killed % | goal |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -125,7 +127,7 @@ def render(counts, survivors, folders, command, seconds, load, children):
     if listed:
         lines += ["Every survivor, and why it is equivalent:", ""]
         for _, name in listed:
-            lines.append(f"- `{name}`: {change_of(folders[name], name)}. {EQUIVALENT.get(name, '**Not explained: a test is missing.**')}")
+            lines.append(f"- `{name}`: {changes[name]}. {EQUIVALENT.get(name, '**Not explained: a test is missing.**')}")
     else:
         lines.append("No mutant survived.")
     lines.append(END)
@@ -149,7 +151,8 @@ def main(argv):
         for module, names in pass_survivors.items():
             survivors[module] += names
             folders.update(dict.fromkeys(names, folder))
-    section = render(counts, survivors, folders, args.command, args.seconds, args.load, args.children)
+    changes = {name: change_of(folder, name) for name, folder in folders.items()}
+    section = render(counts, survivors, changes, args.command, args.seconds, args.load, args.children)
     doc = Path(args.document)
     text = doc.read_text()
     if BEGIN not in text:
