@@ -15,6 +15,8 @@ RESULTS = """\
     selection.x_describe__mutmut_2: not checked
     jobs.store.xǁRowsAsCsvǁread__mutmut_3: killed
     jobs.store.xǁRowsAsCsvǁread__mutmut_4: suspicious
+    jobs.store.x_insert__mutmut_1: no tests
+    jobs.store.x_insert__mutmut_2: skipped
 """
 
 
@@ -31,7 +33,8 @@ def render(results=RESULTS, load="0.10 0.20 0.30 / 1.90 1.80 1.70", changes=None
 def test_parse_counts_each_status_per_module_and_lists_the_survivors():
     counts, survivors = mutation_report.parse("mutmut 3.8.1\n" + RESULTS)
     assert counts["selection"] == {"killed": 1, "survived": 1, "timeout": 1, "not checked": 1}
-    assert counts["jobs.store"] == {"killed": 1, "suspicious": 1}  # a class method's name (ǁ) belongs to its module
+    # a class method's name (ǁ) belongs to its module
+    assert counts["jobs.store"] == {"killed": 1, "suspicious": 1, "no tests": 1, "skipped": 1}
     assert dict(survivors) == {"selection": ["selection.x_quarter_of__mutmut_2"]}
 
 
@@ -39,8 +42,8 @@ def test_killed_share_counts_timeouts_leaves_out_mutants_not_run_and_judges_the_
     section = render()
     # selection: 4 mutants, 1 not run; killed 1 + timeout 1 of 3 run = 66.7 %, under its 95 % goal.
     assert table_row(section, "selection.py") == "| selection.py | 4 | 1 | 1 | 1 | 0 | 1 | 66.7 | ≥ 95 % (NOT met) |"
-    # store: 1 killed, 1 suspicious (other) of 2 = 50 %.
-    assert table_row(section, "jobs/store.py") == "| jobs/store.py | 2 | 1 | 0 | 0 | 1 | 0 | 50.0 | ≥ 85 % (NOT met) |"
+    # store: 1 killed of 3 run (suspicious and no tests are not kills; skipped is not run) = 33.3 %.
+    assert table_row(section, "jobs/store.py") == "| jobs/store.py | 4 | 1 | 0 | 0 | 2 | 1 | 33.3 | ≥ 85 % (NOT met) |"
     # a module with no results is shown without a share, never as met.
     assert table_row(section, "rotation.py") == "| rotation.py | 0 | 0 | 0 | 0 | 0 | 0 | – | ≥ 95 % (NOT met) |"
 
@@ -66,6 +69,8 @@ def test_no_survivor_says_so():
 
 @pytest.mark.parametrize("load, note", [
     ("0.10 0.20 0.30 / 1.90 1.80 1.70", "1.90 1.80 1.70."),
+    ("0.49 0.90 0.90 / 1.90 1.80 1.70", "1.90 1.80 1.70."),  # judged by the last minute only
+    ("0.50 0.10 0.10 / 1.90 1.80 1.70", "1.90 1.80 1.70 (the machine was not idle when the run began)."),
     ("1.35 0.90 0.40 / 1.90 1.80 1.70", "1.90 1.80 1.70 (the machine was not idle when the run began)."),
 ])
 def test_the_run_line_says_the_load_and_whether_the_machine_was_idle(load, note):
@@ -74,22 +79,35 @@ def test_the_run_line_says_the_load_and_whether_the_machine_was_idle(load, note)
     assert run_line.endswith(note)
 
 
-def test_the_section_replaces_only_the_marked_part_of_the_document(tmp_path, monkeypatch):
+@pytest.fixture
+def passes(tmp_path, monkeypatch):
+    """Two pass folders whose `mutmut results` and `mutmut show` answer from text, and main()'s other arguments."""
+    pure, store = tmp_path / "pure", tmp_path / "store"
+    answers = {
+        (pure, "results"): "    selection.x_quarter_of__mutmut_1: killed\n    selection.x_quarter_of__mutmut_2: survived\n",
+        (store, "results"): "    jobs.store.x_insert__mutmut_1: killed\n    jobs.store.x_insert__mutmut_2: survived\n",
+        (pure, "show"): "--- selection.py\n+++ selection.py\n-    return minute // 15\n+    return minute // 16\n",
+        (store, "show"): "--- jobs/store.py\n+++ jobs/store.py\n-    size=1 << 16\n+    size=1 << 17\n",
+    }
+    monkeypatch.setattr(mutation_report, "mutmut", lambda folder, *args: answers[(Path(folder), args[0])])
+    return [str(pure), str(store), "--command", "c", "--seconds", "1", "--load", "0 0 0 / 0 0 0", "--children", "2"]
+
+
+def test_main_adds_up_both_passes_and_shows_each_survivor_from_its_own_pass(tmp_path, passes):
     doc = tmp_path / "testing.md"
     doc.write_text(f"before\n{mutation_report.BEGIN}\nold table\n{mutation_report.END}\nafter\n")
-    monkeypatch.setattr(mutation_report, "mutmut", lambda folder, *args: RESULTS if args[0] == "results" else "")
-    mutation_report.main([str(doc), str(tmp_path), "--command", "c", "--seconds", "1", "--load", "0 0 0 / 0 0 0",
-                          "--children", "2"])
+    mutation_report.main([str(doc), *passes])
     text = doc.read_text()
     assert text.startswith("before\n" + mutation_report.BEGIN) and text.endswith(mutation_report.END + "\nafter\n")
-    assert "old table" not in text and "| selection.py | 4 |" in text
+    assert "old table" not in text
+    assert "| selection.py | 2 | 1 | 1 | 0 | 0 | 0 | 50.0 |" in text and "| jobs/store.py | 2 | 1 | 1 | 0 | 0 | 0 | 50.0 |" in text
+    assert "- `selection.x_quarter_of__mutmut_2`: `return minute // 15` → `return minute // 16`." in text
+    assert "- `jobs.store.x_insert__mutmut_2`: `size=1 << 16` → `size=1 << 17`." in text
 
 
-def test_a_document_without_the_markers_is_refused_untouched(tmp_path, monkeypatch):
+def test_a_document_without_the_markers_is_refused_untouched(tmp_path, passes):
     doc = tmp_path / "testing.md"
     doc.write_text("no markers here\n")
-    monkeypatch.setattr(mutation_report, "mutmut", lambda folder, *args: RESULTS if args[0] == "results" else "")
     with pytest.raises(SystemExit, match="no <!-- mutation:begin -->"):
-        mutation_report.main([str(doc), str(tmp_path), "--command", "c", "--seconds", "1", "--load", "0 0 0 / 0 0 0",
-                              "--children", "2"])
+        mutation_report.main([str(doc), *passes])
     assert doc.read_text() == "no markers here\n"
