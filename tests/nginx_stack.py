@@ -1,5 +1,6 @@
 """nginx, rendered from the project's template, in front of a gunicorn subprocess: started for a test module, always stopped."""
 
+import http.client
 import os
 import shutil
 import signal
@@ -87,8 +88,6 @@ def nginx_and_gunicorn(work: Path, env: dict):
 
 
 def _status(port, path) -> int:
-    import http.client
-
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request("GET", path)

@@ -235,7 +235,6 @@ def test_quarter_of_is_utc_whatever_the_machine_zone(monkeypatch):
         time.tzset()
 
 
-
 def test_draw_fill_one_missing_banner_draws_exactly_one():
     from selection import draw_fill
 
