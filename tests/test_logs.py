@@ -164,3 +164,15 @@ def test_log_compose_sends_app_logs_to_stdout_and_bounds_every_services_log():
         options = service.get("logging", {}).get("options", {})
         assert options.get("max-size") and options.get("max-file"), name
     assert compose["x-app"]["environment"]["LOG_FILE"] == ""  # Docker owns the app's logs and their rotation
+
+
+def test_log_refused_sign_ins_are_one_line_a_second_with_the_count(client, settings_overrides):
+    from webapp import auth
+
+    for _ in range(auth.FREE_ATTEMPTS):
+        _login(client, "eve")
+    statuses = [_login(client, "eve").status_code for _ in range(40)]
+    assert statuses.count(429) == 40
+    slowed = [line for line in _lines(Path(settings_overrides["log_file"])) if "login slowed user=eve" in line]
+    # 40 refusals within a few seconds: a line for the first of each second, saying how many it stands for.
+    assert 1 <= len(slowed) <= 6 and sum(int(re.search(r"\((\d+) more", line).group(1)) + 1 for line in slowed) <= 40
