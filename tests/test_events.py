@@ -489,6 +489,18 @@ def test_conversions_api_same_key_with_another_body_is_422(client, token_for, ap
     assert len([e for e in stream_events() if e["type"] == "conversion"]) == 1
 
 
+def test_conversions_api_same_key_on_another_click_is_not_a_duplicate_of_the_first(client, token_for, api_key):
+    # Same key, same revenue, another click: the second conversion must not be answered with the first's id.
+    first_click = live_click(client, token_for, impression="idem-click-1")
+    other_click = live_click(client, token_for, impression="idem-click-2")
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "order-46"}
+    first = client.post("/api/conversions", json={"click_id": first_click, "revenue": 5}, headers=headers)
+    other = client.post("/api/conversions", json={"click_id": other_click, "revenue": 5}, headers=headers)
+    assert first.status_code == 201 and other.status_code == 422 and "different request" in other.json["error"]
+    assert not other.json.get("duplicate")
+    assert [e["click"] for e in stream_events() if e["type"] == "conversion"] == [str(first_click)]
+
+
 def test_conversions_api_failure_after_the_claim_releases_the_key(client, token_for, api_key):
     """A real failure after the key is claimed: the stream key holds a string, so XADD fails."""
     ctx = runtime.context()

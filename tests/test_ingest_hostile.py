@@ -226,6 +226,22 @@ def test_ingest_reject_limit_is_a_setting(app, loaded, tmp_path, settings_overri
     assert run.status == IngestRun.SUCCEEDED_WITH_REJECTS, run.error
 
 
+def test_ingest_file_at_exactly_the_reject_limit_is_accepted(app, loaded):
+    # The README: a quarter is refused when "more than" INGEST_REJECT_LIMIT_PERCENT (2) of a file's rows are rejected.
+    source, before = loaded
+    good = GOOD["clicks"]
+    rows = good.count("\n")
+    extra = 49 - rows  # 49 good rows and 1 bad: exactly 2.0 %
+    assert extra > 0
+    good += "".join(f"{100 + i},{10 + i % 5},1\n" for i in range(extra))
+    (source / "1" / "clicks.csv").write_text("click_id,banner_id,campaign_id\n" + good + "x1,10,1\n")
+    run = ingest(app, source)
+    assert run.status == IngestRun.SUCCEEDED_WITH_REJECTS, run.error
+    with app.app_context():
+        record = files_of(run.id)[(1, "clicks.csv")]
+        assert (record.rejected, record.rows_read) == (1, 50) and not record.error
+
+
 def big_png(width, height):
     out = io.BytesIO()
     Image.new("1", (width, height)).save(out, format="PNG", optimize=True)

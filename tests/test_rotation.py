@@ -5,7 +5,7 @@ import random
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rotation import next_banner, set_key
+from rotation import next_banner, permutation, set_key
 
 banner_sets = st.sets(st.integers(1, 10**12), min_size=1, max_size=12)
 
@@ -65,8 +65,16 @@ def test_next_banner_survives_any_stored_state(state, banner_set):
 
 
 def test_next_banner_corrupt_state_that_would_repeat_starts_a_fresh_cycle():
-    key = set_key({1, 2, 3})
-    banner, _ = next_banner({1, 2, 3}, [key, 2, 2, 3], random.Random(0))
+    # A stored state whose last banner is not the one before its position (a forged or damaged
+    # cookie) would continue with that very banner: it must start a fresh cycle instead.
+    banner_set = {1, 2, 3}
+    key = set_key(banner_set)
+    for seed in range(20):
+        cycle = permutation(banner_set, seed)
+        for position in (1, 2):
+            banner, _ = next_banner(banner_set, [key, cycle[position], seed, position], random.Random(seed))
+            assert banner != cycle[position]
+    banner, _ = next_banner(banner_set, [key, 2, 2, 3], random.Random(0))  # a position past the cycle's end
     assert banner != 2
 
 
@@ -192,3 +200,13 @@ def test_next_banner_state_with_a_text_seed_for_this_set_is_not_trusted():
     # A stored state of this very set whose seed is text must start afresh, not multiply the text.
     banner, state = next_banner([1, 2, 3], [set_key({1, 2, 3}), 1, "x" * 8, 1], random.Random(3))
     assert banner in {1, 2, 3} and all(isinstance(v, int) for v in state)
+
+
+def test_remember_holds_exactly_the_64_campaigns_the_readme_promises():
+    # The README's number, written out: comparing with MAX_ROTATIONS would pass with 63 or 65.
+    rotations = {}
+    for campaign in range(1, 65):
+        remember(rotations, str(campaign), [campaign, 0, 0, 1])
+    assert len(rotations) == 64 and "1" in rotations  # 64 seen: none dropped
+    remember(rotations, "65", [65, 0, 0, 1])
+    assert len(rotations) == 64 and "1" not in rotations and "2" in rotations  # a 65th drops the oldest
