@@ -6,6 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("INSTANCE_DIR", ROOT / "instance"))
+LOCAL_PROXY = -1  # trusted_proxy_count's default: trust one proxy on this machine
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,10 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Sessions may live in a Redis of their own (bounded, evicting); empty: REDIS_URL.
     session_redis_url: str = ""
-    # Proxies in front of the app whose X-Forwarded-For/-Proto are trusted (nginx + compose: 1).
-    trusted_proxy_count: int = 0
+    # Proxies in front of the app whose X-Forwarded-For/-Proto are trusted (compose: 1). Unset
+    # (LOCAL_PROXY): one for requests from this machine (the shipped nginx on a unix socket or
+    # loopback, as the README runs it), none for others.
+    trusted_proxy_count: int = LOCAL_PROXY
     # Secure session cookies even on plain HTTP requests (they are Secure on HTTPS ones anyway).
     session_cookie_secure: bool = False
     secret_key: str = ""

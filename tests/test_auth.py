@@ -176,7 +176,7 @@ def test_session_cookie_is_secure_when_a_trusted_proxy_says_https(settings_overr
 
     trusting = create_app({**settings_overrides, "trusted_proxy_count": 1}).test_client()
     assert "Secure" in login(trusting, "ada", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
-    untrusting = create_app(settings_overrides).test_client()
+    untrusting = create_app({**settings_overrides, "trusted_proxy_count": 0}).test_client()
     assert "Secure" not in login(untrusting, "ada", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
     forced = create_app({**settings_overrides, "session_cookie_secure": True}).test_client()
     assert "Secure" in login(forced, "ada").headers["Set-Cookie"]

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,24 +48,38 @@ class Browser:
         return self.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
 
 
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory):
-    """nginx → gunicorn (TRUSTED_PROXY_COUNT=1, as docker-compose runs it) on SQLite, with admin `ada`."""
+@contextmanager
+def _stack(work, trusted_proxy_count):
+    """nginx → gunicorn on SQLite with admin `ada`; TRUSTED_PROXY_COUNT as given (None: unset)."""
     require_program("nginx")
-    work = tmp_path_factory.mktemp("proxied")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "TRUSTED_PROXY_COUNT"}
     env.update({
         "DATABASE_URL": f"sqlite:///{work / 'bannerservice.db'}", "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
         "INSTANCE_DIR": str(work / "instance"), "IMAGE_DIR": str(work / "images"),
         "LOG_FILE": str(work / "bannerservice.log"), "SECRET_KEY": "proxy-test", "QUEUE_NAME": f"{prefix}queue",
-        "PYTHONPATH": str(ROOT), "WEB_WORKERS": "2", "TRUSTED_PROXY_COUNT": "1",
-        "BANNERSERVICE_PASSWORD": "ada-secret-1",
+        "PYTHONPATH": str(ROOT), "WEB_WORKERS": "2", "BANNERSERVICE_PASSWORD": "ada-secret-1",
     })
+    if trusted_proxy_count is not None:
+        env["TRUSTED_PROXY_COUNT"] = trusted_proxy_count
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "flask", "--app", "webapp", "users", "create", "ada", "--role", "admin"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
     with nginx_and_gunicorn(work, env) as (port, _):
+        yield port
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """nginx → gunicorn with TRUSTED_PROXY_COUNT=1, as docker-compose runs it."""
+    with _stack(tmp_path_factory.mktemp("proxied"), "1") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def proxied_by_default(tmp_path_factory):
+    """nginx → gunicorn on a unix socket without TRUSTED_PROXY_COUNT: the README's commands outside Docker."""
+    with _stack(tmp_path_factory.mktemp("default"), None) as port:
         yield port
 
 
@@ -102,3 +117,12 @@ def test_login_through_nginx_a_forged_forwarded_for_does_not_pick_the_address(pr
         statuses.append(attacker.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
                                                                    "X-Forwarded-For": f"10.0.0.{n}"})[0])
     assert 429 in statuses
+
+
+def test_login_through_nginx_without_trusted_proxy_count_one_clients_failures_do_not_lock_out_another(proxied_by_default):
+    # The README's commands outside Docker set no TRUSTED_PROXY_COUNT: nginx and the app must still agree.
+    attacker = Browser(proxied_by_default, "127.0.0.2")
+    refused = [attacker.login("ada", f"guess-{n}")[0] for n in range(8)]
+    assert 429 in refused
+    status, headers, _ = Browser(proxied_by_default, "127.0.0.3").login("ada", "ada-secret-1")
+    assert status == 302 and headers["location"].endswith("/admin/")

@@ -5,12 +5,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_settings
 from jobs import runtime
 from models import db
-from webapp import errors, sessions
+from webapp import errors, proxies, sessions
 from webapp.outage import Breaker, DegradedCounts
 from webapp.serving import PlanCache
 
@@ -25,10 +24,7 @@ def create_app(overrides=None):
     settings = load_settings(**(overrides or {}))
     ctx = runtime.context(settings)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
-    if settings.trusted_proxy_count:
-        # Only the configured proxies' X-Forwarded-* are believed: a client cannot pick its address.
-        n = settings.trusted_proxy_count
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0, x_prefix=0)
+    proxies.install(app, settings.trusted_proxy_count)
     events_redis = runtime.redis_client(settings.redis_url, socket_timeout=VISITOR_REDIS_TIMEOUT, retries=0,
                                         decode_responses=True)
     session_url = settings.session_redis_url or settings.redis_url
