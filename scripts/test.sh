@@ -24,6 +24,8 @@ export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
 [ -f "$AXE_JS" ] || say "no axe-core: the accessibility scans fail in CI (CI=true) and are skipped elsewhere"
 # tests/test_stack.py runs the real nginx in front of gunicorn.
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
+# The fault tests and tests/test_quickstart.py start redis-servers of their own.
+apt_install redis-server || say "no redis-server: the tests that start a Redis of their own cannot run"
 
 # PostgreSQL is optional: TEST_DATABASE_URL, or a throwaway database on a local server, or none.
 ensure_test_database
