@@ -1,4 +1,4 @@
-"""Logging: one line per record, client values cut and escaped, to stdout and optionally to a file."""
+"""Logging: one line per record, client values cut and escaped, floods thinned, to stdout and optionally to a file."""
 
 import logging
 import logging.handlers
@@ -14,6 +14,10 @@ LOGGER_NAMES = ("bannerservice", "webapp")
 MAX_VALUE_CHARS = 200
 MAX_MESSAGE_CHARS = 2000
 MAX_TRACEBACK_CHARS = 16000
+# Records of one message (logger and format string) a second per process; the rest are counted, and
+# the next one written says how many were dropped. A client repeating a request that logs (a refused
+# sign-in, a stale form, a forged click link) writes at most this many lines a second per process.
+PER_SECOND = 10
 # Every control character (C0, DEL, C1) and the Unicode line separators, shown as an escape: a value
 # can never end the line and start a forged record of its own.
 _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
@@ -40,6 +44,8 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record):
         record.message = escape(cut(_message(record), MAX_MESSAGE_CHARS))
+        if getattr(record, "dropped", 0):
+            record.message += f" [{record.dropped} more of this message dropped in an earlier second]"
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         line = self.formatMessage(record)
@@ -57,6 +63,35 @@ class LineFormatter(logging.Formatter):
                 text = f"{text[:half]}\n...[{len(text) - 2 * half} chars cut]...\n{text[-half:]}"
             line += "".join(f"\n    {part}" for part in text.translate(_KEEP_NEWLINES).split("\n"))
         return line
+
+
+class FloodFilter(logging.Filter):
+    """Lets PER_SECOND records of each message a second through (per process) and counts the rest."""
+
+    def __init__(self, per_second=PER_SECOND):
+        super().__init__()
+        self.per_second = per_second
+        self.windows = {}  # (logger, format string) -> [second, written, dropped]
+
+    def filter(self, record):
+        decided = getattr(record, "_flood_decided", None)
+        if decided is not None:  # the same record on our other handler
+            return decided
+        key = (record.name, str(record.msg))
+        second = int(record.created)
+        window = self.windows.get(key)
+        if window is None or window[0] != second:
+            if len(self.windows) > 10_000:
+                self.windows.clear()  # messages built with f-strings would otherwise grow this forever
+            if window is not None and window[2]:
+                record.dropped = window[2]
+            window = self.windows[key] = [second, 0, 0]
+        window[1] += 1
+        allowed = window[1] <= self.per_second
+        if not allowed:
+            window[2] += 1
+        record._flood_decided = allowed
+        return allowed
 
 
 def _message(record) -> str:
@@ -90,8 +125,9 @@ def configure_logging(settings, level=logging.INFO):
     """
     logger = logging.getLogger("bannerservice")
     formatter = LineFormatter(FORMAT)
+    flood = next((f for h in logger.handlers for f in h.filters if isinstance(f, FloodFilter)), None) or FloodFilter()
     if not any(getattr(h, "_bannerservice", "") == "stdout" for h in logger.handlers):
-        _add(logger, logging.StreamHandler(sys.stdout), formatter, "stdout")
+        _add(logger, logging.StreamHandler(sys.stdout), formatter, flood, "stdout")
     current = next((h for h in logger.handlers if getattr(h, "_bannerservice", "") == "file"), None)
     wanted = str(Path(settings.log_file).resolve()) if settings.log_file else None
     if current is not None and current.baseFilename != wanted:
@@ -105,7 +141,7 @@ def configure_logging(settings, level=logging.INFO):
         except OSError as exc:
             logger.warning("cannot write the log file %s: %s", wanted, exc)
         else:
-            _add(logger, handler, formatter, "file")
+            _add(logger, handler, formatter, flood, "file")
     for name in LOGGER_NAMES:
         each = logging.getLogger(name)
         each.setLevel(level)
@@ -114,7 +150,8 @@ def configure_logging(settings, level=logging.INFO):
     return logger
 
 
-def _add(logger, handler, formatter, kind):
+def _add(logger, handler, formatter, flood, kind):
     handler.setFormatter(formatter)
+    handler.addFilter(flood)
     handler._bannerservice = kind
     logger.addHandler(handler)

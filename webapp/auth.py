@@ -144,10 +144,7 @@ def login():
         throttle = _Throttle(username, request.remote_addr or "-")
         wait = throttle.claim_attempt()
         if wait:
-            skipped = _slowed_lines.take()
-            if skipped is not None:
-                log.warning("login slowed user=%s addr=%s wait=%ss (%s more since the last such line)",
-                            username, request.remote_addr, wait, skipped)
+            log.warning("login slowed user=%s addr=%s wait=%ss", username, request.remote_addr, wait)
             error, status = f"Too many failed sign-ins. Wait {wait} seconds and try again.", 429
             page = render_template("auth/login.html", error=error, next_url=next_url, username=username)
             return page, status, {"Retry-After": str(wait)}
@@ -201,27 +198,6 @@ def _form_has_bad_bytes() -> bool:
             if any(ord(c) < 32 and c not in "\t\r\n" or c == "\x7f" for c in text):
                 return True
     return False
-
-
-class _OneASecond:
-    """Lets one event a second through and counts the others (not thread-exact: a count for a log line)."""
-
-    def __init__(self):
-        self.second, self.skipped = None, 0
-
-    def take(self):
-        """The number skipped since the last one let through, or None when this one is skipped."""
-        now = int(time.monotonic())
-        if now == self.second:
-            self.skipped += 1
-            return None
-        skipped, self.second, self.skipped = self.skipped, now, 0
-        return skipped
-
-
-# A refused attempt costs no password check, so a client can send thousands a second: they are
-# logged as one line a second per process, which a flood cannot turn into gigabytes of log.
-_slowed_lines = _OneASecond()
 
 
 # Atomically: refuse while this (name, address) must wait, else count the attempt and set the
