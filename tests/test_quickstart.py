@@ -77,9 +77,10 @@ def test_quickstart_ctrl_c_leaves_a_shared_redis_as_it_found_it(private_redis, t
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     log = (tmp_path / "run.out").read_text(errors="replace")
-    # rq's own records that expire by themselves: a stopped worker's (60 s) and its cleaning lock (10 min).
+    # rq's and rq-scheduler's own records that expire by themselves: a stopped worker's and a stopped
+    # scheduler's (60 s after their death) and the worker's registry-cleaning lock (10 min).
     expiring = {key for key in client.keys("rq:*") if key not in before and 0 < client.ttl(key) <= 600}
-    assert {key.split(":")[1] for key in expiring} <= {"worker", "clean_groups"}, expiring
+    assert {key.split(":")[1] for key in expiring} <= {"worker", "scheduler_instance", "clean_groups"}, expiring
     after = {key: client.type(key) for key in client.keys("*") if key not in expiring}
     assert after == before, f"left behind: {sorted(set(after) - set(before))}\n{log[-3000:]}"
     assert _scheduled(client) == {DEPLOYMENT_SCHEDULE} and client.get(DEPLOYMENT_KEY) == "7"
