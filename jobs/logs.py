@@ -77,7 +77,7 @@ class FloodFilter(logging.Filter):
         decided = getattr(record, "_flood_decided", None)
         if decided is not None:  # the same record on our other handler
             return decided
-        key = (record.name, str(record.msg))
+        key = (record.name, str(record.msg)[:MAX_VALUE_CHARS])
         second = int(record.created)
         window = self.windows.get(key)
         if window is None or window[0] != second:
