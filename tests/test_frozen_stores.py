@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -135,6 +136,45 @@ def test_frozen_postgresql_slot_clicks_health_and_dashboard_answer_quickly_and_r
         served.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_frozen_postgresql_query_on_an_open_connection_fails_at_the_deadline_and_the_next_one_works(
+        cluster_database, postgres_cluster, settings_overrides, tmp_path):  # noqa: F811
+    import peewee
+
+    from models import db, get_data_version
+
+    loaded_app(settings_overrides, cluster_database, tmp_path)
+    connected, frozen, outcome = threading.Event(), threading.Event(), {}
+
+    def query_on_an_open_connection():  # in a thread, so that a query that hangs fails the test, not the run
+        db.connect(reuse_if_open=True)
+        get_data_version()
+        connected.set()
+        frozen.wait()
+        started = time.monotonic()
+        try:
+            get_data_version()  # the server took the connection and will not answer on it
+        except peewee.OperationalError as exc:
+            outcome["error"] = exc
+        outcome["seconds"] = time.monotonic() - started
+        db.close()
+
+    thread = threading.Thread(target=query_on_an_open_connection, daemon=True)
+    thread.start()
+    assert connected.wait(QUICK)
+    postgres_cluster.freeze()
+    try:
+        frozen.set()
+        thread.join(QUICK * 2)
+        assert not thread.is_alive(), "the query still waits on the frozen server"
+    finally:
+        postgres_cluster.thaw()
+    assert "did not answer within 2 s" in str(outcome.get("error")), outcome
+    assert DEADLINE <= outcome["seconds"] < QUICK, outcome
+    with db.connection_context():
+        assert get_data_version() > 0  # a new connection, once the server answers again
+
+
 def _gunicorn_workers() -> list[int]:
     """Pids of the workers of the gunicorn master this test process started (they may retitle themselves)."""
     parents = {}
@@ -176,6 +216,7 @@ def test_frozen_postgresql_gunicorn_worker_started_meanwhile_serves_the_slot_and
         assert "Worker failed to boot" not in (work / "gunicorn.log").read_text()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # a Redis fault: one database is enough
 def test_paused_redis_slot_and_clicks_answer_quickly(redis_app, private_redis):  # noqa: F811
     import redis as redis_lib
 
