@@ -24,6 +24,8 @@ export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
 [ -f "$AXE_JS" ] || say "no axe-core: the accessibility scans fail in CI (CI=true) and are skipped elsewhere"
 # tests/test_stack.py runs the real nginx in front of gunicorn.
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
+# tests/test_frozen_stores.py freezes a PostgreSQL cluster of its own (initdb, run as the postgres user).
+apt_install postgresql || say "no PostgreSQL server programs: the frozen-database tests fail in CI (CI=true) and are skipped elsewhere"
 
 # PostgreSQL is optional: TEST_DATABASE_URL, or a throwaway database on a local server, or none.
 ensure_test_database
