@@ -55,7 +55,9 @@ def init_db(url: str, connect_timeout=None, query_timeout=None):
         limit_database_waits(connect_timeout, query_timeout)
     database = connect(url, **kwargs)
     db.initialize(database)
-    with db.connection_context():
+    # Unbounded: a migration (summing the live hours once) may take longer than a request may. A server
+    # that hangs still fails the connect, after libpq's connect_timeout.
+    with unbounded_database_waits(), db.connection_context():
         # Only what is missing: a worker whose role may not create tables still starts on a set-up database.
         existing = set(db.get_tables())
         missing = [model for model in ALL_MODELS if model._meta.table_name not in existing]
@@ -88,7 +90,8 @@ def limit_database_waits(connect_timeout=None, query_timeout=None) -> None:
 def unbounded_database_waits():
     """Queries inside wait as long as they take, and may use COPY (a job's long statements).
 
-    The callback is process-wide: only jobs, which run alone in their process, use this.
+    The callback is process-wide: other threads' queries are unbounded meanwhile too. Jobs and
+    start-up use this, not a process while it serves requests.
     """
     try:
         from psycopg2.extensions import get_wait_callback, set_wait_callback

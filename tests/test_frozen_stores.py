@@ -48,7 +48,7 @@ def cluster_database(postgres_cluster):  # noqa: F811
     """A database of this test's own in the private cluster; the cluster is thawed and the database dropped afterwards."""
     import psycopg2
 
-    from models import db
+    from models import db, limit_database_waits
 
     name = f"bs_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(postgres_cluster.url)
@@ -59,6 +59,7 @@ def cluster_database(postgres_cluster):  # noqa: F811
     postgres_cluster.thaw()
     if db.obj is not None and not db.is_closed():
         db.close()
+    limit_database_waits()  # the test's 2 s deadlines are process-wide: not for the tests after it
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
