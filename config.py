@@ -14,6 +14,10 @@ class Settings:
     """Settings of one process; build with `load_settings()` or pass overrides in tests."""
 
     database_url: str = f"sqlite:///{INSTANCE_DIR / 'bannerservice.db'}"
+    # A PostgreSQL that hangs (frozen, partitioned) fails a connect or a query after these many seconds
+    # instead of holding the request: the slot and clicks go on from memory, the rest answers 503.
+    database_connect_timeout: float = 3.0
+    database_query_timeout: float = 5.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Sessions may live in a Redis of their own (bounded, evicting); empty: REDIS_URL.
     session_redis_url: str = ""

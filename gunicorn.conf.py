@@ -22,3 +22,11 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 wsgi_app = "webapp:create_app()"
+# The master builds the app and loads the plans once, then forks: a worker started later (after a
+# crash, a timeout kill, max_requests) serves the slot at once, without asking a database that may hang.
+preload_app = True
+
+
+def when_ready(server):
+    """Before the first fork: load the plans into the master's app, for every worker to inherit."""
+    server.app.wsgi().extensions["plans"].preload()

@@ -1,6 +1,9 @@
 """The database: a deferred peewee handle, the models, and the queries named after what they fetch."""
 
 import json
+import select
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -33,8 +36,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def init_db(url: str):
-    """Point `db` at `url` (sqlite:///path or postgresql://...) and create missing tables."""
+def init_db(url: str, connect_timeout=None, query_timeout=None):
+    """Point `db` at `url` (sqlite:///path or postgresql://...) and create missing tables.
+
+    On PostgreSQL, `connect_timeout` and `query_timeout` (seconds) bound every wait for the server:
+    past them a connect or a query raises OperationalError and its connection is closed.
+    """
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     kwargs = {}
@@ -42,9 +49,15 @@ def init_db(url: str):
         # A `?timeout=SECONDS` in the URL sets how long a writer waits for the lock (default 10 s).
         timeout = parse_qs(urlsplit(url).query).get("timeout")
         kwargs["pragmas"] = dict(SQLITE_PRAGMAS, **({"busy_timeout": int(float(timeout[0]) * 1000)} if timeout else {}))
+    elif url.startswith("postgres"):
+        if connect_timeout:
+            kwargs["connect_timeout"] = max(2, int(-(-connect_timeout // 1)))  # libpq: whole seconds, 2 at least
+        limit_database_waits(connect_timeout, query_timeout)
     database = connect(url, **kwargs)
     db.initialize(database)
-    with db.connection_context():
+    # Unbounded: a migration (summing the live hours once) may take longer than a request may. A server
+    # that hangs still fails the connect, after libpq's connect_timeout.
+    with unbounded_database_waits(), db.connection_context():
         # Only what is missing: a worker whose role may not create tables still starts on a set-up database.
         existing = set(db.get_tables())
         missing = [model for model in ALL_MODELS if model._meta.table_name not in existing]
@@ -54,6 +67,68 @@ def init_db(url: str):
                 fill_live_site_hours()  # a database from before the site hours: sum what it has once
         add_missing_columns(ALL_MODELS)
     return database
+
+
+# --- Deadlines on PostgreSQL --------------------------------------------------------------------
+# A frozen server (SIGSTOP, a stuck disk, a partition) still accepts TCP connections and ACKs what
+# we send: server-side statement_timeout, TCP keepalives and tcp_user_timeout never fire, and a
+# blocking libpq call waits forever. A psycopg2 wait callback makes every connect and query wait
+# in our own poll loop instead, which gives up at a deadline.
+
+_deadlines = {"connect": None, "query": None}
+
+
+def limit_database_waits(connect_timeout=None, query_timeout=None) -> None:
+    """Bound every PostgreSQL connect and query of this process (seconds; None for no bound)."""
+    from psycopg2.extensions import set_wait_callback
+
+    _deadlines.update(connect=connect_timeout or None, query=query_timeout or None)
+    set_wait_callback(_wait_with_deadline if (connect_timeout or query_timeout) else None)
+
+
+@contextmanager
+def unbounded_database_waits():
+    """Queries inside wait as long as they take, and may use COPY (a job's long statements).
+
+    The callback is process-wide: other threads' queries are unbounded meanwhile too. Jobs and
+    start-up use this, not a process while it serves requests.
+    """
+    try:
+        from psycopg2.extensions import get_wait_callback, set_wait_callback
+    except ImportError:  # SQLite only
+        yield
+        return
+    callback = get_wait_callback()
+    set_wait_callback(None)
+    try:
+        yield
+    finally:
+        set_wait_callback(callback)
+
+
+def _wait_with_deadline(conn):
+    """psycopg2's wait callback: psycopg2.extras.wait_select with a deadline (psycopg2 closes the
+    connection when this raises)."""
+    from psycopg2 import OperationalError
+    from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE, STATUS_SETUP
+
+    what = "connect" if conn.status == STATUS_SETUP else "query"
+    seconds = _deadlines[what]
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        state = conn.poll()
+        if state == POLL_OK:
+            return
+        if state not in (POLL_READ, POLL_WRITE):
+            raise OperationalError(f"unexpected poll state {state}")
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise OperationalError(f"the database did not answer within {seconds:g} s ({what})")
+        # poll(), not select(): select() fails on descriptors past 1024. A new one each time: libpq
+        # may change sockets while it connects.
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN if state == POLL_READ else select.POLLOUT)
+        poller.poll(None if left is None else max(1, int(left * 1000) + 1))
 
 
 def add_missing_columns(models) -> None:
@@ -330,9 +405,17 @@ def bump_data_version() -> int:
 
 
 def load_serving_plans() -> dict:
-    """{(quarter, campaign_id): ((banner_id, image_name), ...)} for every plan, in rank order."""
-    images = dict(db.execute(Banner.select(Banner.id, Banner.image_name).where(Banner.image_name.is_null(False))))
-    plans = ServingPlans(images)
+    """{(quarter, campaign_id): ((banner_id, image_name), ...)} for every plan, in rank order; its
+    `landings` holds {banner_id: landing_url}, so a click needs no database."""
+    images, landings = {}, {}
+    banners = Banner.select(Banner.id, Banner.image_name, Banner.landing_url).where(
+        Banner.image_name.is_null(False) | Banner.landing_url.is_null(False))
+    for banner_id, image_name, landing_url in db.execute(banners):
+        if image_name is not None:
+            images[banner_id] = image_name
+        if landing_url is not None:
+            landings[banner_id] = landing_url
+    plans = ServingPlans(images, landings)
     # The raw cursor, not model instances or peewee's tuples: at 10,000 campaigns this is 40,000 rows.
     for quarter, campaign_id, banner_ids in db.execute(Plan.select(Plan.quarter, Plan.campaign_id, Plan.banner_ids)):
         dict.__setitem__(plans, (quarter, campaign_id), banner_ids)
@@ -346,9 +429,10 @@ class ServingPlans(dict):
     first request that asks for it. Read with [] or get(); items() and values() may give raw text.
     """
 
-    def __init__(self, images):
+    def __init__(self, images, landings=None):
         super().__init__()
         self._images, self._pairs = images, {}
+        self.landings = landings or {}
 
     def __getitem__(self, key):
         value = dict.__getitem__(self, key)

@@ -20,7 +20,7 @@ from jobs.store import (
 from jobs.progress import Progress
 from jobs.runs import Heartbeat, LockLost, RunEnd, cut, reap_abandoned_runs
 from jobs.streams import HashingLines, Limited
-from models import IngestFile, IngestRun, active_run, bump_data_version, db, utcnow
+from models import IngestFile, IngestRun, active_run, bump_data_version, db, unbounded_database_waits, utcnow
 
 log = logging.getLogger("bannerservice.ingest")
 
@@ -72,7 +72,8 @@ def run_ingest(source=None, trigger="schedule", user=None, run_id=None, on_progr
             run.save()
             log.info("run=%s start source=%s trigger=%s user=%s", run.id, quote(source), trigger, user)
             tracker = Progress(run, on_progress, heartbeat)
-            outcome = _ingest(ctx, run, source, tracker, live_hours, run.accept_rejects)
+            with unbounded_database_waits():  # a quarter's statements may take longer than a request's deadline
+                outcome = _ingest(ctx, run, source, tracker, live_hours, run.accept_rejects)
             status, error = outcome.status, outcome.error
     except Exception as exc:  # the record must say what happened, whatever happened
         log.error("run=%s failed: %s", run.id, quote(_describe_error(exc), 500), exc_info=not isinstance(exc, SourceError))

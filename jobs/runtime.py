@@ -9,7 +9,7 @@ import redis as redis_lib
 
 from config import Settings, load_settings
 from jobs.logs import configure_logging
-from models import db, get_data_version, init_db
+from models import db, get_data_version, init_db, limit_database_waits
 
 log = logging.getLogger("bannerservice.runtime")
 
@@ -58,8 +58,11 @@ def context(settings: Settings | None = None) -> Context:
     global _context
     if settings is not None or _context is None:
         settings = settings or load_settings()
+        timeouts = settings.database_connect_timeout, settings.database_query_timeout
         if _context is None or _context.settings.database_url != settings.database_url or not _db_bound():
-            init_db(settings.database_url)
+            init_db(settings.database_url, *timeouts)
+        elif settings.database_url.startswith("postgres"):
+            limit_database_waits(*timeouts)
         _context = Context(settings)
         configure_logging(settings)
     return _context

@@ -8,7 +8,9 @@ from itertools import repeat
 from peewee import PostgresqlDatabase, chunked
 
 from jobs.columns import money_text
-from models import BannerStat, CampaignStat, Click, Conversion, ImpressionCount, LoadedFile, Meta, Plan, db, utcnow
+from models import (
+    BannerStat, CampaignStat, Click, Conversion, ImpressionCount, LoadedFile, Meta, Plan, db, unbounded_database_waits, utcnow,
+)
 
 BATCH = 5000
 
@@ -54,7 +56,8 @@ def insert(model, names, rows):
     cursor = db.cursor()
     if isinstance(db.obj, PostgresqlDatabase):
         if POSTGRES_BULK == "copy":
-            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", RowsAsCsv(rows), size=1 << 16)
+            with unbounded_database_waits():  # psycopg2 refuses COPY under a wait callback
+                cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", RowsAsCsv(rows), size=1 << 16)
             return
         from psycopg2.extras import execute_values
 

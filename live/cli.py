@@ -3,7 +3,8 @@
 import click
 from flask.cli import with_appcontext
 
-from models import Banner
+from jobs import runtime
+from models import Banner, bump_data_version, db
 
 
 def register(app):
@@ -56,7 +57,10 @@ def banners_set_landing_command(banner_id, url):
 
     if not is_safe_landing_url(url):
         raise click.BadParameter("use an absolute http(s) URL or a path starting with /", param_hint="URL")
-    Banner.insert(id=banner_id, landing_url=url).on_conflict(
-        conflict_target=[Banner.id], update={Banner.landing_url: url}
-    ).execute()
+    with db.atomic():
+        Banner.insert(id=banner_id, landing_url=url).on_conflict(
+            conflict_target=[Banner.id], update={Banner.landing_url: url}
+        ).execute()
+        version = bump_data_version()  # web processes read landing URLs with the plans: reload them
+    runtime.publish_data_version(runtime.context(), version)
     click.echo(f"Clicks on banner {banner_id} now land on {url}")

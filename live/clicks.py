@@ -22,7 +22,7 @@ from live.events import (
     queue_event,
     visitor_key,
 )
-from models import ApiKey, Banner
+from models import ApiKey
 from webapp.clock import utc_now
 from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS
 from webapp.urls import is_safe_landing_url
@@ -126,21 +126,17 @@ def _record_click(settings, campaign_id, banner_id, quarter, impression_id):
         degraded.add("clicks_dropped")
 
 
-_landings = {}  # banner id -> landing URL last read, for clicks while the database is away
-
-
 def landing_url(banner_id, default) -> str:
-    """The banner's landing URL when it has a safe one, else the default; never a URL from the request."""
+    """The banner's landing URL when it has a safe one, else the default; never a URL from the request.
+
+    Read from the process's plan snapshot, so a click waits on no database, even one that hangs.
+    """
     try:
-        banner = Banner.get_or_none(Banner.id == banner_id)
-    except DATABASE_ERRORS:
+        landings = current_app.extensions["plans"].snapshot().landings
+    except DATABASE_ERRORS:  # no plans loaded yet, and the database away
         current_app.extensions["degraded"].add("clicks_without_database")
-        url = _landings.get(banner_id, default)
-    else:
-        url = banner.landing_url if banner and banner.landing_url else default
-        if len(_landings) > 100_000:
-            _landings.clear()
-        _landings[banner_id] = url
+        landings = {}
+    url = landings.get(banner_id) or default
     return url if is_safe_landing_url(url) else "/"
 
 

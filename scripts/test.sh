@@ -26,6 +26,8 @@ export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
 # The fault tests and tests/test_quickstart.py start redis-servers of their own.
 apt_install redis-server || say "no redis-server: the tests that start a Redis of their own cannot run"
+# tests/test_frozen_stores.py freezes a PostgreSQL cluster of its own (initdb, run as the postgres user).
+apt_install postgresql || say "no PostgreSQL server programs: the frozen-database tests fail in CI (CI=true) and are skipped elsewhere"
 
 # PostgreSQL is optional: TEST_DATABASE_URL, or a throwaway database on a local server, or none.
 ensure_test_database

@@ -61,10 +61,11 @@ def postgres_url():
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     yield urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}"))
-    from models import db
+    from models import db, limit_database_waits
 
     if db.obj is not None and not db.is_closed():
         db.close()
+    limit_database_waits()  # the apps' query deadline is process-wide; dropping may take longer on a busy server
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()

@@ -38,6 +38,7 @@ class Snapshot:
     version: int
     plans: dict = field(default_factory=dict)
     campaigns: frozenset = frozenset()
+    landings: dict = field(default_factory=dict)  # {banner_id: landing_url} of banners that have one
     # Rendered slot pages by (quarter, campaign_id, banner_id), filled as visitors ask; a new
     # snapshot starts empty, so a page never outlives the data it shows.
     pages: dict = field(default_factory=BoundedPages)
@@ -76,6 +77,19 @@ class PlanCache:
             self._checked_at = self.clock()  # the first request past the interval asks; the others go on
             self._wake_reloader()
         return self._snapshot
+
+    def preload(self) -> bool:
+        """Load the plans outside any request (a server's master, before it forks its workers);
+        False, logged, when the database does not let us."""
+        try:
+            self.snapshot()
+            return True
+        except Exception:
+            log.warning("plans could not be loaded before the workers start; each will load them itself", exc_info=True)
+            return False
+        finally:
+            if not db.is_closed():
+                db.close()  # forked workers must not share this connection
 
     def invalidate(self):
         """Check the version on the next request (the CLI and tests call this after a load)."""
@@ -153,4 +167,4 @@ class PlanCache:
         except Exception:
             log.warning("cannot publish the data version to Redis", exc_info=True)
         campaigns = frozenset(campaign for _, campaign in plans)
-        return Snapshot(version, plans, campaigns)
+        return Snapshot(version, plans, campaigns, landings=plans.landings)
