@@ -114,6 +114,7 @@ def test_full_redis_manual_ingest_says_redis_is_full(full_app):
     assert login(client, "ada", "ada-secret-1").status_code == 302
     token = csrf_of(client, "/admin/ingests")
     full_app.fill()
+    assert client.get("/admin/").status_code == 200  # the dashboard still reads
     page = client.post("/admin/ingests", data={"csrf_token": token, "replace_source": "1"}, headers={"HX-Request": "true"})
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and "Could not queue the ingest" in text

@@ -62,6 +62,10 @@ def test_redis_roles_events_down_keeps_rotations_dashboard_and_csv(two_redis_app
         assert page.status_code == 200
         seen.append(int(BANNER_ID.search(page.get_data(as_text=True)).group(1)))
     assert sorted(seen[:5]) == sorted(seen[5:]) == [11, 12, 13, 14, 15], seen  # no banner twice in one cycle
+    assert visitor.get(CLICK_HREF.search(page.get_data(as_text=True)).group(1)).status_code == 302
+    api = admin.post("/api/conversions", json={"click_id": two_redis_app.click_id, "revenue": "2.5"},
+                     headers={"Authorization": f"Bearer {two_redis_app.api_key}"})
+    assert api.status_code == 503 and "The events Redis is unavailable" in api.json["error"]
     assert admin.get("/admin/").status_code == 200
     csv = admin.get("/admin/campaigns.csv")
     assert csv.status_code == 200 and csv.get_data(as_text=True).startswith("campaign")
@@ -71,8 +75,15 @@ def test_redis_roles_events_down_keeps_rotations_dashboard_and_csv(two_redis_app
 
 def test_redis_roles_session_down_keeps_the_api_and_healthz_reports_it(two_redis_app, session_redis):
     session_redis.stop()
+    from live.events import STREAM
+
     client = two_redis_app.test_client()
-    assert client.get("/campaigns/1").status_code == 200  # a view finds the session Redis away: its breaker opens
+    ctx = two_redis_app.extensions["runtime"]
+    before = ctx.redis.xlen(ctx.key(STREAM))
+    page = client.get("/campaigns/1")  # a view finds the session Redis away: its breaker opens
+    assert page.status_code == 200
+    assert client.get(CLICK_HREF.search(page.get_data(as_text=True)).group(1)).status_code == 302
+    assert ctx.redis.xlen(ctx.key(STREAM)) == before + 2  # the view and the click are still recorded
     api = client.post("/api/conversions", json={"click_id": two_redis_app.click_id, "revenue": "2.5"},
                       headers={"Authorization": f"Bearer {two_redis_app.api_key}"})
     assert api.status_code == 201, api.get_data(as_text=True)
