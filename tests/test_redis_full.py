@@ -174,3 +174,28 @@ def test_full_redis_views_record_again_once_filler_keys_are_deleted(full_app):
     assert visitor.get("/campaigns/1").status_code == 200
     assert stream_length(full_app) == before + 1
     assert json.loads(visitor.get("/healthz").get_data())["redis"]["ok"] is True
+
+
+def test_full_redis_scheduler_runs_the_export_itself_and_outlives_it(full_app, worker_env):
+    """Nobody runs the CLI: rq-scheduler cannot enqueue while Redis is full, so the scheduler process exports."""
+    env = {**worker_env, "REDIS_URL": full_app.settings_overrides["redis_url"],
+           "LIVE_ROOT": full_app.settings_overrides["live_root"]}
+    flask = Path(sys.executable).parent / "flask"
+    process = subprocess.Popen([flask, "--app", "webapp", "scheduler", "--interval", "0.5", "--check-seconds", "1"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # running, its schedules registered
+        full_app.fill()
+        deadline = time.monotonic() + 60
+        while stream_length(full_app) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        assert process.poll() is None, process.stderr.read()[-3000:]  # the scheduler outlived the full Redis
+        assert stream_length(full_app) == 0
+        time.sleep(1.1)
+        visitor = full_app.test_client()
+        assert visitor.get("/campaigns/1").status_code == 200
+        assert stream_length(full_app) == 1
+        assert visitor.get("/healthz").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
