@@ -69,6 +69,7 @@ def test_redis_roles_events_down_keeps_rotations_dashboard_and_csv(two_redis_app
     assert admin.get("/admin/").status_code == 200
     csv = admin.get("/admin/campaigns.csv")
     assert csv.status_code == 200 and csv.get_data(as_text=True).startswith("campaign")
+    assert login(two_redis_app.test_client(), "ada", "ada-secret-1").status_code == 503  # attempts are counted there
     lines = outage_lines(two_redis_app)
     assert lines and all("The events Redis is unavailable" in line for line in lines), lines
 
