@@ -78,6 +78,26 @@ def run_scheduler(ctx, interval=10.0, check_seconds=CHECK_SECONDS):
             # Keep the process: when Redis is back, the new loop registers the schedules at once.
             log.warning("scheduler lost Redis (%s); trying again in %s s", exc, interval)
             time.sleep(interval)
+        except redis_lib.exceptions.OutOfMemoryError as exc:
+            # Redis is full (maxmemory, noeviction): nothing can be enqueued, not even the export that
+            # would free it. The export needs no queue and runs while Redis is full, so run it here.
+            log.warning("Redis is full (%s); running the live export in the scheduler to free it", exc)
+            free_full_redis(ctx, scheduler)
+            time.sleep(interval)
+
+
+def free_full_redis(ctx, scheduler) -> None:
+    """Export the live events (which acknowledges and trims them) and mark the stopped loop's scheduler dead,
+    so the next loop may register itself again."""
+    if ctx.settings.events_enabled:
+        try:
+            scheduled_export()
+        except Exception:
+            log.exception("the export in the scheduler failed; the next loop tries again")
+    try:
+        scheduler.register_death()
+    except redis_lib.RedisError:
+        pass  # its key expires by itself within the interval
 
 
 def ensure_schedules(scheduler, settings) -> bool:

@@ -80,6 +80,17 @@ def export_events(time_budget=240.0, crash_after_write=False):
     return run.id
 
 
+# The export is what frees a Redis that is full (maxmemory under noeviction): reading, XACK, XTRIM,
+# EXPIRE and DEL are allowed then, but SET and XGROUP CREATE are refused. The few bytes of the lock and
+# the group are written by scripts flagged allow-oom (Redis 7), so a full Redis never blocks its own cure.
+_TAKE_LOCK = "#!lua flags=allow-oom\nreturn redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])"
+_CREATE_GROUP = """#!lua flags=allow-oom
+local reply = redis.pcall('xgroup', 'create', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(reply) == 'table' and reply.err and not string.find(reply.err, 'BUSYGROUP') then return reply end
+return 1
+"""
+
+
 class _ExportLock:
     """The one-exporter-at-a-time lock: a token of our own, renewed per chunk, released only if still ours."""
 
@@ -87,7 +98,7 @@ class _ExportLock:
 
     def __init__(self, ctx):
         self.redis, self.key, self.token = ctx.redis, ctx.key("export:lock"), uuid.uuid4().hex
-        if not self.redis.set(self.key, self.token, nx=True, ex=LOCK_SECONDS):
+        if not self.redis.eval(_TAKE_LOCK, 1, self.key, self.token, LOCK_SECONDS):
             raise ExportBusy("an export is already running")
 
     def renew(self):
@@ -121,11 +132,8 @@ def _live_root(settings) -> str:
 
 
 def _ensure_group(redis, stream):
-    try:
-        redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    except Exception as exc:  # BUSYGROUP: it exists already
-        if "BUSYGROUP" not in str(exc):
-            raise
+    """Create the exporters' group (and the stream) unless it exists."""
+    redis.eval(_CREATE_GROUP, 1, stream, GROUP)
 
 
 def _chunks(redis, stream, consumer):

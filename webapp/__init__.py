@@ -46,13 +46,15 @@ def create_app(overrides=None):
     app.extensions["settings"] = settings
     app.extensions["runtime"] = ctx
     app.extensions["visitor_redis"] = events_redis
-    app.extensions["redis_breaker"] = breaker = Breaker("Redis")
-    session_breaker = breaker if session_url == settings.redis_url else Breaker("session Redis")
+    shared = session_url == settings.redis_url
+    # A breaker and a name per Redis role, so an outage of one neither stops nor is blamed on the other.
+    app.extensions["redis_breaker"] = events_breaker = Breaker("Redis" if shared else "The events Redis")
+    app.extensions["session_breaker"] = session_breaker = events_breaker if shared else Breaker("The session Redis")
     app.extensions["degraded"] = DegradedCounts()
     app.extensions["plans"] = PlanCache(events_redis, ctx.key("data_version"), settings.plan_refresh_seconds)
     # One Redis for both: the events ride the session's pipeline (no round trip of their own).
     sessions.install(app, session_redis, app.config["SESSION_KEY_PREFIX"],
-                     session_redis if session_url == settings.redis_url else events_redis, session_breaker)
+                     session_redis if shared else events_redis, session_breaker, events_breaker)
 
     @app.teardown_appcontext
     def close_db(exc):

@@ -9,6 +9,7 @@ from models import (
 )
 from webapp.admin import bp
 from webapp.auth import admin_required, is_htmx_request
+from webapp.outage import is_full
 
 ACTIVE_POLL, IDLE_POLL = "every 2s", "every 20s"
 
@@ -68,7 +69,9 @@ def run_ingest_now():
         except IngestBusy as exc:
             notice, level = f"An ingest is already in progress ({exc.what}); no new run was queued.", "warning"
         except RedisError as exc:
-            notice, level = f"Could not queue the ingest: Redis did not answer ({exc}).", "error"
+            why = ("Redis is full (out of memory); the live events' export frees it" if is_full(exc)
+                   else "Redis did not answer")
+            notice, level = f"Could not queue the ingest: {why} ({exc}).", "error"
     if is_htmx_request():
         return render_rows(ingest_rows_context(), notice=notice, level=level)
     flash(notice, level)

@@ -86,12 +86,13 @@ def load_user_and_check_csrf():
     g.user = None
     if is_visitor_request():
         return  # the ad slot and the click need neither the user nor the database
+    if request.path.startswith("/api/"):
+        return  # authenticated by an API key in a header, never by the session (nor open to CSRF through it)
     if is_degraded(session):
         abort(503)  # the session store is away: the dashboard cannot know who is signed in
     user_id = session.get("user_id")
     g.user = User.get_or_none(User.id == user_id) if user_id else None
-    # /api/ is authenticated by an API key in a header, never by the cookie: CSRF cannot ride on it.
-    if request.method in UNSAFE_METHODS and not request.path.startswith("/api/"):
+    if request.method in UNSAFE_METHODS:
         if _form_has_bad_bytes():
             abort(400, "A form field holds characters no form of ours sends (NUL, control characters or bytes that are not UTF-8).")
         sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""

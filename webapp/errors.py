@@ -4,7 +4,7 @@ security headers every response carries."""
 from flask import current_app, jsonify, render_template, request
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
-from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS, RETRY_AFTER_SECONDS
+from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS, RETRY_AFTER_SECONDS, StoreFailed, outage_of
 
 # Only files from this site; no inline script or style (htmx's indicator style is off, see base.html).
 CONTENT_SECURITY_POLICY = (
@@ -15,9 +15,9 @@ CONTENT_SECURITY_POLICY = (
 FRAMEABLE_BLUEPRINTS = ("public",)
 
 
-def unavailable(what="A service this page needs"):
-    """The 503 answer: JSON under /api/, else the styled page; both say when to retry."""
-    message = f"{what} is unavailable right now. Try again in {RETRY_AFTER_SECONDS} seconds."
+def unavailable(what="A service this page needs", outage="is unavailable"):
+    """The 503 answer: JSON under /api/, else the styled page; both say what failed and when to retry."""
+    message = f"{what} {outage} right now. Try again in {RETRY_AFTER_SECONDS} seconds."
     if request.path.startswith("/api/"):
         response = jsonify(error=message)
     else:
@@ -29,12 +29,17 @@ def unavailable(what="A service this page needs"):
 
 
 def _store_of(exc):
-    """(the store's name, its breaker or None) when `exc` says a store is away; (None, None) otherwise."""
+    """(the store's name, its breaker or None, the store's error) when `exc` says a store is away;
+    (None, None, exc) otherwise."""
+    if isinstance(exc, StoreFailed):
+        return exc.breaker.name, exc.breaker, exc.cause
     if isinstance(exc, REDIS_ERRORS):
-        return "Redis", current_app.extensions["redis_breaker"]
+        # Outside the session, the app's own Redis calls all go to REDIS_URL's (the events') Redis.
+        breaker = current_app.extensions["redis_breaker"]
+        return breaker.name, breaker, exc
     if isinstance(exc, DATABASE_ERRORS):
-        return "The database", None
-    return None, None
+        return "The database", None, exc
+    return None, None, exc
 
 
 def install(app):
@@ -45,14 +50,14 @@ def install(app):
         return unavailable()
 
     def store_away(exc):
-        store, breaker = _store_of(exc)
+        store, breaker, cause = _store_of(exc)
         if breaker is not None:
-            breaker.record(exc)
+            breaker.record(cause)
         else:
-            current_app.logger.warning("%s is unavailable: %s: %s", store, type(exc).__name__, exc)
-        return unavailable(store)
+            current_app.logger.warning("%s is unavailable: %s: %s", store, type(cause).__name__, cause)
+        return unavailable(store, outage_of(cause))
 
-    for error_class in REDIS_ERRORS + DATABASE_ERRORS:
+    for error_class in (StoreFailed, *REDIS_ERRORS, *DATABASE_ERRORS):
         app.register_error_handler(error_class, store_away)
 
     @app.errorhandler(InternalServerError)

@@ -8,22 +8,26 @@ from flask import Blueprint, current_app, jsonify
 from live.events import STREAM, stream_health
 from models import db, get_data_version
 from webapp.clock import utc_now
+from webapp.outage import is_full
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz():
-    """200 with database, Redis and data-version status; 503 when the database or Redis is down."""
+    """200 with database, Redis and data-version status; 503 when the database or a Redis is down or full."""
     database, db_version = _check(_database_version)
     redis, published = _check(_published_version)
     _, serving = _check(lambda: current_app.extensions["plans"].snapshot().version)
     _, events = _check(_stream_health)
-    healthy = database["ok"] and redis["ok"]
+    stores = {"database": database, "redis": redis}
+    if current_app.extensions["settings"].session_redis_url:
+        # A Redis of its own for sessions: the dashboard and rotations need it, the API and events do not.
+        stores["session_redis"], _ = _check(lambda: _take_write(_health_redis("session_redis_url")))
+    healthy = all(store["ok"] for store in stores.values())
     body = {
         "status": "ok" if healthy else "unavailable",
-        "database": database,
-        "redis": redis,
+        **stores,
         # Since this process started: views served without Redis, clicks it could not keep.
         "degraded": current_app.extensions["degraded"].as_dict(),
         # Unexported events: "export_behind" when the oldest is over 15 minutes old, "near_cap" at 80% of the cap.
@@ -52,7 +56,8 @@ def _check(probe):
     try:
         value = probe()
     except Exception as exc:  # a health check reports every failure, whatever its kind
-        return {"ok": False, "ms": _ms_since(started), "error": f"{type(exc).__name__}: {exc}"}, None
+        error = f"{type(exc).__name__}: {exc}"
+        return {"ok": False, "ms": _ms_since(started), "error": f"Redis full: {error}" if is_full(exc) else error}, None
     return {"ok": True, "ms": _ms_since(started)}, value
 
 
@@ -70,17 +75,24 @@ def _stream_health():
     return stream_health(_health_redis(), runtime.key(STREAM), utc_now())
 
 
-def _health_redis():
-    client = current_app.extensions.get("health_redis")
-    if client is None:
-        # Short timeouts of its own: a hung Redis must make the check fail, not hang it.
-        url = current_app.extensions["settings"].redis_url
-        client = redis_lib.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, decode_responses=True)
-        current_app.extensions["health_redis"] = client
-    return client
+def _health_redis(setting="redis_url"):
+    """A client of its own for the Redis named by `setting`, with short timeouts: a hung Redis must
+    make the check fail, not hang it."""
+    clients = current_app.extensions.setdefault("health_redis", {})
+    if setting not in clients:
+        url = getattr(current_app.extensions["settings"], setting)
+        clients[setting] = redis_lib.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, decode_responses=True)
+    return clients[setting]
+
+
+def _take_write(client):
+    """Write a small key: a Redis at maxmemory under noeviction still answers reads, only a write shows it full."""
+    client.set(current_app.extensions["runtime"].key("healthz"), "1", ex=60)
 
 
 def _published_version():
     runtime = current_app.extensions["runtime"]
-    value = _health_redis().get(runtime.key("data_version"))
+    client = _health_redis()
+    _take_write(client)
+    value = client.get(runtime.key("data_version"))
     return int(value) if value is not None else None

@@ -9,9 +9,31 @@ import redis as redis_lib
 
 log = logging.getLogger("bannerservice.outage")
 
-REDIS_ERRORS = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.BusyLoadingError)
+# A Redis at maxmemory under noeviction refuses every write (OOM) but still answers reads: for a
+# request that has to write, it is away until an export (XACK + XTRIM) or a person frees memory.
+REDIS_ERRORS = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.BusyLoadingError,
+                redis_lib.exceptions.OutOfMemoryError)
 DATABASE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 RETRY_AFTER_SECONDS = 10
+
+
+def is_full(exc) -> bool:
+    """True when `exc` is a Redis refusing writes for want of memory (maxmemory under noeviction)."""
+    return isinstance(exc, redis_lib.exceptions.OutOfMemoryError)
+
+
+def outage_of(exc) -> str:
+    """How a store's failure reads after its name: "is full (out of memory)" or "is unavailable"."""
+    return "is full (out of memory)" if is_full(exc) else "is unavailable"
+
+
+class StoreFailed(Exception):
+    """A store failed where the request cannot go on without it; carries that store's breaker, so the
+    503 and the log name the right one when sessions and events have a Redis each."""
+
+    def __init__(self, breaker, cause):
+        super().__init__(f"{breaker.name} {outage_of(cause)}: {type(cause).__name__}: {cause}")
+        self.breaker, self.cause = breaker, cause
 
 
 class Breaker:
@@ -22,6 +44,7 @@ class Breaker:
         self.name, self.retry_seconds, self.log_every, self.clock = name, retry_seconds, log_every, clock
         self._until = float("-inf")
         self._logged_at = float("-inf")
+        self.is_full = False  # the last failure was a full Redis: it refuses writes but still answers reads
         self._lock = threading.Lock()
 
     def is_open(self) -> bool:
@@ -33,10 +56,11 @@ class Breaker:
         now = self.clock()
         with self._lock:
             self._until = now + self.retry_seconds
+            self.is_full = is_full(exc)
             if now - self._logged_at < self.log_every:
                 return
             self._logged_at = now
-        log.warning("%s is unavailable, serving degraded: %s: %s", self.name, type(exc).__name__, exc)
+        log.warning("%s %s, serving degraded: %s: %s", self.name, outage_of(exc), type(exc).__name__, exc)
 
 
 class DegradedCounts:

@@ -46,10 +46,11 @@ def campaign(campaign_id):
         abort(404, f"There is no campaign {cid}.")
     events_away = current_app.extensions["redis_breaker"].is_open()
     if is_degraded(session) or events_away:
-        # Redis is away: any banner of the current set, no rotation state (and no event, when the
-        # events' Redis is the one away).
-        banner_id = _rng.choice(banners)[0]
         current_app.extensions["degraded"].add("views")
+    if is_degraded(session):
+        # The session's Redis is away: any banner of the current set, no rotation state. (The events'
+        # Redis being away costs only the event, below: rotations live in the session.)
+        banner_id = _rng.choice(banners)[0]
     else:
         rotations = session.get(ROTATIONS) or {}
         banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)

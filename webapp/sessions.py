@@ -9,7 +9,7 @@ Redis, so recording costs no round trip; with a separate session Redis they go a
 from flask import current_app, g, request
 from flask_session.redis import RedisSessionInterface
 
-from webapp.outage import REDIS_ERRORS
+from webapp.outage import REDIS_ERRORS, StoreFailed
 
 PENDING = "pending_events"
 
@@ -37,7 +37,8 @@ class EventfulRedisSessionInterface(RedisSessionInterface):
         self.breaker, self.events_client = breaker, events_client
 
     def open_session(self, app, request):
-        if self.breaker.is_open():
+        # A full Redis still answers reads: only the visitor's path, which writes on every view, skips it.
+        if self.breaker.is_open() and (is_visitor_request() or not self.breaker.is_full):
             return self._degraded()
         try:
             return super().open_session(app, request)
@@ -57,8 +58,10 @@ class EventfulRedisSessionInterface(RedisSessionInterface):
             super().save_session(app, session, response)
         except REDIS_ERRORS as exc:
             self.breaker.record(exc)
-            if not is_visitor_request():
-                raise  # the dashboard answers 503: a sign-in that was not kept must not look kept
+            # A refused refresh of an unchanged session costs only its TTL's renewal.
+            if session.modified and not is_visitor_request():
+                # The dashboard answers 503: a sign-in that was not kept must not look kept.
+                raise StoreFailed(self.breaker, exc) from exc
 
     def get_cookie_secure(self, app):
         # request.is_secure sees X-Forwarded-Proto through ProxyFix when the proxy is trusted.
@@ -85,8 +88,11 @@ def is_visitor_request() -> bool:
     return request.endpoint in VISITOR_ENDPOINTS
 
 
-def install(app, client, key_prefix, events_client, breaker):
-    """Use the eventful interface for `app`, and send commands left over when no session was saved."""
+def install(app, client, key_prefix, events_client, breaker, events_breaker):
+    """Use the eventful interface for `app`, and send commands left over when no session was saved.
+
+    `breaker` is the session Redis', `events_breaker` the events Redis' (one and the same when they share a server).
+    """
     app.session_interface = EventfulRedisSessionInterface(
         app,
         client=client,
@@ -109,5 +115,5 @@ def install(app, client, key_prefix, events_client, breaker):
                     command(pipe)
                 pipe.execute()
             except REDIS_ERRORS as error:
-                breaker.record(error)
+                events_breaker.record(error)
                 current_app.logger.debug("events of this request were not kept: %s", error)
