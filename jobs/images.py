@@ -102,10 +102,11 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
     for start in range(0, len(images), IMAGE_BATCH):
         infos = images[start:start + IMAGE_BATCH]
         known = loaded_files(info.path for info in infos)
+        in_place = _published(settings.image_dir, (image_banner_id(info.path) for info in infos))
         batch, banner_ids, held = [], set(), 0
         for info in infos:
             try:
-                checked = _check_image(settings, source, info, tracker, known.get(info.path))
+                checked = _check_image(settings, source, info, tracker, known.get(info.path), in_place)
                 if checked is None:
                     unchanged += 1
                     continue
@@ -136,8 +137,16 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
              run.id, len(images), record.loaded, unchanged, record.rejected)
 
 
-def _check_image(settings, source, info, tracker, loaded):
-    """The image, read and checked (a _Checked); None when `loaded` (its LoadedFile) says it is published as it is."""
+def _published(image_dir, banner_ids) -> set:
+    """Those of `banner_ids` whose image, as the database names it, is in the published folder."""
+    ids = [banner_id for banner_id in banner_ids if banner_id is not None]
+    rows = Banner.select(Banner.id, Banner.image_name).where(Banner.id.in_(ids), Banner.image_name.is_null(False))
+    return {row.id for row in rows if os.path.isfile(os.path.join(image_dir, row.image_name))}
+
+
+def _check_image(settings, source, info, tracker, loaded, in_place):
+    """The image, read and checked (a _Checked); None when `loaded` (its LoadedFile) says it is published as it
+    is and its banner's file is `in_place` (a file gone from the published folder is written again)."""
     name = info.path.rsplit("/", 1)[-1]
     banner_id = image_banner_id(name)
     if banner_id is None:
@@ -146,14 +155,14 @@ def _check_image(settings, source, info, tracker, loaded):
         raise NotAnImage(why)
     if info.size > settings.image_max_bytes:
         raise NotAnImage(f"{info.size:,} bytes is larger than {settings.image_max_bytes:,}")
-    if info.etag and matches_loaded(loaded, info, None):
+    if info.etag and matches_loaded(loaded, info, None) and banner_id in in_place:
         return None
     with tracker.reading(info.path), source.open(info.path) as stream:
         data = stream.read(settings.image_max_bytes + 1)
     if len(data) > settings.image_max_bytes:
         raise NotAnImage(f"larger than {settings.image_max_bytes:,} bytes")
     digest = hashlib.sha256(data).hexdigest()
-    if matches_loaded(loaded, info, digest):
+    if matches_loaded(loaded, info, digest) and banner_id in in_place:
         return None
     ext, content_type = sniff_image(data, settings.image_max_pixels)
     return _Checked(info, banner_id, f"{banner_id}.{ext}", content_type, digest, data)

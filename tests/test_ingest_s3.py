@@ -301,3 +301,18 @@ def test_ingest_from_s3_object_overwritten_between_list_and_get_keeps_its_quarte
     with s3_app.app_context():
         assert IngestFile.get(run=again, quarter=4, name="impressions.csv").etag == put[0].strip('"')
 
+
+def test_ingest_from_s3_unchanged_object_puts_back_its_missing_published_image(s3_app, bucket):
+    from jobs import runtime
+
+    name, _ = bucket
+    assert ingest(s3_app, f"s3://{name}/feed").status == IngestRun.SUCCEEDED
+    with s3_app.app_context():
+        published = Path(runtime.context().settings.image_dir) / "10.png"
+    original = published.read_bytes()
+    published.unlink()
+    run = ingest(s3_app, f"s3://{name}/feed")
+    assert run.status == IngestRun.SUCCEEDED, run.error
+    assert published.read_bytes() == original
+    with s3_app.app_context():
+        assert IngestFile.get(run=run, quarter=None, name="images/").loaded == 1
