@@ -1,5 +1,6 @@
 """Banner images: tell their real type from their bytes, publish them without torn reads, load a source's."""
 
+import errno
 import hashlib
 import io
 import json
@@ -30,6 +31,10 @@ class NotAnImage(ValueError):
     """The bytes are not an image we can serve."""
 
 
+class DiskFull(Exception):
+    """The published folder has no space left: no other image can be written either."""
+
+
 def sniff_image(data: bytes, max_pixels: int | None = None):
     """(extension, content type) of image bytes; NotAnImage when they are none we serve (or have
     more than `max_pixels` pixels)."""
@@ -55,6 +60,17 @@ def sniff_image(data: bytes, max_pixels: int | None = None):
 
 def publish_file(folder, name: str, data: bytes) -> Path:
     """Write `data` to folder/name via a temporary file and a rename, so readers see all or nothing."""
+    tmp = stage_file(folder, name, data)
+    try:
+        os.replace(tmp, Path(folder) / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Path(folder) / name
+
+
+def stage_file(folder, name: str, data: bytes) -> Path:
+    """A hidden temporary file in `folder` holding `data`, to be renamed to `name`; nothing is left if the write fails."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
@@ -62,11 +78,10 @@ def publish_file(folder, name: str, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return folder / name
+    return Path(tmp)
 
 
 # Images are checked one by one but written a batch at a time (one query to ask which are loaded, one
@@ -88,7 +103,8 @@ class _Checked:
 
 
 def ingest_images(ctx, run, source, images, tracker, outcome):
-    """Check every entry of the source's images/ and publish the good ones; one bad image stops no other."""
+    """Check every entry of the source's images/ and publish the good ones; one bad image stops no other,
+    a full disk stops them all and fails the run."""
     settings = ctx.settings
     record = IngestFile(run=run, quarter=None, name="images/", rows_read=len(images))
     unchanged, samples = 0, []
@@ -99,6 +115,31 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
         if len(samples) < 20:
             samples.append([info.path, reason])
 
+    try:
+        unchanged = _publish_images(settings, run, source, images, tracker, record, reject)
+    except DiskFull as exc:
+        record.error = str(exc)
+        outcome.fail(f"images: {exc}")
+        log.error("run=%s images: %s", run.id, exc)
+    record.unchanged = unchanged == len(images)
+    record.duplicates = 0
+    record.samples = json.dumps(samples)
+    record.save()
+    if record.loaded:
+        with db.atomic():
+            version = bump_data_version()
+        runtime.publish_data_version(ctx, version)
+    outcome.had_rejects |= record.rejected > 0
+    log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
+             run.id, len(images), record.loaded, unchanged, record.rejected)
+
+
+def _publish_images(settings, run, source, images, tracker, record, reject) -> int:
+    """Check and publish `images` a batch at a time, counting into `record`; returns how many were unchanged.
+
+    Raises DiskFull at the first write that finds no space: every other image would fail the same way.
+    """
+    unchanged = 0
     for start in range(0, len(images), IMAGE_BATCH):
         infos = images[start:start + IMAGE_BATCH]
         known = loaded_files(info.path for info in infos)
@@ -116,6 +157,8 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
                 batch.append(checked)
                 banner_ids.add(checked.banner_id)
                 held += len(checked.data)
+            except DiskFull:
+                raise
             except (NotAnImage, FileRefused) as exc:
                 reject(info, str(exc))
             except Exception as exc:  # a failure reading one image: the others still load
@@ -124,17 +167,7 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
             finally:
                 tracker.advance(info.size)
         record.loaded += _write_batch(settings, batch, run, reject)
-    record.unchanged = unchanged == len(images)
-    record.duplicates = 0
-    record.samples = json.dumps(samples)
-    record.save()
-    if record.loaded:
-        with db.atomic():
-            version = bump_data_version()
-        runtime.publish_data_version(ctx, version)
-    outcome.had_rejects |= record.rejected > 0
-    log.info("run=%s images read=%s copied=%s unchanged=%s rejected=%s",
-             run.id, len(images), record.loaded, unchanged, record.rejected)
+    return unchanged
 
 
 def _published(image_dir, banner_ids) -> set:
@@ -177,6 +210,9 @@ def _write_batch(settings, batch, run, reject) -> int:
         _record_and_publish(settings, batch)
         return len(batch)
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"disk full: no space left to publish images in {settings.image_dir} "
+                                      f"({exc.strerror}); the images not yet published stay as they were") from exc
         if len(batch) > 1:
             return sum(_write_batch(settings, [checked], run, reject) for checked in batch)
         log.exception("run=%s image %s failed", run.id, batch[0].info.path)
@@ -185,8 +221,21 @@ def _write_batch(settings, batch, run, reject) -> int:
 
 
 def _record_and_publish(settings, batch):
-    """Banner rows and LoadedFile rows of `batch`, then its files, in one transaction: the files are
-    published last, so a failed insert leaves nothing behind. Banner ids in `batch` are distinct."""
+    """Banner rows and LoadedFile rows of `batch`, then its files, in one transaction. Every file is
+    written aside first and renamed into place last, so a failed write or insert leaves nothing behind
+    (a full disk fails a write, never a rename). Banner ids in `batch` are distinct."""
+    staged = []
+    try:
+        for checked in batch:
+            staged.append((stage_file(settings.image_dir, checked.name, checked.data), checked.name))
+        _record_and_rename(batch, staged, Path(settings.image_dir))
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def _record_and_rename(batch, staged, folder):
+    """Record `batch` and rename its staged files into place, in one transaction; `staged` keeps those not renamed."""
     from peewee import EXCLUDED
 
     with db.atomic():
@@ -197,5 +246,7 @@ def _record_and_publish(settings, batch):
                     Banner.image_sha256: EXCLUDED.image_sha256},
         ).execute()
         remember_loaded_many([(c.info, c.sha256) for c in batch])
-        for checked in batch:
-            publish_file(settings.image_dir, checked.name, checked.data)
+        while staged:
+            tmp, name = staged[0]
+            os.replace(tmp, folder / name)
+            staged.pop(0)

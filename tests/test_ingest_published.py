@@ -51,3 +51,41 @@ def test_ingest_unchanged_source_puts_back_an_image_missing_from_the_published_f
     # With every file in place, the next run is "unchanged" again.
     assert images_record(app, ingest(app, source)).unchanged
 
+
+@pytest.fixture
+def full_image_dir(settings_overrides):
+    """IMAGE_DIR on a 200 KB tmpfs, filled up but for about 30 KB."""
+    folder = Path(settings_overrides["image_dir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip() or done.returncode}")
+    try:
+        stats = os.statvfs(folder)
+        filler = folder / "filler"
+        filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 30_000))
+        yield folder, filler
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_ingest_image_dir_on_a_full_disk_fails_the_run_and_leaves_no_partial_files(full_image_dir, app, tmp_path):
+    folder, filler = full_image_dir
+    images = {f"image_{i}.png": noise_png(i) for i in range(1, 7)}  # 6 x ~12 KB into ~30 KB
+    assert all(len(data) > 10_000 for data in images.values())
+    source = write_source(tmp_path / "src", {q: dict(GOOD) for q in (1, 2, 3, 4)}, images=images)
+    run = ingest(app, source)
+    assert run.status == IngestRun.FAILED
+    assert "disk full" in run.error
+    assert "disk full" in images_record(app, run).error
+    with app.app_context():
+        recorded = {b.image_name for b in Banner.select() if b.image_name}
+    left = {p.name for p in folder.iterdir()} - {filler.name}
+    assert left <= recorded, f"files the database does not record: {sorted(left - recorded)}"
+    for name in left:
+        assert (folder / name).read_bytes() == images[f"image_{name.split('.')[0]}.png"]
+    # Space again: the next run publishes every image.
+    filler.unlink()
+    again = ingest(app, source)
+    assert again.status == IngestRun.SUCCEEDED, again.error
+    assert {p.name for p in folder.iterdir()} == {f"{i}.png" for i in range(1, 7)}
