@@ -47,7 +47,8 @@ def sniff_image(data: bytes, max_pixels: int | None = None):
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size  # from the header: nothing is decoded yet
+            # From the headers: nothing is decoded yet. Pillow's size of a GIF is its first frame's.
+            width, height = gif_extent(data) if kind[0] == "gif" else image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise NotAnImage(f"{width}x{height} is {width * height:,} pixels, more than {max_pixels:,}")
             image.verify()
@@ -56,6 +57,39 @@ def sniff_image(data: bytes, max_pixels: int | None = None):
     except Exception as exc:
         raise NotAnImage(f"damaged {kind[0]} image: {quote(str(exc))}") from None
     return kind
+
+
+def gif_extent(data: bytes) -> tuple[int, int]:
+    """The width and height a GIF is drawn on: its logical screen, grown to reach every frame's right and
+    bottom edge (a later frame may be far larger than the first). NotAnImage when its blocks are broken."""
+    if len(data) < 13:
+        raise NotAnImage("damaged gif image: shorter than its header")
+    width, height = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    at = 13 + _color_table_size(data[10])
+    while at < len(data) and data[at] != 0x3B:  # the trailer
+        if data[at] == 0x21:  # an extension: its label, then sub-blocks
+            at = _after_sub_blocks(data, at + 2)
+        elif data[at] == 0x2C and at + 10 <= len(data):  # an image descriptor: left, top, width, height, flags
+            left, top, frame_width, frame_height = (int.from_bytes(data[at + i:at + i + 2], "little") for i in (1, 3, 5, 7))
+            width, height = max(width, left + frame_width), max(height, top + frame_height)
+            at = _after_sub_blocks(data, at + 10 + _color_table_size(data[at + 9]) + 1)  # +1: the LZW code size
+        else:
+            raise NotAnImage(f"damaged gif image: unknown block 0x{data[at]:02x} at byte {at:,}")
+    return width, height
+
+
+def _color_table_size(flags: int) -> int:
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _after_sub_blocks(data: bytes, at: int) -> int:
+    """The offset after the sub-blocks starting at `at` (each a length byte and that many bytes; 0 ends them)."""
+    while at < len(data):
+        size = data[at]
+        at += 1 + size
+        if size == 0:
+            break
+    return at
 
 
 def publish_file(folder, name: str, data: bytes) -> Path:
