@@ -59,6 +59,17 @@ def sniff_image(data: bytes, max_pixels: int | None = None):
     return kind
 
 
+def shown_path(path: str) -> str:
+    """An image's path as it may be printed: as it is when plain, quoted and escaped when it holds a
+    control or line-breaking character (a name is the source's to choose: "a.png\\nIngest run #9: ...")."""
+    return path if path.isprintable() else quote(path)
+
+
+def _one_line(text: str) -> str:
+    """`text` with its control and line-breaking characters escaped."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def gif_extent(data: bytes) -> tuple[int, int]:
     """The width and height a GIF is drawn on: its logical screen, grown to reach every frame's right and
     bottom edge (a later frame may be far larger than the first). NotAnImage when its blocks are broken."""
@@ -147,7 +158,7 @@ def ingest_images(ctx, run, source, images, tracker, outcome):
     def reject(info, reason):
         record.rejected += 1
         if len(samples) < 20:
-            samples.append([info.path, reason])
+            samples.append([shown_path(info.path), _one_line(reason)])
 
     try:
         unchanged = _publish_images(settings, run, source, images, tracker, record, reject)
@@ -196,7 +207,7 @@ def _publish_images(settings, run, source, images, tracker, record, reject) -> i
             except (NotAnImage, FileRefused) as exc:
                 reject(info, str(exc))
             except Exception as exc:  # a failure reading one image: the others still load
-                log.exception("run=%s image %s failed", run.id, info.path)
+                log.exception("run=%s image %s failed", run.id, shown_path(info.path))
                 reject(info, f"could not be read: {type(exc).__name__}: {quote(str(exc))}")
             finally:
                 tracker.advance(info.size)
@@ -249,7 +260,7 @@ def _write_batch(settings, batch, run, reject) -> int:
                                       f"({exc.strerror}); the images not yet published stay as they were") from exc
         if len(batch) > 1:
             return sum(_write_batch(settings, [checked], run, reject) for checked in batch)
-        log.exception("run=%s image %s failed", run.id, batch[0].info.path)
+        log.exception("run=%s image %s failed", run.id, shown_path(batch[0].info.path))
         reject(batch[0].info, f"could not be published: {type(exc).__name__}: {quote(str(exc))}")
         return 0
 

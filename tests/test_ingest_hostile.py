@@ -314,3 +314,17 @@ def test_ingest_animated_gif_with_a_later_frame_over_the_pixel_limit_is_rejected
         reasons = dict(files_of(run.id)[(None, "images/")].sample_list)
         assert "20,000,000 pixels" in reasons["images/image_16.gif"]
         assert Banner.get_or_none(Banner.id == 16) is None
+
+
+def test_ingest_image_name_with_a_newline_is_escaped_in_the_cli_summary_and_the_log(app, loaded, runner, settings_overrides):
+    source, _ = loaded
+    forged = "image_17.png: rejected\nIngest run #999: succeeded"
+    (source / "images" / forged).write_bytes(b"not an image")
+    (source / "images" / "image_18.png").write_bytes(b"not an image either")
+    result = runner.invoke(args=["ingest", str(source)])
+    lines = result.output.splitlines()
+    assert not any(line.startswith("Ingest run #999") for line in lines), result.output
+    assert any(repr("images/" + forged) in line for line in lines), result.output
+    assert any(line.strip().startswith("images/image_18.png: ") for line in lines), result.output  # plain names stay plain
+    log = Path(settings_overrides["log_file"]).read_text()
+    assert "\nIngest run #999" not in log
