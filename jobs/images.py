@@ -268,15 +268,25 @@ def _write_batch(settings, batch, run, reject) -> int:
 def _record_and_publish(settings, batch):
     """Banner rows and LoadedFile rows of `batch`, then its files, in one transaction. Every file is
     written aside first and renamed into place last, so a failed write or insert leaves nothing behind
-    (a full disk fails a write, never a rename). Banner ids in `batch` are distinct."""
+    (a full disk fails a write, never a rename). Banner ids in `batch` are distinct.
+
+    A banner's file of another name (its image was a PNG, now a JPEG) is removed once the batch is
+    recorded: the folder holds the file the database names, not one beside it.
+    """
+    folder = Path(settings.image_dir)
+    before = dict(Banner.select(Banner.id, Banner.image_name).where(Banner.id.in_([c.banner_id for c in batch])).tuples())
     staged = []
     try:
         for checked in batch:
-            staged.append((stage_file(settings.image_dir, checked.name, checked.data), checked.name))
-        _record_and_rename(batch, staged, Path(settings.image_dir))
+            staged.append((stage_file(folder, checked.name, checked.data), checked.name))
+        _record_and_rename(batch, staged, folder)
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+    for checked in batch:
+        old = before.get(checked.banner_id)
+        if old and old != checked.name and os.path.basename(old) == old:
+            (folder / old).unlink(missing_ok=True)
 
 
 def _record_and_rename(batch, staged, folder):

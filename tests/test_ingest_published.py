@@ -89,3 +89,29 @@ def test_ingest_image_dir_on_a_full_disk_fails_the_run_and_leaves_no_partial_fil
     again = ingest(app, source)
     assert again.status == IngestRun.SUCCEEDED, again.error
     assert {p.name for p in folder.iterdir()} == {f"{i}.png" for i in range(1, 7)}
+
+
+def jpeg_bytes():
+    out = io.BytesIO()
+    Image.new("RGB", (30, 25), (1, 2, 3)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_ingest_image_whose_type_changes_leaves_only_the_file_the_database_names(app, tmp_path):
+    """A JPEG named `.png` is published as `.jpg`: the `.png` published for the banner before goes, so that
+    the folder and Banner.image_name agree."""
+    source = write_source(tmp_path / "src", {q: dict(GOOD) for q in (1, 2, 3, 4)}, images={"image_10.png": png_bytes()})
+    assert ingest(app, source).status == IngestRun.SUCCEEDED
+    with app.app_context():
+        from jobs import runtime
+
+        published = Path(runtime.context().settings.image_dir)
+    assert sorted(p.name for p in published.iterdir()) == ["10.png"]
+    (source / "images" / "image_10.png").write_bytes(jpeg_bytes())
+    run = ingest(app, source)
+    assert run.status == IngestRun.SUCCEEDED, run.error
+    with app.app_context():
+        banner = Banner.get_by_id(10)
+        assert (banner.image_name, banner.content_type) == ("10.jpg", "image/jpeg")
+    assert sorted(p.name for p in published.iterdir()) == ["10.jpg"]
+    assert (published / "10.jpg").read_bytes() == jpeg_bytes()
