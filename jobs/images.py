@@ -257,7 +257,7 @@ def _write_batch(settings, batch, run, reject) -> int:
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(f"disk full: no space left to publish images in {settings.image_dir} "
-                                      f"({exc.strerror}); the images not yet published stay as they were") from exc
+                           f"({exc.strerror}); the images not yet published stay as they were") from exc
         if len(batch) > 1:
             return sum(_write_batch(settings, [checked], run, reject) for checked in batch)
         log.exception("run=%s image %s failed", run.id, shown_path(batch[0].info.path))

@@ -198,10 +198,11 @@ class AsListed:
 
     def _check(self, at_end):
         listed, st = self.listed, os.fstat(self.stream.fileno())
-        if st.st_size == listed.size and st.st_mtime_ns == listed.mtime_ns and (not at_end or self.count == listed.size):
+        modified = listed.mtime_ns is not None and st.st_mtime_ns != listed.mtime_ns
+        if st.st_size == listed.size and not modified and (not at_end or self.count == listed.size):
             return
         said = [f"listed at {listed.size:,} bytes, now {st.st_size:,}"]
-        if st.st_mtime_ns != listed.mtime_ns:
+        if modified:
             said.append("modified since")
         if at_end:
             said.append(f"{self.count:,} bytes read")
