@@ -215,12 +215,15 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     all_records = [part.record for part in parts]
     live_paths = sorted(info.path for _, info in live_files)
     tracker.stage(f"quarter {quarter}: checking")
-    try:
-        hashes = [_content_hash(part.source, part.info, tracker) for part in parts]
-    except FileRefused as exc:
-        _save_records(all_records)
-        outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
-        return
+    hashes = []
+    for part in parts:
+        try:
+            hashes.append(_content_hash(part.source, part.info, tracker))
+        except FileRefused as exc:
+            part.record.error = str(exc)
+            _save_records(all_records)
+            outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
+            return
     if live_set(quarter) == live_paths and all(is_loaded(part.info, h) for part, h in zip(parts, hashes)):
         for part, digest in zip(parts, hashes):
             part.record.unchanged, part.record.sha256 = True, digest or loaded_hash(part.info)
@@ -323,7 +326,7 @@ def _parse_file(source, quarter, info, record, parse, tracker):
     tracker.stage(f"quarter {quarter}: reading {info.path}")
     try:
         with tracker.reading(info.path):
-            stream = source.open(info.path)
+            stream = source.open(info.path, info)  # FileChanged unless it is the version listed
             hashing = HashingLines(stream if info.limit is None else Limited(stream, info.limit), tracker)
             with hashing:
                 _, report = parse(hashing)
@@ -361,7 +364,7 @@ def _content_hash(source, info, tracker):
     """The sha256 of a file whose source gives no ETag (a directory); None when the ETag will do."""
     if info.etag:
         return None
-    with tracker.reading(info.path), source.open(info.path) as stream:
+    with tracker.reading(info.path), source.open(info.path, info) as stream:
         return sha256_of(stream)
 
 

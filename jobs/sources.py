@@ -28,6 +28,10 @@ class FileRefused(Exception):
     """
 
 
+class FileChanged(FileRefused):
+    """The file read is not the version listed at the start of the run: it was written to meanwhile."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     """What a source tells about one file without reading it."""
@@ -35,6 +39,7 @@ class FileInfo:
     path: str  # relative to the source root, with '/'
     size: int
     etag: str | None = None
+    mtime_ns: int | None = None  # a directory's file: with the size, what tells a rewritten file
     # Read no more than this many bytes: a live batch file holds only what its manifest vouches for.
     limit: int | None = None
 
@@ -101,10 +106,14 @@ class DirectorySource:
             raise FileRefused(f"{path} cannot be read: {exc.strerror}") from None
         if not stat_module.S_ISREG(st.st_mode):
             raise FileRefused(f"{path} is not a regular file ({_kind(st.st_mode)}); it was not read")
-        return FileInfo(path, st.st_size)
+        return FileInfo(path, st.st_size, mtime_ns=st.st_mtime_ns)
 
-    def open(self, path: str):
-        """A binary stream of the file's bytes; FileRefused unless it is a regular file inside the source."""
+    def open(self, path: str, listed: FileInfo | None = None):
+        """A binary stream of the file's bytes; FileRefused unless it is a regular file inside the source.
+
+        Given the FileInfo `listed` at the start of the run, the stream raises FileChanged when the file
+        is no longer that version, on opening and again at its end (see AsListed).
+        """
         real = self._inside(path)
         try:
             # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
@@ -116,7 +125,14 @@ class DirectorySource:
             os.close(fd)
             raise FileRefused(f"{path} is not a regular file ({_kind(st.st_mode)}); it was not read")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        stream = os.fdopen(fd, "rb")
+        if listed is None or listed.limit is not None:  # a live batch grows past what its manifest vouches for
+            return stream
+        try:
+            return AsListed(stream, listed)
+        except FileChanged:
+            stream.close()
+            raise
 
     def read_bytes(self, path: str):
         """The file's bytes, or None when there is no such file."""
@@ -164,6 +180,44 @@ class DirectorySource:
         return found
 
 
+class AsListed:
+    """A directory file's stream that raises FileChanged unless the file is still the version listed:
+    checked on opening and when the read meets the end (the bytes read must be the size listed, and
+    the file's size and modification time still those listed)."""
+
+    def __init__(self, stream, listed: FileInfo):
+        self.stream, self.listed, self.count = stream, listed, 0
+        self._check(at_end=False)
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        self.count += len(data)
+        if not data and size != 0:
+            self._check(at_end=True)
+        return data
+
+    def _check(self, at_end):
+        listed, st = self.listed, os.fstat(self.stream.fileno())
+        modified = listed.mtime_ns is not None and st.st_mtime_ns != listed.mtime_ns
+        if st.st_size == listed.size and not modified and (not at_end or self.count == listed.size):
+            return
+        said = [f"listed at {listed.size:,} bytes, now {st.st_size:,}"]
+        if modified:
+            said.append("modified since")
+        if at_end:
+            said.append(f"{self.count:,} bytes read")
+        raise FileChanged(f"{listed.path} changed while reading ({', '.join(said)})")
+
+    def close(self):
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class S3Source:
     def __init__(self, bucket, prefix, endpoint_url="", max_attempts=5):
         import boto3
@@ -195,8 +249,22 @@ class S3Source:
             return None
         return FileInfo(path, head["ContentLength"], head["ETag"].strip('"'))
 
-    def open(self, path: str):
-        return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path))["Body"]
+    def open(self, path: str, listed: FileInfo | None = None):
+        """The object's body; given the FileInfo `listed` at the start of the run, only that version of it
+        (If-Match its ETag), else FileChanged."""
+        from botocore.exceptions import ClientError
+
+        version = {"IfMatch": f'"{listed.etag}"'} if listed is not None and listed.etag and listed.limit is None else {}
+        try:
+            return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(path), **version)["Body"]
+        except SourceError as exc:
+            cause = exc.__cause__
+            error = cause.response.get("Error", {}) if isinstance(cause, ClientError) else {}
+            if version and error.get("Code") in ("PreconditionFailed", "412", "NoSuchKey"):
+                now = "deleted" if error.get("Code") == "NoSuchKey" else "a new version"
+                raise FileChanged(f"{path} changed while reading: the object listed with ETag {listed.etag} "
+                                  f"is {now} now") from None
+            raise
 
     def read_bytes(self, path: str):
         from botocore.exceptions import ClientError

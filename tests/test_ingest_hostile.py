@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import write_source
 from jobs import runtime
+from jobs.images import NotAnImage
 from jobs.ingest import run_ingest
 from models import Banner, CampaignStat, ImpressionCount, IngestRun, Plan
 from test_auth import login, users  # noqa: F401  (users is a fixture)
@@ -292,3 +293,54 @@ def test_ingest_revenue_with_a_billion_digit_exponent_is_one_rejected_row(app, l
         assert [line for line, _ in record.sample_list[:2]] == [124, 125]
         assert "more than 9 decimal places" in record.sample_list[0][1] and "not a number" in record.sample_list[1][1]
         assert CampaignStat.get(quarter=1, campaign_id=1).revenue == 3.75 + 60
+
+
+def gif_with_a_later_frame(width, height):
+    """A real two-frame GIF: a 10x10 screen and first frame, then a frame of width x height (one colour)."""
+    small, big = io.BytesIO(), io.BytesIO()
+    Image.new("P", (10, 10)).save(small, format="GIF")
+    Image.new("P", (width, height)).save(big, format="GIF")
+    descriptor = b"\x2c\x00\x00\x00\x00" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
+    frame = big.getvalue()[big.getvalue().index(descriptor):-1]  # up to its trailer
+    return small.getvalue()[:-1] + frame + b";"
+
+
+def test_sniff_image_gif_counts_the_pixels_of_every_frame_not_only_the_first():
+    from jobs.images import gif_extent, sniff_image
+
+    data = gif_with_a_later_frame(5000, 4000)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (10, 10)  # what Pillow's header says
+    assert gif_extent(data) == (5000, 4000)
+    with pytest.raises(NotAnImage, match="20,000,000 pixels"):
+        sniff_image(data, max_pixels=16_000_000)
+    assert sniff_image(gif_with_a_later_frame(20, 30), max_pixels=16_000_000) == ("gif", "image/gif")
+    animated = io.BytesIO()
+    frames = [Image.new("P", (40, 30), color) for color in (1, 2, 3)]
+    frames[0].save(animated, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert gif_extent(animated.getvalue()) == (40, 30)
+
+
+def test_ingest_animated_gif_with_a_later_frame_over_the_pixel_limit_is_rejected(app, loaded, settings_overrides):
+    source, _ = loaded
+    (source / "images" / "image_16.gif").write_bytes(gif_with_a_later_frame(5000, 4000))
+    run = ingest(app, source)
+    assert run.status == IngestRun.SUCCEEDED_WITH_REJECTS
+    with app.app_context():
+        reasons = dict(files_of(run.id)[(None, "images/")].sample_list)
+        assert "20,000,000 pixels" in reasons["images/image_16.gif"]
+        assert Banner.get_or_none(Banner.id == 16) is None
+
+
+def test_ingest_image_name_with_a_newline_is_escaped_in_the_cli_summary_and_the_log(app, loaded, runner, settings_overrides):
+    source, _ = loaded
+    forged = "image_17.png: rejected\nIngest run #999: succeeded"
+    (source / "images" / forged).write_bytes(b"not an image")
+    (source / "images" / "image_18.png").write_bytes(b"not an image either")
+    result = runner.invoke(args=["ingest", str(source)])
+    lines = result.output.splitlines()
+    assert not any(line.startswith("Ingest run #999") for line in lines), result.output
+    assert any(repr("images/" + forged) in line for line in lines), result.output
+    assert any(line.strip().startswith("images/image_18.png: ") for line in lines), result.output  # plain names stay plain
+    log = Path(settings_overrides["log_file"]).read_text()
+    assert "\nIngest run #999" not in log

@@ -161,7 +161,7 @@ def test_read_that_stops_making_progress_fails_the_run_with_a_reason_and_frees_t
             def __exit__(self, *exc):
                 self.close()
 
-        source_obj.open = lambda path: Hanging(real(path)) if path == "3/clicks.csv" else real(path)
+        source_obj.open = lambda path, *listed: Hanging(real(path, *listed)) if path == "3/clicks.csv" else real(path, *listed)
         return source_obj
 
     ingest_module.open_source = open_with_a_hanging_read

@@ -271,3 +271,48 @@ def test_export_to_s3_and_ingest_with_live_from_s3(s3_app, bucket):
         again = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", live_hours=1))
         assert all(f.unchanged for f in IngestFile.select().where(IngestFile.run == again, IngestFile.quarter == 2))
         assert CampaignStat.get(quarter=2, campaign_id=1).impressions == base + 6
+
+
+def test_ingest_from_s3_object_overwritten_between_list_and_get_keeps_its_quarter(s3_app, bucket):
+    name, client = bucket
+    key = "feed/4/impressions.csv"
+    assert ingest(s3_app, f"s3://{name}/feed").status == IngestRun.SUCCEEDED
+    with s3_app.app_context():
+        before = Plan.get(quarter=4, campaign_id=1).banner_ids
+    client.put_object(Bucket=name, Key=key, Body=b"banner_id,campaign_id\n13,1\n13,1\n13,1\n")
+    newer = b"banner_id,campaign_id\n14,1\n"
+    put = []
+
+    def on_progress(_done, _total, stage):
+        # The object was listed (HeadObject) at the start; it is fetched right after this stage.
+        if stage == "quarter 4: reading 4/impressions.csv" and not put:
+            put.append(client.put_object(Bucket=name, Key=key, Body=newer)["ETag"])
+
+    with s3_app.app_context():
+        run = IngestRun.get_by_id(run_ingest(f"s3://{name}/feed", trigger="cli", on_progress=on_progress))
+        assert put and run.status == IngestRun.FAILED
+        assert "quarter 4: " in run.error and "changed while reading" in run.error
+        record = IngestFile.get(run=run, quarter=4, name="impressions.csv")
+        assert "changed while reading" in record.error and record.etag != put[0].strip('"')
+        assert Plan.get(quarter=4, campaign_id=1).banner_ids == before
+        assert IngestFile.get(run=run, quarter=3, name="impressions.csv").unchanged
+    again = ingest(s3_app, f"s3://{name}/feed")
+    assert again.status == IngestRun.SUCCEEDED, again.error
+    with s3_app.app_context():
+        assert IngestFile.get(run=again, quarter=4, name="impressions.csv").etag == put[0].strip('"')
+
+
+def test_ingest_from_s3_unchanged_object_puts_back_its_missing_published_image(s3_app, bucket):
+    from jobs import runtime
+
+    name, _ = bucket
+    assert ingest(s3_app, f"s3://{name}/feed").status == IngestRun.SUCCEEDED
+    with s3_app.app_context():
+        published = Path(runtime.context().settings.image_dir) / "10.png"
+    original = published.read_bytes()
+    published.unlink()
+    run = ingest(s3_app, f"s3://{name}/feed")
+    assert run.status == IngestRun.SUCCEEDED, run.error
+    assert published.read_bytes() == original
+    with s3_app.app_context():
+        assert IngestFile.get(run=run, quarter=None, name="images/").loaded == 1
