@@ -24,6 +24,8 @@ export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
 [ -f "$AXE_JS" ] || say "no axe-core: the accessibility scans fail in CI (CI=true) and are skipped elsewhere"
 # tests/test_stack.py runs the real nginx in front of gunicorn.
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
+# The embed browser tests make a throwaway CA and certificates with the openssl CLI.
+apt_install openssl || say "no openssl: the embed browser tests fail in CI (CI=true) and are skipped elsewhere"
 
 # PostgreSQL is optional: TEST_DATABASE_URL, or a throwaway database on a local server, or none.
 ensure_test_database
