@@ -40,20 +40,25 @@
   // Viewable: at least VISIBLE of the banner in the viewport for DWELL ms without a break (IAB/MRC display).
   function watch(node, url) {
     if (!window.IntersectionObserver) return;
-    var timer = null, since = null;
+    var timer = null, since = null, sent = false;
+    // Times are the observer's own (when the change happened), so a busy page that delivers them late
+    // neither shortens nor stretches the second.
     var observer = new IntersectionObserver(function (entries) {
       var entry = entries[entries.length - 1];
       if (entry.isIntersecting && entry.intersectionRatio >= VISIBLE) {
         if (since === null) {
           since = entry.time;
-          timer = setTimeout(done, DWELL);
+          timer = setTimeout(done, Math.max(0, since + DWELL - performance.now()));
         }
       } else if (since !== null) {
         clearTimeout(timer);
+        if (entry.time - since >= DWELL) done();
         since = null;
       }
     }, {threshold: [0, VISIBLE, 1]});
     function done() {
+      if (sent) return;
+      sent = true;
       observer.disconnect();
       beacon(url);
     }
