@@ -11,6 +11,7 @@ from config import INSTANCE_DIR, load_settings
 from jobs import runtime
 from models import db
 from webapp import errors, sessions
+from webapp.visitors import VisitorStore
 from webapp.outage import Breaker, DegradedCounts
 from webapp.serving import PlanCache
 
@@ -53,10 +54,13 @@ def create_app(overrides=None):
     app.extensions["redis_breaker"] = breaker = Breaker("Redis")
     session_breaker = breaker if session_url == settings.redis_url else Breaker("session Redis")
     app.extensions["degraded"] = DegradedCounts()
+    # Visitors' rotations live beside the sessions (a Redis that may evict: only rotations restart); with
+    # one Redis for both, a view's events ride the same pipeline as its rotations (no round trip of their own).
+    app.extensions["visitors"] = VisitorStore(
+        session_redis, session_redis if session_url == settings.redis_url else events_redis, session_breaker, breaker,
+        settings.redis_prefix, settings.session_lifetime_minutes * 60)
     app.extensions["plans"] = PlanCache(events_redis, ctx.key("data_version"), settings.plan_refresh_seconds)
-    # One Redis for both: the events ride the session's pipeline (no round trip of their own).
-    sessions.install(app, session_redis, app.config["SESSION_KEY_PREFIX"],
-                     session_redis if session_url == settings.redis_url else events_redis, session_breaker)
+    sessions.install(app, session_redis, app.config["SESSION_KEY_PREFIX"], session_breaker)
 
     @app.teardown_appcontext
     def close_db(exc):
