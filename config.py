@@ -52,6 +52,13 @@ class Settings:
     click_token_max_age: int = 86400
     default_landing_url: str = "/"
     currency: str = "USD"  # the currency of conversion revenue, as the dashboard labels it
+    # Publishers' sites allowed to embed banners (comma-separated origins, e.g. https://news.example);
+    # empty: any site. Sets the iframe's frame-ancestors and the JSON API's CORS origins.
+    embed_allowed_sites: str = ""
+
+    def allowed_sites(self) -> frozenset:
+        """EMBED_ALLOWED_SITES as a set of lower-case origins without a trailing slash (empty: any site)."""
+        return frozenset(s.strip().lower().rstrip("/") for s in self.embed_allowed_sites.split(",") if s.strip())
 
 
 def load_settings(env=None, **overrides) -> Settings:

@@ -1,4 +1,4 @@
-"""Live events (impressions, clicks, conversions): their shape in the Redis Stream, and the
+"""Live events (impressions, viewable impressions, clicks, conversions): their shape in the Redis Stream, and the
 per-minute counters behind the dashboard's live panel.
 
 The web process queues these commands on a pipeline it already sends, so recording an event
@@ -40,6 +40,14 @@ def impression_event(now, quarter, campaign_id, banner_id, visitor, data_version
     }
 
 
+def viewable_event(now, quarter, campaign_id, banner_id, visitor, impression_id) -> dict:
+    """An impression that was at least half in view for a continuous second (the IAB/MRC display rule)."""
+    return {
+        "type": "viewable", "ts": _ts(now), "q": quarter, "c": campaign_id, "b": banner_id, "v": visitor,
+        "imp": impression_id,
+    }
+
+
 def click_event(now, quarter, campaign_id, banner_id, visitor, impression_id, click_id) -> dict:
     return {
         "type": "click", "ts": _ts(now), "q": quarter, "c": campaign_id, "b": banner_id,
@@ -61,6 +69,7 @@ _expiry_set = set()  # counter buckets this process has already given a TTL
 # instead of eight costs less to send, store and read, on a path every banner view takes.
 FIELDS = {
     "impression": ("ts", "q", "c", "b", "v", "dv", "imp"),
+    "viewable": ("ts", "q", "c", "b", "v", "imp"),
     "click": ("ts", "q", "c", "b", "v", "imp", "click"),
     "conversion": ("ts", "q", "c", "b", "click", "conv", "rev", "adv"),
 }

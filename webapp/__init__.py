@@ -69,9 +69,10 @@ def create_app(overrides=None):
 
     from webapp import admin, auth
     from live import clicks, panel
-    from webapp import cli, health, public
+    from webapp import cli, embed, health, public
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(embed.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)

@@ -60,11 +60,12 @@ class DashboardRedisSessionInterface(RedisSessionInterface):
 
 
 VISITOR_ENDPOINTS = frozenset({"public.index", "public.campaign", "public.image", "clicks.click",
+                               "embed.decision", "embed.impression", "embed.viewable", "embed.frame",
                                "health.healthz", "health.ping", "static"})
 
 
 def is_visitor_request() -> bool:
-    """True on the visitor's path (the ad slot, the click redirect), which must answer without Redis."""
+    """True on the visitor's path (the ad slot, the embeds, the click redirect), which must answer without Redis."""
     return request.endpoint in VISITOR_ENDPOINTS
 
 
