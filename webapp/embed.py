@@ -4,7 +4,10 @@ import base64
 import hashlib
 import random
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from PIL import Image, UnidentifiedImageError
 
 from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, url_for
 
@@ -85,7 +88,7 @@ def decision():
         image_name = dict(banners)[banner_id]
         impression_id = new_impression_id()
         token = beacon_token(secret, cid, banner_id, quarter, impression_id, snapshot.version, who, issued)
-        width, height = DEFAULT_SIZE
+        width, height = banner_size(snapshot.pages, image_name)
         slots.append({
             "campaign_id": cid, "banner_id": banner_id, "width": width, "height": height,
             "alt": banner_alt(cid, banner_id, image_name),
@@ -135,7 +138,7 @@ def frame(campaign_id):
     if page is None:
         # Like the slot page: rendered once per process and data version, the click token put in per view.
         image_name = dict(banners)[banner_id]
-        width, height = DEFAULT_SIZE
+        width, height = banner_size(snapshot.pages, image_name)
         page = snapshot.pages[key] = render_template(
             "public/embed.html", style=FRAME_STYLE, campaign_id=cid, banner_id=banner_id, quarter=quarter,
             target=target, width=width, height=height, alt=banner_alt(cid, banner_id, image_name),
@@ -187,6 +190,22 @@ def banner_alt(campaign_id, banner_id, image_name) -> str:
     """The banner's alt text, as the slot page gives it."""
     missing = "" if image_name else " (no image available)"
     return f"Banner {banner_id} of campaign {campaign_id}{missing}"
+
+
+def banner_size(cache, image_name) -> tuple:
+    """(width, height) of the banner's image, read once per process and data version; DEFAULT_SIZE when unknown."""
+    if not image_name:
+        return DEFAULT_SIZE
+    key = ("size", image_name)
+    size = cache.get(key)
+    if size is None:
+        try:
+            with Image.open(Path(current_app.extensions["settings"].image_dir) / image_name) as image:
+                size = image.size  # the header only: the pixels are not decoded
+        except (OSError, UnidentifiedImageError, ValueError):
+            size = DEFAULT_SIZE
+        cache[key] = size
+    return size
 
 
 def banner_image_url(image_name) -> str:
