@@ -1,5 +1,6 @@
 """Every setting of BannerService, read from the environment in one place."""
 
+import functools
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -58,7 +59,13 @@ class Settings:
 
     def allowed_sites(self) -> frozenset:
         """EMBED_ALLOWED_SITES as a set of lower-case origins without a trailing slash (empty: any site)."""
-        return frozenset(s.strip().lower().rstrip("/") for s in self.embed_allowed_sites.split(",") if s.strip())
+        return _origins(self.embed_allowed_sites)
+
+
+@functools.lru_cache(maxsize=8)
+def _origins(text: str) -> frozenset:
+    # Asked on every embed request: parsed once per process.
+    return frozenset(s.strip().lower().rstrip("/") for s in text.split(",") if s.strip())
 
 
 def load_settings(env=None, **overrides) -> Settings:

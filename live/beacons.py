@@ -72,7 +72,7 @@ def record_beacon(client, ctx, kind, beacon, when, events_enabled=True) -> bool:
     if events_enabled:
         if kind == "impression":
             event = impression_event(when, beacon.quarter, beacon.campaign_id, beacon.banner_id, beacon.visitor,
-                                     beacon.data_version, beacon.impression_id)
+                                     beacon.data_version, beacon.impression_id, measured=True)
         else:
             event = viewable_event(when, beacon.quarter, beacon.campaign_id, beacon.banner_id, beacon.visitor,
                                    beacon.impression_id)

@@ -69,7 +69,7 @@ def test_embed_api_decision_has_the_documented_shape_and_records_nothing(api, re
     assert body["vid"] == VID
     (slot,) = body["slots"]
     assert slot["campaign_id"] == 1 and slot["banner_id"] in BANNERS
-    assert (slot["width"], slot["height"]) == (300, 250)
+    assert (slot["width"], slot["height"]) == ((30, 25) if slot["banner_id"] == 11 else (300, 250))
     assert slot["alt"].startswith(f"Banner {slot['banner_id']} of campaign 1")
     for name in ("image_url", "click_url", "impression_url", "viewable_url"):
         assert slot[name].startswith("http://localhost/"), slot
@@ -77,6 +77,15 @@ def test_embed_api_decision_has_the_documented_shape_and_records_nothing(api, re
     assert "/api/viewable/" in slot["viewable_url"] and len(slot["impression_id"]) >= 16
     assert client.get(slot["image_url"].removeprefix("http://localhost")).status_code == 200
     assert events(redis_server, redis_prefix) == []  # the one who renders posts impression_url
+
+
+def test_embed_api_size_is_the_images_own_or_300_by_250_without_one(api):
+    client = api.test_client(use_cookies=False)
+    sizes = {}
+    for _ in range(5):  # one cycle: every banner once
+        slot = decide(client, f"c=1&vid={VID}")[1]["slots"][0]
+        sizes[slot["banner_id"]] = (slot["width"], slot["height"])
+    assert sizes == {11: (30, 25), **{b: (300, 250) for b in BANNERS if b != 11}}
 
 
 def test_embed_api_twelve_decisions_with_a_vid_keep_the_rotation(api):

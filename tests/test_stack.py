@@ -151,6 +151,19 @@ def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plan
             assert len(set(banners[start:start + size])) == size
 
 
+def test_stack_embed_frame_and_decision_through_nginx_are_frameable_and_cors(stack, plans):
+    campaign = next(c for q, c in plans if q == 1)
+    status, headers, body = stack.get(f"/embed/{campaign}", {"Referer": "https://news.example/", "Sec-Fetch-Dest": "iframe"})
+    assert status == 200 and b"data-banner-id" in body
+    assert "x-frame-options" not in headers and "frame-ancestors" not in headers["content-security-policy"]
+    status, headers, body = stack.get(f"/api/decision?c={campaign}&vid=stack-test-visitor-0000001",
+                                      {"Origin": "https://news.example"})
+    assert status == 200 and headers["access-control-allow-origin"] == "*" and "x-frame-options" not in headers
+    (slot,) = json.loads(body)["slots"]
+    token_path = slot["impression_url"].split(str(stack.port), 1)[1]
+    assert stack.get(token_path, {"Origin": "https://news.example"}, method="POST")[0] == 204
+
+
 def test_stack_campaign_page_images_load_through_nginx(stack, plans):
     campaign = min(c for _, c in plans)
     _, _, body = stack.get(f"/campaigns/{campaign}")
