@@ -76,12 +76,10 @@ def choose_banner(visitor, campaign_id: int, banner_ids, rng) -> int:
     state = visitor.rotations.get(name)
     if state is None and is_minted(secret, visitor.vid):
         # The first view of a vid we minted was not stored: it showed the first banner of this seed's cycle.
-        seed = cycle_seed(secret, visitor.site, visitor.vid, campaign_id)
-        if visitor.minted:
-            state = first_state(banner_ids, seed)
+        state = first_state(banner_ids, cycle_seed(secret, visitor.site, visitor.vid, campaign_id))
+        if visitor.minted:  # this is that first view
             visitor.rotations[name] = state
             return state[1]
-        state = first_state(banner_ids, seed)
     banner, state = next_banner(banner_ids, state, rng)
     remember(visitor.rotations, name, state)
     visitor.changed = True
