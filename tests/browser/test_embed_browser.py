@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -52,23 +53,28 @@ class AdServer:
             conn.close()
 
 
-@pytest.fixture(scope="module")
-def ad_server(tmp_path_factory, demo_source, tls):
+@contextmanager
+def running_ad_server(work, demo_source, tls, **settings):
     """nginx with TLS in front of gunicorn (2 workers) on the demo data, SQLite, a Redis prefix of its own."""
     require_program("nginx")
-    work = tmp_path_factory.mktemp("ads")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": f"sqlite:///{work / 'bannerservice.db'}", "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
         "INSTANCE_DIR": str(work / "instance"), "IMAGE_DIR": str(work / "images"),
         "LOG_FILE": str(work / "bannerservice.log"), "SECRET_KEY": "embed-test", "QUEUE_NAME": f"{prefix}queue",
-        "PYTHONPATH": str(ROOT), "WEB_WORKERS": "2", "TRUSTED_PROXY_COUNT": "1",
+        "PYTHONPATH": str(ROOT), "WEB_WORKERS": "2", "TRUSTED_PROXY_COUNT": "1", **settings,
     })
     subprocess.run([Path(sys.executable).parent / "flask", "--app", "webapp", "ingest", str(demo_source)],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     with nginx_and_gunicorn(work, env, tls=tls) as (port, _):
         yield AdServer(port, env, tls)
+
+
+@pytest.fixture(scope="module")
+def ad_server(tmp_path_factory, demo_source, tls):
+    with running_ad_server(tmp_path_factory.mktemp("ads"), demo_source, tls) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -419,6 +425,31 @@ def test_tag_counts_viewable_after_half_the_banner_was_visible_for_one_continuou
     time.sleep(1.5)  # longer than the tag's second: a beacon due would have gone
     assert beacons == ["decision", "impressions"] + ["viewable"] * viewable
     assert set(statuses) <= {204}  # the beacons whose answers the browser reports were recorded
+
+
+
+def test_embed_site_not_in_the_allowed_list_gets_no_banner(sites, tls, demo_source, tmp_path, open_chromium, plans):
+    """EMBED_ALLOWED_SITES lists publisher-a only: publisher-b's iframe is not rendered and its tag slot collapses."""
+    allowed = sites.url(PUBLISHERS[0], "").rstrip("/")
+    with running_ad_server(tmp_path / "restricted", demo_source, tls, EMBED_ALLOWED_SITES=allowed) as restricted:
+        page = open_chromium("default").new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(error))
+        cid, _ = pick_campaign(plans, seconds=30)
+        sites.page("/allowed-iframe", iframe_page(restricted.base, cid))
+        sites.page("/allowed-tag", tag_page(restricted.base, [cid]))
+        for host, shown in ((PUBLISHERS[0], True), (PUBLISHERS[1], False)):
+            page.goto(sites.url(host, "/allowed-tag"))
+            if shown:
+                page.locator("ins.bannerservice img[data-banner-id]").wait_for()
+            else:
+                page.wait_for_function("() => getComputedStyle(document.querySelector('ins.bannerservice')).display === 'none'")
+            page.goto(sites.url(host, "/allowed-iframe"))
+            page.wait_for_load_state("load")
+            frame = page.frames[1] if len(page.frames) > 1 else None
+            banner = frame.query_selector("img[data-banner-id]") if frame else None
+            assert (banner is not None) == shown, host
+        assert errors == []
 
 
 def _wait(check, what, seconds=10):
