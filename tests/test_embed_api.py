@@ -199,3 +199,19 @@ def test_embed_api_forged_or_expired_beacons_are_refused_and_record_nothing(api,
     click_token = body["slots"][0]["click_url"].rsplit("/", 1)[1]
     assert client.post(f"/api/impressions/{click_token}").status_code == 400  # a click token is no beacon
     assert events(redis_server, redis_prefix) == []
+
+
+def test_embed_api_while_redis_is_away_decides_frames_and_takes_beacons(settings_overrides, private_redis, tmp_path):
+    """Redis stopped: the decision and the iframe still give a banner of the set (no state, no event), beacons 204."""
+    app = make_app({**settings_overrides, "redis_url": private_redis.url}, tmp_path)
+    client = app.test_client(use_cookies=False)
+    _, before = decide(client, f"c=1&vid={VID}")
+    private_redis.stop()
+    for _ in range(3):
+        response, body = decide(client, f"c=1&c=2&vid={VID}")
+        assert response.status_code == 200 and body["slots"][0]["banner_id"] in BANNERS
+        frame = client.get("/embed/1")
+        assert frame.status_code == 200 and b"data-banner-id" in frame.data and "Set-Cookie" not in frame.headers
+        assert client.post(before["slots"][0]["impression_url"]).status_code == 204
+        assert client.post(before["slots"][0]["viewable_url"]).status_code == 204
+    assert app.extensions["degraded"].as_dict()["views"] >= 6

@@ -90,3 +90,14 @@ def test_embed_frame_site_not_allowed_gets_no_banner_and_no_event(restricted, re
 def test_embed_frame_unknown_campaign_is_404(api):
     assert api.test_client().get("/embed/999").status_code == 404
     assert api.test_client().get("/embed/abc").status_code == 404
+
+
+def test_embed_frame_head_request_moves_no_rotation_and_counts_nothing(api, redis_server, redis_prefix):
+    client = api.test_client(use_cookies=False)
+    before = keys_under(redis_server, redis_prefix)
+    for _ in range(3):
+        response = client.head(f"/embed/1?vid={VID}")
+        assert response.status_code == 200 and "X-Frame-Options" not in response.headers
+        assert client.head(f"/api/decision?c=1&vid={VID}").status_code == 200
+    assert keys_under(redis_server, redis_prefix) == before and events(redis_server, redis_prefix) == []
+    assert client.head("/embed/999").status_code == 404

@@ -41,7 +41,9 @@ def keys_under(redis_server, prefix):
     return sorted(redis_server.scan_iter(f"{prefix}*", count=5000))
 
 
-def test_visitors_twenty_thousand_cookieless_views_add_no_redis_keys(loaded, redis_server, redis_prefix):
+def test_visitors_twenty_thousand_cookieless_views_add_no_redis_keys(loaded, redis_server, redis_prefix, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a view reads no database: one run of 20,000 views is enough")
     client = loaded.test_client(use_cookies=False)
     assert client.get("/campaigns/1").status_code == 200  # the stream and this minute's counter exist from now on
     before = keys_under(redis_server, redis_prefix)
@@ -128,3 +130,25 @@ def test_visitors_malformed_vid_is_ignored_for_a_new_one(loaded):
     response = client.get("/campaigns/1?vid=short")
     assert response.status_code == 200
     assert response.headers["Set-Cookie"].startswith("bs_vid=") and "short" not in response.headers["Set-Cookie"]
+
+
+def test_visitors_rotation_holds_while_the_events_redis_is_away(settings_overrides, private_redis, tmp_path):
+    """Two Redis roles (issue 19, case 4): with REDIS_URL's Redis down and the session Redis up, visitors keep
+    their rotations; only the events are lost."""
+    from conftest import REDIS_URL
+    from jobs.ingest import run_ingest
+    from webapp import create_app
+
+    app = create_app({**settings_overrides, "redis_url": private_redis.url, "session_redis_url": REDIS_URL})
+    app.config["TESTING"] = True
+    rows = "".join(f"{b},1\n" for b in BANNERS)
+    source = write_source(tmp_path / "src", {q: {"impressions": rows} for q in (1, 2, 3, 4)})
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    private_redis.stop()
+    client = app.test_client()
+    shown = [banner_of(client.get("/campaigns/1")) for _ in range(15)]
+    assert_rotation(shown)
+    assert app.extensions["redis_breaker"].is_open()  # the events' Redis was found away...
+    assert "bs_vid" in client.get("/campaigns/1").headers["Set-Cookie"]  # ...and the visitor still gets its cookie

@@ -1,7 +1,5 @@
 """The pure part of the visitor state: vids, their keys and the first cycle a minted vid was shown."""
 
-import random
-
 from hypothesis import given, strategies as st
 
 from rotation import next_banner, permutation

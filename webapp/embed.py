@@ -72,6 +72,8 @@ def decision():
         return jsonify(error="name at least one campaign: /api/decision?c=<campaign id>"), 400
     if len(asked) > MAX_SLOTS:
         return jsonify(error=f"at most {MAX_SLOTS} campaigns in one decision"), 400
+    if request.method == "HEAD":
+        return "", 200, {"Content-Type": "application/json"}  # asks for nothing: no rotation moves
     snapshot = current_app.extensions["plans"].snapshot()
     now = utc_now()
     quarter = quarter_of(now)
@@ -130,6 +132,9 @@ def frame(campaign_id):
     banners = snapshot.plans.get((quarter, cid)) if cid is not None else None
     if not banners:
         abort(404, f"There is no campaign {campaign_id[:30]} with banners this quarter.")
+    if request.method == "HEAD":
+        # A link checker or a prefetch: nobody sees a banner, so no rotation moves and no impression counts.
+        return _frame_headers(make_response("", 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}))
     target = TARGETS.get(request.args.get("target", "top"), "_top")
     visitor = visitors.open_visitor(site)
     banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)
