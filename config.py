@@ -1,5 +1,6 @@
 """Every setting of BannerService, read from the environment in one place."""
 
+import functools
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -59,6 +60,19 @@ class Settings:
     click_token_max_age: int = 86400
     default_landing_url: str = "/"
     currency: str = "USD"  # the currency of conversion revenue, as the dashboard labels it
+    # Publishers' sites allowed to embed banners (comma-separated origins, e.g. https://news.example);
+    # empty: any site. Sets the iframe's frame-ancestors and the JSON API's CORS origins.
+    embed_allowed_sites: str = ""
+
+    def allowed_sites(self) -> frozenset:
+        """EMBED_ALLOWED_SITES as a set of lower-case origins without a trailing slash (empty: any site)."""
+        return _origins(self.embed_allowed_sites)
+
+
+@functools.lru_cache(maxsize=8)
+def _origins(text: str) -> frozenset:
+    # Asked on every embed request: parsed once per process.
+    return frozenset(s.strip().lower().rstrip("/") for s in text.split(",") if s.strip())
 
 
 def load_settings(env=None, **overrides) -> Settings:

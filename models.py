@@ -352,6 +352,9 @@ class LiveHour(BaseModel):
     clicks = IntegerField(default=0)
     conversions = IntegerField(default=0)
     revenue = DoubleField(default=0.0)
+    # Impressions in view (half the banner for a second), of the `measured` ones: those the JS tag watched.
+    viewable = IntegerField(default=0)
+    measured = IntegerField(default=0)
 
     class Meta:
         indexes = ((("campaign_id", "hour"), True), (("hour",), False))
@@ -365,6 +368,8 @@ class LiveSiteHour(BaseModel):
     clicks = IntegerField(default=0)
     conversions = IntegerField(default=0)
     revenue = DoubleField(default=0.0)
+    viewable = IntegerField(default=0)
+    measured = IntegerField(default=0)
 
 
 class ApiKey(BaseModel):
@@ -596,15 +601,21 @@ def hour_averages(campaign_ids) -> dict:
     return result
 
 
+LIVE_COUNTS = ("impressions", "clicks", "conversions", "revenue", "viewable", "measured")
+
+
 def add_live_hours(counts) -> None:
-    """Add {(campaign_id, hour): [impressions, clicks, conversions, revenue]} to LiveHour and their sums per hour
-    to LiveSiteHour (inside the caller's transaction)."""
-    rows = [{"campaign_id": c, "hour": h, "impressions": i, "clicks": k, "conversions": v, "revenue": r}
-            for (c, h), (i, k, v, r) in counts.items()]
+    """Add {(campaign_id, hour): [impressions, clicks, conversions, revenue(, viewable, measured)]} to LiveHour and
+    their sums per hour to LiveSiteHour (inside the caller's transaction)."""
+    rows = []
+    for (c, h), (i, k, v, r, *seen) in counts.items():
+        viewable, measured = (seen + [0, 0])[:2]
+        rows.append({"campaign_id": c, "hour": h, "impressions": i, "clicks": k, "conversions": v, "revenue": r,
+                     "viewable": viewable, "measured": measured})
     site = {}
     for row in rows:
-        total = site.setdefault(row["hour"], {"hour": row["hour"], "impressions": 0, "clicks": 0, "conversions": 0, "revenue": 0.0})
-        for name in ("impressions", "clicks", "conversions", "revenue"):
+        total = site.setdefault(row["hour"], {"hour": row["hour"], **dict.fromkeys(LIVE_COUNTS, 0)})
+        for name in LIVE_COUNTS:
             total[name] += row[name]
     _add_rows(LiveHour, [LiveHour.campaign_id, LiveHour.hour], rows)
     _add_rows(LiveSiteHour, [LiveSiteHour.hour], list(site.values()))
@@ -620,8 +631,7 @@ def _add_rows(model, key, rows, batch=500) -> None:
         return
     fields = [model._meta.fields[name] for name in rows[0]]
     table = model._meta.table_name
-    counts = ("impressions", "clicks", "conversions", "revenue")
-    update = ", ".join(f'"{c}" = "{table}"."{c}" + EXCLUDED."{c}"' for c in counts)
+    update = ", ".join(f'"{c}" = "{table}"."{c}" + EXCLUDED."{c}"' for c in LIVE_COUNTS)
     row_marks = "(" + ", ".join([db.obj.param] * len(fields)) + ")"
     columns = ", ".join(f'"{f.column_name}"' for f in fields)
     conflict = ", ".join(f'"{k.column_name}"' for k in key)
@@ -634,12 +644,10 @@ def _add_rows(model, key, rows, batch=500) -> None:
 
 def fill_live_site_hours() -> None:
     """Set LiveSiteHour to the per-hour sums of LiveHour."""
-    sums = LiveHour.select(LiveHour.hour, fn.SUM(LiveHour.impressions), fn.SUM(LiveHour.clicks),
-                           fn.SUM(LiveHour.conversions), fn.SUM(LiveHour.revenue)).group_by(LiveHour.hour)
+    sums = LiveHour.select(LiveHour.hour, *(fn.SUM(getattr(LiveHour, name)) for name in LIVE_COUNTS)).group_by(LiveHour.hour)
     with db.atomic():
         LiveSiteHour.delete().execute()
-        LiveSiteHour.insert_from(sums, [LiveSiteHour.hour, LiveSiteHour.impressions, LiveSiteHour.clicks,
-                                        LiveSiteHour.conversions, LiveSiteHour.revenue]).execute()
+        LiveSiteHour.insert_from(sums, [LiveSiteHour.hour, *(getattr(LiveSiteHour, name) for name in LIVE_COUNTS)]).execute()
 
 
 def live_hours(since, until, campaign_id=None) -> dict:
@@ -653,6 +661,22 @@ def live_hours(since, until, campaign_id=None) -> dict:
                                 LiveHour.revenue).where(
             (LiveHour.campaign_id == campaign_id) & (LiveHour.hour >= since) & (LiveHour.hour < until))
     return {_naive(h): (int(i or 0), int(k or 0), int(v or 0), float(r or 0)) for h, i, k, v, r in query.tuples()}
+
+
+def live_viewability(since, until, campaign_id=None) -> dict:
+    """{hour: (impressions, measured, viewable)} in [since, until) of all campaigns or of one. The viewable rate is
+    viewable / measured: only the impressions the JS tag rendered could be watched (the page and iframe's cannot)."""
+    model = LiveSiteHour if campaign_id is None else LiveHour
+    where = (model.hour >= since) & (model.hour < until)
+    if campaign_id is not None:
+        where &= LiveHour.campaign_id == campaign_id
+    query = model.select(model.hour, model.impressions, model.measured, model.viewable).where(where)
+    return {_naive(h): (int(i or 0), int(m or 0), int(w or 0)) for h, i, m, w in query.tuples()}
+
+
+def viewable_rate(measured, viewable):
+    """The share of measured impressions that became viewable; None when none was measured."""
+    return viewable / measured if measured else None
 
 
 def _naive(value):

@@ -75,11 +75,11 @@ def cpu_ticks(pidfiles: dict) -> dict:
 
 
 def redis_stats(url, prefix) -> dict:
-    """Memory, session count and sizes, and commands served so far."""
+    """Memory, visitor-state count and sizes (named "session" as when visitors had sessions), and commands served."""
     import redis
 
     client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(f"{prefix}session:*", count=1000))
+    keys = list(client.scan_iter(f"{prefix}visitor:*", count=1000))  # visitors' rotations (msgpack)
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.strlen(key)
@@ -131,8 +131,8 @@ def _per_minute(run) -> float:
 def visitor_wording(results) -> str:
     """What bench/visitors.lua did with the visitors: one per connection only with one connection per thread."""
     if int(results["threads"]) >= int(results["connections"]):
-        return "one wrk thread per connection, so each connection a returning visitor with its own session cookie and one request in flight"
-    return (f"{results['connections']} returning visitors with their own session cookies, handed out round robin over "
+        return "one wrk thread per connection, so each connection a returning visitor with its own visitor cookie and one request in flight"
+    return (f"{results['connections']} returning visitors with their own visitor cookies, handed out round robin over "
             "each thread's connections (a visitor can have two requests in flight)")
 
 
@@ -161,6 +161,10 @@ def render_section(results) -> str:
         ("page rate / trivial endpoint's rate", f"{page_rpm / base_rpm:.2f}", "≥ 0.50", page_rpm / base_rpm >= 0.5),
         ("page rate with events on / off", f"{events_ratio:.2f}", "≥ 0.90", events_ratio >= 0.9),
     ]
+    for name, key in (("iframe", "embed"), ("JSON decision", "decision")):
+        if key in results:
+            ratio = _per_minute(results[key]) / page_rpm
+            targets.append((f"{name} rate / page rate", f"{ratio:.2f}", "≥ 1.00", ratio >= 1.0))
     lines = [
         SECTION,
         "",
@@ -189,6 +193,9 @@ def render_section(results) -> str:
     runs = (("`/campaigns/<id>` (events on)", main), ("`/ping` (trivial, same stack)", base),
             ("`/campaigns/<id>` with `EVENTS_ENABLED=0`", results["no_events"]),
             ("`/campaigns/<id>` (events on, again)", results["events_again"]))
+    runs += tuple((name, results[key]) for name, key in (
+        ("`/embed/<id>` (the iframe document, events on)", "embed"),
+        ("`/api/decision?c=<id>&vid=…` (one slot, JSON)", "decision")) if key in results)
     for name, run in runs:
         socket_errors = sum(run[k] for k in ("connect", "read", "write", "timeout"))
         lines.append(
@@ -204,22 +211,22 @@ def render_section(results) -> str:
         "### Sessions and Redis",
         "",
         f"- Redis commands per page view: {calls / main['requests']:.2f} "
-        f"({_command_split(before, after, main['requests'])}) in 2 round trips: flask-session's GET of the session, then "
-        "one pipeline with its SET (with expiry) and the impression event's XADD and HINCRBY (the live counter's EXPIRE "
+        f"({_command_split(before, after, main['requests'])}) in 2 round trips: the GET of the visitor's rotations, then "
+        "one pipeline with their SET (with expiry) and the impression event's XADD and HINCRBY (the live counter's EXPIRE "
         "is sent once per minute bucket and process). The plan cache's "
         "data-version check is once a second per process, not per request.",
-        f"- Visitors (sessions in Redis): {visitors}; each visited every campaign, the largest session there is.",
-        f"- Session payload (msgpack): {after['session_payload_bytes_avg']:.0f} bytes on average, "
+        f"- Visitors (rotation states in Redis): {visitors}; each visited every campaign, the largest state there is.",
+        f"- State payload (msgpack): {after['session_payload_bytes_avg']:.0f} bytes on average, "
         f"{after['session_payload_bytes_max']} at most; key {after['session_key_bytes']:.0f} bytes.",
-        f"- Redis memory per visitor: {after['session_memory_usage_avg']:.0f} bytes (`MEMORY USAGE` of a session key, "
+        f"- Redis memory per visitor: {after['session_memory_usage_avg']:.0f} bytes (`MEMORY USAGE` of a state key, "
         "key and overhead included), so 100,000 visitors active within the session lifetime hold about "
         f"{after['session_memory_usage_avg'] * 100_000 / 2**20:.0f} MiB.",
         f"- Not per visitor but per page view: the live-events stream (impressions, written in the same pipeline as "
-        f"the session) held {after['events_stream_entries']:,} entries in {after['events_stream_bytes'] / 2**20:.1f} MiB "
+        f"the state) held {after['events_stream_entries']:,} entries in {after['events_stream_bytes'] / 2**20:.1f} MiB "
         f"at the end (~{after['events_stream_bytes'] / max(after['events_stream_entries'], 1):.0f} bytes each); the stream "
         f"is capped at 5,000,000 entries (live/events.py). Redis `used_memory`: {results['redis_empty']['used_memory']:,} bytes after ingest, "
         f"{after['used_memory']:,} after the run.",
-        f"- Expiry: every session key has a TTL (between {after['session_ttl_min']} and {after['session_ttl_max']} s "
+        f"- Expiry: every state key has a TTL (between {after['session_ttl_min']} and {after['session_ttl_max']} s "
         f"left at the end, SESSION_LIFETIME_MINUTES={results['session_minutes']}), refreshed on each visit.",
     ]
     if cpu:
@@ -233,8 +240,8 @@ def render_section(results) -> str:
             "|---|" + "---|" * len(cpu["campaign"]),
         ]
         names = {"campaign": "page, events on", "baseline": "/ping", "no_events": "page, events off",
-                 "events_again": "page, events on again"}
-        for run in ("campaign", "baseline", "no_events", "events_again"):
+                 "events_again": "page, events on again", "embed": "/embed (iframe)", "decision": "/api/decision"}
+        for run in (r for r in names if r in cpu):
             lines.append(f"| {names[run]} | " + " | ".join(f"{v:.0f} µs" for v in cpu[run].values()) + " |")
     notes = results.get("notes_file")
     if notes and Path(notes).exists():
@@ -276,6 +283,9 @@ def collect(work) -> dict:
     results["baseline"] = parse_wrk((work / "wrk-baseline.txt").read_text())
     results["no_events"] = parse_wrk((work / "wrk-campaign-noevents.txt").read_text())
     results["events_again"] = parse_wrk((work / "wrk-campaign-events2.txt").read_text())
+    for key in ("embed", "decision"):
+        if (work / f"wrk-{key}.txt").exists():
+            results[key] = parse_wrk((work / f"wrk-{key}.txt").read_text())
     for name in ("redis_empty", "redis_before", "redis_after"):
         results[name] = read(name.replace("_", "-") + ".json")
     cpu0, cpu1, cpu2 = read("cpu-0.json"), read("cpu-1.json"), read("cpu-2.json")
@@ -288,6 +298,13 @@ def collect(work) -> dict:
             ("events_again", read("cpu-events2-0.json"), read("cpu-events2-1.json")),
         )
     }
+    previous = cpu2
+    for key in ("embed", "decision"):
+        if key in results:
+            end = read(f"cpu-{key}.json")
+            results["cpu_us_per_request"][key] = {name: (end[name] - previous[name]) * tick_us / results[key]["requests"]
+                                                  for name in previous}
+            previous = end
     results["notes_file"] = str(Path(__file__).resolve().parent / "analysis.md")
     (work / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 
-from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
 from jobs.parsing import RowRejected, parse_id, parse_revenue
 from jobs.runtime import release_if_held
@@ -23,6 +23,7 @@ from live.events import (
     visitor_key,
 )
 from models import ApiKey
+from visitor_state import COOKIE, is_vid
 from webapp.clock import utc_now
 from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS
 from webapp.urls import is_safe_landing_url
@@ -82,8 +83,9 @@ def new_impression_id() -> str:
 
 
 def current_visitor() -> str:
-    sid = getattr(session, "sid", None) or ""
-    return visitor_key(current_app.secret_key, sid) if sid else ""
+    """The clicking visitor's pseudonym, as its impressions on our own pages name it (their vid cookie)."""
+    vid = request.cookies.get(COOKIE)
+    return visitor_key(current_app.secret_key, f"|{vid}") if is_vid(vid) else ""
 
 
 @bp.get("/click/<token>")

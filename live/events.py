@@ -1,4 +1,4 @@
-"""Live events (impressions, clicks, conversions): their shape in the Redis Stream, and the
+"""Live events (impressions, viewable impressions, clicks, conversions): their shape in the Redis Stream, and the
 per-minute counters behind the dashboard's live panel.
 
 The web process queues these commands on a pipeline it already sends, so recording an event
@@ -33,10 +33,19 @@ def derived_key(secret: str, purpose: bytes) -> bytes:
     return hashlib.blake2b(secret.encode(), digest_size=32, person=purpose).digest()
 
 
-def impression_event(now, quarter, campaign_id, banner_id, visitor, data_version, impression_id) -> dict:
+def impression_event(now, quarter, campaign_id, banner_id, visitor, data_version, impression_id, measured=False) -> dict:
+    """A banner shown; `measured` when its renderer watches it for viewability (the JS tag's beacons)."""
     return {
         "type": "impression", "ts": _ts(now), "q": quarter, "c": campaign_id, "b": banner_id,
-        "v": visitor, "dv": data_version, "imp": impression_id,
+        "v": visitor, "dv": data_version, "imp": impression_id, "m": int(measured),
+    }
+
+
+def viewable_event(now, quarter, campaign_id, banner_id, visitor, impression_id) -> dict:
+    """An impression that was at least half in view for a continuous second (the IAB/MRC display rule)."""
+    return {
+        "type": "viewable", "ts": _ts(now), "q": quarter, "c": campaign_id, "b": banner_id, "v": visitor,
+        "imp": impression_id,
     }
 
 
@@ -60,7 +69,8 @@ _expiry_set = set()  # counter buckets this process has already given a TTL
 # Each event is one stream field of '|'-separated values, in this order after its type: one field
 # instead of eight costs less to send, store and read, on a path every banner view takes.
 FIELDS = {
-    "impression": ("ts", "q", "c", "b", "v", "dv", "imp"),
+    "impression": ("ts", "q", "c", "b", "v", "dv", "imp", "m"),  # entries written before "m" decode without it
+    "viewable": ("ts", "q", "c", "b", "v", "imp"),
     "click": ("ts", "q", "c", "b", "v", "imp", "click"),
     "conversion": ("ts", "q", "c", "b", "click", "conv", "rev", "adv"),
 }

@@ -1,6 +1,7 @@
 """The export job: drain the event stream into CSV batches in the source layout, exactly once.
 
-Batches land in `<live root>/live/<yyyy-mm-dd>/<hh>/<q>/{impressions,clicks,conversions}.csv`.
+Batches land in `<live root>/live/<yyyy-mm-dd>/<hh>/<q>/{impressions,clicks,conversions,viewable}.csv`
+(ingest reads the first three; viewable.csv lists the impressions that were in view, as impressions.csv does).
 Each folder keeps a `_manifest.json` with the last stream entry it holds and the byte length of
 each file at that point; readers (ingest) read each file only up to that length. A run that died
 after writing but before acknowledging leaves its entries pending; the next run claims them, cuts
@@ -28,7 +29,9 @@ HEADERS = {
     "impressions.csv": "banner_id,campaign_id\n",
     "clicks.csv": "click_id,banner_id,campaign_id\n",
     "conversions.csv": "conversion_id,click_id,revenue\n",
+    "viewable.csv": "banner_id,campaign_id\n",
 }
+INGESTED = ("impressions.csv", "clicks.csv", "conversions.csv")
 MANIFEST = "_manifest.json"
 READ_COUNT = 10_000
 LOCK_SECONDS = 120  # renewed per chunk; a killed export must not block the next for long
@@ -176,6 +179,8 @@ def row_of(event):
         return "clicks.csv", f"{event['click']},{event['b']},{event['c']}\n"
     if kind == "conversion":
         return "conversions.csv", f"{event['conv']},{event['click']},{event['rev']}\n"
+    if kind == "viewable":
+        return "viewable.csv", f"{event['b']},{event['c']}\n"
     raise ValueError(f"unknown event type {kind!r}")
 
 
@@ -232,7 +237,7 @@ def live_batches(live_source, hours, now) -> dict:
             if not raw:
                 continue  # no manifest: nothing in this folder was committed yet
             manifest = json.loads(raw)
-            for name in HEADERS:
+            for name in INGESTED:
                 size = manifest["sizes"].get(name)
                 if size is not None:
                     info = FileInfo(f"{folder}/{entry}/{name}", size, f"{manifest['last_entry']}:{size}", limit=size)

@@ -33,13 +33,16 @@ def rollup_entries(entries, folder_of, entry_key) -> int:
 
 
 def count_events(events) -> dict:
-    """{(campaign_id, hour start): [impressions, clicks, conversions, revenue]} of decoded events."""
-    counts = defaultdict(lambda: [0, 0, 0, 0.0])
-    column = {"impression": 0, "click": 1, "conversion": 2}
+    """{(campaign_id, hour start): [impressions, clicks, conversions, revenue, viewable, measured]} of decoded events
+    (measured: the impressions whose renderer watched them for viewability)."""
+    counts = defaultdict(lambda: [0, 0, 0, 0.0, 0, 0])
+    column = {"impression": 0, "click": 1, "conversion": 2, "viewable": 4}
     for event in events:
         when = datetime.fromtimestamp(float(event["ts"]), timezone.utc).replace(minute=0, second=0, microsecond=0, tzinfo=None)
         row = counts[(int(event["c"]), when)]
         row[column[event["type"]]] += 1
         if event["type"] == "conversion":
             row[3] += float(Decimal(event["rev"]))
+        elif event["type"] == "impression" and event.get("m") == "1":
+            row[5] += 1
     return counts

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of the production stack on loopback: nginx -> gunicorn -> Redis, on the demo data.
 # Drives /campaigns/<id> with wrk (returning visitors, own cookies, all campaigns), then /ping on the
-# same stack, and writes the "## Load test" section of docs/performance.md.
+# same stack, then the embeds (/embed/<id> with the cookie, /api/decision with each visitor's vid), and
+# writes the "## Load test" section of docs/performance.md.
 #
 # Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
 # Environment: WRK_THREADS (= CONNECTIONS: one connection per wrk thread, so one visitor per
@@ -143,6 +144,13 @@ fi
 say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
 LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
 cpu > "$WORK/cpu-2.json"
+# The embeds, as publishers' pages ask for them: the iframe document (the visitor's cookie) and the JSON
+# decision of one slot (the visitor's vid as a parameter, as the JS tag sends it).
+for mode in embed decision; do
+    say "/$mode: $CONNECTIONS connections, $DURATION s"
+    LOADTEST_MODE="$mode" "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-$mode.txt"
+    cpu > "$WORK/cpu-$mode.json"
+done
 # The cost of recording live events: the page with EVENTS_ENABLED=0, then with it on again, so
 # that a drift of the machine's speed during the runs does not pass for that cost.
 for phase in noevents:0 events2:1; do

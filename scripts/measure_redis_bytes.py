@@ -127,7 +127,7 @@ def render(result, views):
         f"Measured {stamp} on Redis {result['redis']}, {views} cookie-less views and {views // 10} clicks, "
         f"with `python scripts/measure_redis_bytes.py --views {views}`:\n\n"
         f"| what | bytes each (used_memory) | by key kind (MEMORY USAGE) | lives |\n|---|---|---|---|\n"
-        f"| cookie-less banner view | {result['view']:.0f} | {view_parts} | session: SESSION_LIFETIME_MINUTES; stream entry: until exported |\n"
+        f"| cookie-less banner view | {result['view']:.0f} | {view_parts} | stream entry: until exported (no visitor key: see embedding.md) |\n"
         f"| click | {result['click']:.0f} | {click_parts} | click: 30 days; clicked: CLICK_TOKEN_MAX_AGE |"
     )
 

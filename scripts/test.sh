@@ -28,6 +28,8 @@ apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are
 apt_install redis-server || say "no redis-server: the tests that start a Redis of their own cannot run"
 # tests/test_frozen_stores.py freezes a PostgreSQL cluster of its own (initdb, run as the postgres user).
 apt_install postgresql || say "no PostgreSQL server programs: the frozen-database tests fail in CI (CI=true) and are skipped elsewhere"
+# The embed browser tests make a throwaway CA and certificates with the openssl CLI.
+apt_install openssl || say "no openssl: the embed browser tests fail in CI (CI=true) and are skipped elsewhere"
 
 # PostgreSQL is optional: TEST_DATABASE_URL, or a throwaway database on a local server, or none.
 ensure_test_database

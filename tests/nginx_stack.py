@@ -2,6 +2,7 @@
 
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,9 +51,10 @@ def wait_for(check, what, seconds=20):
 
 
 @contextmanager
-def nginx_and_gunicorn(work: Path, env: dict):
+def nginx_and_gunicorn(work: Path, env: dict, tls=None):
     """(port, the values nginx.conf was rendered with) of nginx → gunicorn run with `env` in `work`.
 
+    With `tls` (a tests/tls.py TestCA) nginx listens with HTTPS only, on its certificate.
     Afterwards both are stopped and the keys under env's REDIS_PREFIX deleted, whatever happened.
     """
     nginx = require_program("nginx")
@@ -68,10 +70,12 @@ def nginx_and_gunicorn(work: Path, env: dict):
         # pytest's temp folders are private to their owner, so root-started workers stay root here.
         "NGINX_USER": "root",
     })
+    if tls is not None:
+        _enable_tls(run_dir / "nginx.conf", tls)
     server = subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
                               stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"))
     try:
-        wait_for(lambda: _status(port, "/ping") == 200, "nginx and gunicorn")
+        wait_for(lambda: _status(port, "/ping", tls) == 200, "nginx and gunicorn")
         yield port, values
     finally:
         for process in (server, gunicorn):
@@ -87,8 +91,20 @@ def nginx_and_gunicorn(work: Path, env: dict):
             client.delete(*keys)
 
 
-def _status(port, path) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def _enable_tls(conf: Path, tls):
+    """The rendered nginx.conf with its server listening on HTTPS (the template itself stays plain HTTP)."""
+    text, count = re.subn(r"listen (\S+) backlog=(\d+);",
+                          rf"listen \1 ssl backlog=\2;\n        ssl_certificate {tls.cert};"
+                          rf"\n        ssl_certificate_key {tls.key};", conf.read_text())
+    assert count == 1, "nginx.conf's listen line changed: update nginx_stack._enable_tls"
+    conf.write_text(text)
+
+
+def _status(port, path, tls=None) -> int:
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=tls.client_context())
     try:
         conn.request("GET", path)
         return conn.getresponse().status

@@ -384,13 +384,13 @@ def test_served_views_record_impression_events_with_the_right_fields(serving):
         shown.append(int(re.search(r'data-banner-id="(\d+)"', html).group(1)))
     events = [e for e in stream_events() if e["type"] == "impression"]
     assert [int(e["b"]) for e in events] == shown
-    sid = client.get_cookie("bs_session").value
+    vid = client.get_cookie("bs_vid").value
     with serving.app_context():
         version = get_data_version()
     for event in events:
         assert (event["c"], event["q"], event["dv"]) == ("1", "2", str(version))
         assert event["ts"] == f"{NOW.timestamp():.3f}"
-        assert event["v"] == visitor_key("test-secret", sid) and sid not in event["v"]
+        assert event["v"] == visitor_key("test-secret", f"|{vid}") and vid not in event["v"]
     assert len({e["imp"] for e in events}) == 3
 
 

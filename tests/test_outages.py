@@ -328,8 +328,8 @@ def test_sessions_live_in_the_session_redis_and_events_in_the_main_one(settings_
         assert client.get("/campaigns/1").status_code == 200
     sessions = redis_lib_client(private_redis.url)
     prefix = settings_overrides["redis_prefix"]
-    assert len(list(sessions.scan_iter(f"{prefix}session:*"))) == 1
-    assert list(redis_server.scan_iter(f"{prefix}session:*")) == []
+    assert len(list(sessions.scan_iter(f"{prefix}visitor:*"))) == 1  # the visitor's rotations
+    assert list(redis_server.scan_iter(f"{prefix}visitor:*")) == []
     assert redis_server.xlen(prefix + STREAM) == 3 and not sessions.exists(prefix + STREAM)
     private_redis.stop()  # the session Redis away: views go on, and their events still reach the main Redis
     assert client.get("/campaigns/1").status_code == 200

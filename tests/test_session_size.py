@@ -1,4 +1,4 @@
-"""A visitor's session in Redis stays small whatever they visit: the 64 most recent campaigns only."""
+"""A visitor's rotation state in Redis stays small whatever they visit: the 64 most recent campaigns only."""
 
 import re
 from datetime import datetime, timezone
@@ -32,18 +32,20 @@ def many_campaigns(app, tmp_path):
 
 
 def session_bytes(client, app) -> bytes:
-    """The visitor's session as Redis holds it (flask-session's msgpack)."""
+    """The visitor's rotations as Redis holds them (msgpack), after the first view, which keeps none."""
     import redis
 
+    from visitor_state import state_key
+
     store = redis.Redis.from_url(app.extensions["settings"].redis_url)
-    sid = client.get_cookie("bs_session").value
-    return store.get(app.config["SESSION_KEY_PREFIX"] + sid)
+    vid = client.get_cookie("bs_vid").value
+    return store.get(app.extensions["settings"].redis_prefix + state_key(app.secret_key, "", vid)) or b""
 
 
 def held_campaigns(client, app) -> list:
     import msgspec
 
-    return [int(k) for k in msgspec.msgpack.decode(session_bytes(client, app))["r"]]
+    return [int(k) for k in msgspec.msgpack.decode(session_bytes(client, app))]
 
 
 def test_session_keeps_the_most_recent_campaigns_and_stays_under_2_kb(many_campaigns):

@@ -130,7 +130,7 @@ def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plan
     status, headers, body = stack.get(f"/campaigns/{campaign}")
     assert status == 200
     cookie = headers["set-cookie"].split(";", 1)[0]
-    assert cookie.startswith("bs_session=")
+    assert cookie.startswith("bs_vid=")
     _, quarter, _, banner = SLOT.search(body.decode()).groups()
     shown = [(int(quarter), int(banner))]
     for _ in range(30):
@@ -138,7 +138,7 @@ def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plan
         assert status == 200
         _, quarter, src, banner = SLOT.search(body.decode()).groups()
         shown.append((int(quarter), int(banner)))
-        assert "set-cookie" not in headers  # the same visitor all along: its cookie is not sent again
+        assert headers["set-cookie"].split(";", 1)[0] == cookie  # the same visitor all along: its cookie renewed
     banners = [b for _, b in shown]
     assert all(a != b for a, b in zip(banners, banners[1:]))
     quarters = {q for q, _ in shown}
@@ -149,6 +149,19 @@ def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plan
         for start in range(0, len(banners) - size + 1, size):
             assert sorted(banners[start:start + size]) == sorted(set(banners[start:start + size]))
             assert len(set(banners[start:start + size])) == size
+
+
+def test_stack_embed_frame_and_decision_through_nginx_are_frameable_and_cors(stack, plans):
+    campaign = next(c for q, c in plans if q == 1)
+    status, headers, body = stack.get(f"/embed/{campaign}", {"Referer": "https://news.example/", "Sec-Fetch-Dest": "iframe"})
+    assert status == 200 and b"data-banner-id" in body
+    assert "x-frame-options" not in headers and "frame-ancestors" not in headers["content-security-policy"]
+    status, headers, body = stack.get(f"/api/decision?c={campaign}&vid=stack-test-visitor-0000001",
+                                      {"Origin": "https://news.example"})
+    assert status == 200 and headers["access-control-allow-origin"] == "*" and "x-frame-options" not in headers
+    (slot,) = json.loads(body)["slots"]
+    token_path = slot["impression_url"].split(str(stack.port), 1)[1]
+    assert stack.get(token_path, {"Origin": "https://news.example"}, method="POST")[0] == 204
 
 
 def test_stack_campaign_page_images_load_through_nginx(stack, plans):

@@ -10,6 +10,7 @@ from config import INSTANCE_DIR, load_settings
 from jobs import runtime
 from models import db
 from webapp import errors, proxies, sessions
+from webapp.visitors import VisitorStore
 from webapp.outage import Breaker, DegradedCounts
 from webapp.serving import PlanCache
 
@@ -51,10 +52,13 @@ def create_app(overrides=None):
     app.extensions["redis_breaker"] = events_breaker = Breaker("Redis" if shared else "The events Redis")
     app.extensions["session_breaker"] = session_breaker = events_breaker if shared else Breaker("The session Redis")
     app.extensions["degraded"] = DegradedCounts()
+    # Visitors' rotations live beside the sessions (a Redis that may evict: only rotations restart); with
+    # one Redis for both, a view's events ride the same pipeline as its rotations (no round trip of their own).
+    app.extensions["visitors"] = VisitorStore(
+        session_redis, session_redis if session_url == settings.redis_url else events_redis, session_breaker, events_breaker,
+        settings.redis_prefix, settings.session_lifetime_minutes * 60)
     app.extensions["plans"] = PlanCache(events_redis, ctx.key("data_version"), settings.plan_refresh_seconds)
-    # One Redis for both: the events ride the session's pipeline (no round trip of their own).
-    sessions.install(app, session_redis, app.config["SESSION_KEY_PREFIX"],
-                     session_redis if shared else events_redis, session_breaker, events_breaker)
+    sessions.install(app, session_redis, app.config["SESSION_KEY_PREFIX"], session_breaker)
 
     @app.teardown_appcontext
     def close_db(exc):
@@ -63,9 +67,10 @@ def create_app(overrides=None):
 
     from webapp import admin, auth
     from live import clicks, panel
-    from webapp import cli, health, public
+    from webapp import cli, embed, health, public
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(embed.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)

@@ -14,6 +14,7 @@ from webapp.auth import login_required
 from webapp.clock import utc_now
 from webapp.kpis import hour_total, kpi_cards
 from webapp.trends import trend
+from webapp.viewability import viewability
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -64,13 +65,14 @@ def overview():
     slot = selection.quarter_of(utc_now())
     totals = quarter_totals()
     by_slot = {t["quarter"]: t for t in totals}
+    live_trend = trend(request.args.get("range"), utc_now())
     return render_template(
         "admin/overview.html", slot=slot, previous=4 if slot == 1 else slot - 1, totals=totals, by_slot=by_slot,
         cards=kpi_cards(by_slot, slot), hour=hour_total(by_slot), loaded_at=last_loaded_at(),
         revenue=[by_slot.get(q, {}).get("revenue", 0.0) for q in QUARTERS],
         impressions=[by_slot.get(q, {}).get("impressions", 0) for q in QUARTERS],
         live=live_panel_context(), live_since=live_since(),
-        trend=trend(request.args.get("range"), utc_now()),
+        trend=live_trend, viewability=viewability(live_trend),
         trend_url=lambda key: url_for("admin.overview", range=key),
     )
 

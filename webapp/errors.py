@@ -11,8 +11,9 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-# The ad slot is meant to be framed by publishers' pages (see the README); nothing else is.
-FRAMEABLE_BLUEPRINTS = ("public",)
+# The ad slot and the embed frame are meant to be framed by publishers' pages (the embed frame sets its
+# own frame-ancestors from EMBED_ALLOWED_SITES); nothing else is.
+FRAMEABLE_BLUEPRINTS = ("public", "embed")
 
 
 def unavailable(what="A service this page needs", outage="is unavailable"):

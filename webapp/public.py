@@ -2,20 +2,18 @@
 
 import random
 
-from flask import Blueprint, abort, current_app, render_template, send_from_directory, session, url_for
+from flask import Blueprint, abort, current_app, make_response, render_template, send_from_directory, url_for
 
-from live.events import impression_event, queue_event
-from rotation import next_banner, remember
+from live.clicks import click_token, new_impression_id
+from live.events import impression_event
 from selection import quarter_of
-from live.clicks import click_token, current_visitor, new_impression_id
+from webapp import visitors
 from webapp.clock import utc_now
-from webapp.sessions import is_degraded, queue_for_redis
 from webapp.slots import slot_page
 
 bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
-ROTATIONS = "r"  # session key: {campaign_id (str): rotation state}, the most recently seen last
 TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
 
 
@@ -44,17 +42,8 @@ def campaign(campaign_id):
         if cid in snapshot.campaigns:
             abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
         abort(404, f"There is no campaign {cid}.")
-    events_away = current_app.extensions["redis_breaker"].is_open()
-    if is_degraded(session) or events_away:
-        current_app.extensions["degraded"].add("views")
-    if is_degraded(session):
-        # The session's Redis is away: any banner of the current set, no rotation state. (The events'
-        # Redis being away costs only the event, below: rotations live in the session.)
-        banner_id = _rng.choice(banners)[0]
-    else:
-        rotations = session.get(ROTATIONS) or {}
-        banner_id, state = next_banner([b for b, _ in banners], rotations.get(str(cid)), _rng)
-        session[ROTATIONS] = remember(rotations, str(cid), state)
+    visitor = visitors.open_visitor()
+    banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
@@ -64,11 +53,12 @@ def campaign(campaign_id):
             snapshot.pages, cid, banner_id, dict(banners)[banner_id], quarter, url_for("clicks.click", token=TOKEN_SLOT),
         )
     impression_id = new_impression_id()
-    if current_app.extensions["settings"].events_enabled and not events_away:
-        ctx = current_app.extensions["runtime"]
-        event = impression_event(now, quarter, cid, banner_id, current_visitor(), snapshot.version, impression_id)
-        queue_for_redis(lambda pipe: queue_event(pipe, ctx, event))
-    return page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1)
+    visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
+                                              snapshot.version, impression_id))
+    visitors.save(visitor)
+    response = make_response(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1))
+    visitors.set_cookie(response, visitor)
+    return response
 
 
 @bp.get("/images/<path:name>")

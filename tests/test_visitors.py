@@ -1,0 +1,154 @@
+"""Visitors' rotations without server-side sessions: a vid (parameter, then cookie), its state in Redis."""
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import write_source
+
+BANNER = re.compile(r'<img[^>]*data-banner-id="(\d+)"')
+BANNERS = list(range(11, 16))
+
+
+def banner_of(response):
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return int(BANNER.search(response.get_data(as_text=True)).group(1))
+
+
+def assert_rotation(shown, banners=BANNERS):
+    """Never the same banner twice in a row, and each cycle of len(banners) views shows every banner once."""
+    assert all(a != b for a, b in zip(shown, shown[1:])), shown
+    for start in range(0, len(shown) - len(banners) + 1, len(banners)):
+        assert sorted(shown[start:start + len(banners)]) == banners, shown
+
+
+@pytest.fixture
+def loaded(app, tmp_path):
+    """Campaign 1 serves banners 11-15 and campaign 2 banners 41-43, in every quarter."""
+    rows = "".join(f"{b},1\n" for b in BANNERS) + "".join(f"{b},2\n" for b in (41, 42, 43))
+    source = write_source(tmp_path / "src", {q: {"impressions": rows} for q in (1, 2, 3, 4)})
+    from jobs.ingest import run_ingest
+
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 3, 30, tzinfo=timezone.utc)
+    return app
+
+
+def keys_under(redis_server, prefix):
+    return sorted(redis_server.scan_iter(f"{prefix}*", count=5000))
+
+
+def test_visitors_twenty_thousand_cookieless_views_add_no_redis_keys(loaded, redis_server, redis_prefix, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a view reads no database: one run of 20,000 views is enough")
+    client = loaded.test_client(use_cookies=False)
+    assert client.get("/campaigns/1").status_code == 200  # the stream and this minute's counter exist from now on
+    before = keys_under(redis_server, redis_prefix)
+    for _ in range(20_000):
+        response = client.get("/campaigns/1")
+        assert response.status_code == 200
+    after = keys_under(redis_server, redis_prefix)
+    assert after == before, f"{len(after) - len(before)} keys more"
+    assert redis_server.xlen(redis_prefix + "events") == 20_001  # every view was still recorded
+
+
+def test_visitors_returning_with_the_first_views_cookie_rotate_without_repeat(loaded, redis_server, redis_prefix):
+    client = loaded.test_client()
+    first = client.get("/campaigns/1")
+    cookie = first.headers["Set-Cookie"]
+    assert cookie.startswith("bs_vid=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert not [k for k in keys_under(redis_server, redis_prefix) if ":visitor:" in k]  # the first view kept nothing
+    shown = [banner_of(first)] + [banner_of(client.get("/campaigns/1")) for _ in range(14)]
+    assert_rotation(shown)
+    assert len([k for k in keys_under(redis_server, redis_prefix) if ":visitor:" in k]) == 1
+
+
+def test_visitors_minted_vid_gets_full_cycles_on_a_second_campaign_too(loaded):
+    client = loaded.test_client()
+    first = banner_of(client.get("/campaigns/1"))
+    other = [banner_of(client.get("/campaigns/2")) for _ in range(6)]
+    rest = [banner_of(client.get("/campaigns/1")) for _ in range(9)]
+    assert_rotation([first] + rest)
+    assert all(a != b for a, b in zip(other, other[1:]))
+
+
+def test_visitors_explicit_vid_wins_over_the_cookie_and_keeps_its_own_rotation(loaded):
+    client = loaded.test_client()
+    by_cookie = [banner_of(client.get("/campaigns/1")) for _ in range(3)]
+    vid = "publisher-made-visitor-id-0001"
+    by_param = [banner_of(client.get(f"/campaigns/1?vid={vid}")) for _ in range(10)]
+    assert_rotation(by_param)
+    by_cookie += [banner_of(client.get("/campaigns/1")) for _ in range(7)]
+    assert_rotation(by_cookie)
+
+
+def test_visitors_same_vid_from_two_sites_does_not_share_state(loaded):
+    client = loaded.test_client(use_cookies=False)
+    vid = "shared-visitor-id-across-sites"
+    shown = {"https://a.example": [], "https://b.example": []}
+    for _ in range(10):
+        for site in shown:
+            shown[site].append(banner_of(client.get(f"/campaigns/1?vid={vid}", headers={"Origin": site})))
+    for sequence in shown.values():
+        assert_rotation(sequence)
+
+
+def test_visitors_cookie_is_partitioned_on_https(loaded):
+    client = loaded.test_client()
+    cookie = client.get("/campaigns/1", base_url="https://ads.example").headers["Set-Cookie"]
+    parts = [p.strip() for p in cookie.split(";")]
+    assert parts[0].startswith("bs_vid=")
+    assert {"Secure", "HttpOnly", "Partitioned", "SameSite=None", "Path=/"} <= set(parts)
+    lifetime = loaded.extensions["settings"].session_lifetime_minutes * 60
+    assert f"Max-Age={lifetime}" in parts
+
+
+def test_visitors_cookie_behind_the_trusted_proxy_follows_x_forwarded_proto(settings_overrides, tmp_path):
+    from webapp import create_app
+
+    app = create_app({**settings_overrides, "trusted_proxy_count": 1})
+    app.config["TESTING"] = True
+    rows = "".join(f"{b},1\n" for b in BANNERS)
+    source = write_source(tmp_path / "src2", {q: {"impressions": rows} for q in (1, 2, 3, 4)})
+    from jobs.ingest import run_ingest
+
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    client = app.test_client()
+    cookie = client.get("/campaigns/1", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
+    assert "Partitioned" in cookie and "Secure" in cookie
+    cookie = client.get("/campaigns/1", headers={"X-Forwarded-Proto": "http"}).headers["Set-Cookie"]
+    assert "Partitioned" not in cookie and "SameSite=Lax" in cookie
+
+
+def test_visitors_malformed_vid_is_ignored_for_a_new_one(loaded):
+    client = loaded.test_client(use_cookies=False)
+    response = client.get("/campaigns/1?vid=short")
+    assert response.status_code == 200
+    assert response.headers["Set-Cookie"].startswith("bs_vid=") and "short" not in response.headers["Set-Cookie"]
+
+
+def test_visitors_rotation_holds_while_the_events_redis_is_away(settings_overrides, private_redis, tmp_path):
+    """Two Redis roles (issue 19, case 4): with REDIS_URL's Redis down and the session Redis up, visitors keep
+    their rotations; only the events are lost."""
+    from conftest import REDIS_URL
+    from jobs.ingest import run_ingest
+    from webapp import create_app
+
+    app = create_app({**settings_overrides, "redis_url": private_redis.url, "session_redis_url": REDIS_URL})
+    app.config["TESTING"] = True
+    rows = "".join(f"{b},1\n" for b in BANNERS)
+    source = write_source(tmp_path / "src", {q: {"impressions": rows} for q in (1, 2, 3, 4)})
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    private_redis.stop()
+    client = app.test_client()
+    shown = [banner_of(client.get("/campaigns/1")) for _ in range(15)]
+    assert_rotation(shown)
+    assert app.extensions["redis_breaker"].is_open()  # the events' Redis was found away...
+    assert "bs_vid" in client.get("/campaigns/1").headers["Set-Cookie"]  # ...and the visitor still gets its cookie

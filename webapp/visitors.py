@@ -1,0 +1,157 @@
+"""A visitor on the serving path: its vid (parameter, then cookie), its rotations read from Redis with one
+GET and saved with the request's events in one pipeline; while Redis is away, any banner and nothing kept.
+
+Visitors have no flask-session: a view that arrives without a vid is given a new one and leaves no key
+behind (visitor_state explains how its next view rebuilds what it was shown).
+"""
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from flask import current_app, request
+
+from live.events import queue_event, visitor_key
+from rotation import next_banner, remember
+from visitor_state import COOKIE, cycle_seed, first_state, is_minted, is_vid, new_vid, site_of, state_key
+from webapp.outage import REDIS_ERRORS
+
+
+@dataclass
+class Visitor:
+    """Who is asking, and their rotations (None while the state's Redis is away: nothing is kept)."""
+
+    vid: str
+    site: str
+    minted: bool  # made by this request: its first views are rebuilt, not stored
+    from_cookie: bool
+    rotations: dict | None
+    changed: bool = False
+    events: list = field(default_factory=list)
+
+
+class VisitorStore:
+    """Where visitors' rotations live (the session Redis) and where their events go (the events Redis).
+
+    Rotations are kept as msgpack, as the sessions kept them: at MAX_ROTATIONS campaigns under 2 KB."""
+
+    def __init__(self, client, events_client, breaker, events_breaker, prefix, lifetime_seconds):
+        self.client, self.events_client = client, events_client
+        self.breaker, self.events_breaker = breaker, events_breaker
+        self.prefix, self.lifetime_seconds = prefix, lifetime_seconds
+
+
+def open_visitor(site=None) -> Visitor:
+    """This request's visitor: `vid` parameter, else the cookie, else a new vid; its rotations on `site`
+    (default: the request's Origin, '' for our own pages)."""
+    store, secret = current_app.extensions["visitors"], current_app.secret_key
+    site = site_of(request.headers.get("Origin")) if site is None else site
+    vid, from_cookie = request.args.get("vid"), False
+    if not is_vid(vid):
+        vid, from_cookie = request.cookies.get(COOKIE), True
+    minted = not is_vid(vid)
+    if minted:
+        vid, from_cookie = new_vid(secret), False
+    visitor = Visitor(vid, site, minted, from_cookie, rotations=None)
+    if store.breaker.is_open():
+        return visitor
+    if minted:
+        visitor.rotations = {}
+        return visitor
+    try:
+        stored = store.client.get(store.prefix + state_key(secret, site, vid))
+    except REDIS_ERRORS as exc:
+        store.breaker.record(exc)
+        return visitor
+    visitor.rotations = _decode(stored)
+    return visitor
+
+
+def choose_banner(visitor, campaign_id: int, banner_ids, rng) -> int:
+    """The next banner of the visitor's rotation over `banner_ids`; any of them while the state is away."""
+    if visitor.rotations is None:
+        current_app.extensions["degraded"].add("views")
+        return rng.choice(banner_ids)
+    secret, name = current_app.secret_key, str(campaign_id)
+    state = visitor.rotations.get(name)
+    if state is None and is_minted(secret, visitor.vid):
+        # The first view of a vid we minted was not stored: it showed the first banner of this seed's cycle.
+        state = first_state(banner_ids, cycle_seed(secret, visitor.site, visitor.vid, campaign_id))
+        if visitor.minted:  # this is that first view
+            visitor.rotations[name] = state
+            return state[1]
+    banner, state = next_banner(banner_ids, state, rng)
+    remember(visitor.rotations, name, state)
+    visitor.changed = True
+    return banner
+
+
+def can_record() -> bool:
+    """Whether events are recorded now (they are on, and the events' Redis is not known to be away)."""
+    return current_app.extensions["settings"].events_enabled and not current_app.extensions["visitors"].events_breaker.is_open()
+
+
+def record(visitor, event) -> None:
+    """Keep `event` to send with the visitor's state at the end of the request."""
+    if can_record():
+        visitor.events.append(event)
+
+
+def pseudonym(visitor) -> str:
+    """The visitor as events name it: stable per site and vid, revealing neither."""
+    return visitor_key(current_app.secret_key, f"{visitor.site}|{visitor.vid}")
+
+
+def save(visitor) -> None:
+    """Send the visitor's new state (a minted vid's first views excepted) and its events in one pipeline
+    when one Redis holds both, else one pipeline each."""
+    store, ctx = current_app.extensions["visitors"], current_app.extensions["runtime"]
+    keep = visitor.changed and not visitor.minted and visitor.rotations is not None
+    pipes = []
+    if keep:
+        pipe = store.client.pipeline(transaction=False)
+        pipe.set(store.prefix + state_key(current_app.secret_key, visitor.site, visitor.vid),
+                 msgspec.msgpack.encode(visitor.rotations), ex=store.lifetime_seconds)
+        pipes.append((pipe, store.breaker))
+    if visitor.events:
+        if store.events_client is store.client:
+            pipe = pipes[0][0] if keep else store.client.pipeline(transaction=False)
+            if not keep:
+                pipes.append((pipe, store.breaker))
+        else:
+            pipe = store.events_client.pipeline(transaction=False)
+            pipes.append((pipe, store.events_breaker))
+        for event in visitor.events:
+            queue_event(pipe, ctx, event)
+    for pipe, breaker in pipes:
+        try:
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            breaker.record(exc)
+            current_app.logger.debug("a visitor's state or events were not kept: %s", exc)
+            if breaker is store.breaker:
+                visitor.rotations = None  # the state's Redis is away: no cookie promises a rotation either
+
+
+def set_cookie(response, visitor) -> None:
+    """Give the vid back in a cookie (renewing its lifetime): partitioned on HTTPS, Lax on plain HTTP.
+
+    Not for a vid the request passed as a parameter (its owner keeps it), nor while nothing is kept."""
+    if visitor.rotations is None or not (visitor.minted or visitor.from_cookie):
+        return
+    store, settings = current_app.extensions["visitors"], current_app.extensions["settings"]
+    # request.is_secure sees X-Forwarded-Proto through ProxyFix when the proxy is trusted.
+    if request.is_secure or settings.session_cookie_secure:
+        # A partitioned cookie is kept in a cross-site frame (keyed by the top-level site) where others are not.
+        response.set_cookie(COOKIE, visitor.vid, max_age=store.lifetime_seconds, secure=True, httponly=True,
+                            samesite="None", partitioned=True)
+    else:
+        response.set_cookie(COOKIE, visitor.vid, max_age=store.lifetime_seconds, httponly=True, samesite="Lax")
+
+
+def _decode(stored) -> dict:
+    try:
+        rotations = msgspec.msgpack.decode(stored) if stored else {}
+    except (msgspec.MsgspecError, ValueError):
+        return {}
+    return rotations if isinstance(rotations, dict) else {}
