@@ -18,11 +18,12 @@
   });
 
   // After a swap, htmx puts focus back on the element with the same id. When that element is gone
-  // (the "Next" link on the last page), focus the swapped region instead of dropping it to <body>.
+  // (the "Next" link on the last page), focus the swapped region instead of dropping it to <body>, or
+  // the element its data-focus-fallback names (a "Clear filters" link that went away: the first filter).
   var focusRegion = null;
   document.addEventListener("htmx:beforeRequest", function () {
     var region = document.activeElement && document.activeElement.closest("[data-focus-fallback]");
-    focusRegion = region ? region.id : null;
+    focusRegion = region ? (region.getAttribute("data-focus-fallback") || region.id) : null;
   });
   document.addEventListener("htmx:afterSettle", function () {
     var wanted = focusRegion;

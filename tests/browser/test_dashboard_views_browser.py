@@ -1,0 +1,53 @@
+"""Chromium: what the dashboard shows after a change is the new state at once — the stats links follow the
+filter, a finished ingest lists its final files, an ingest run from the keyboard says how it went, a column's
+explanation does not cover the numbers just sorted."""
+
+import re
+
+import pytest
+
+from browser.conftest import sign_in
+from browser.test_dashboard_browser import wait_for_htmx
+from browser.test_dashboard_keyboard_browser import wait_until
+
+pytestmark = pytest.mark.browser
+
+
+def caption_rows(page) -> int:
+    return int(re.search(r"([\d,]+) rows", page.inner_text("#stats-caption")).group(1).replace(",", ""))
+
+
+def test_stats_csv_link_and_clear_filters_follow_the_filter_at_once(page, live_server, loaded):
+    from models import CampaignStat
+
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/campaigns")
+    assert page.locator("#filter-clear").count() == 0
+    wait_for_htmx(page, "#stats-filters")
+    page.select_option("#filter-slot", "3")
+    page.wait_for_url(re.compile(r"quarter=3"))
+    page.fill("#filter-campaign", "1")
+    page.wait_for_url(re.compile(r"quarter=3&campaign=1$"))
+    wait_until(page, "document.querySelector('#table-status').textContent.includes('campaigns starting with 1')")
+
+    expected = [r for r in CampaignStat.select().where(CampaignStat.quarter == 3) if str(r.campaign_id).startswith("1")]
+    assert caption_rows(page) == len(expected) < CampaignStat.select().count()
+    link = page.locator("#download-csv")
+    assert link.inner_text() == f"Download CSV (all {len(expected)} rows of this view)"
+    csv_text = page.request.get(live_server + link.get_attribute("href")).text()
+    assert len(csv_text.strip().splitlines()) == 1 + len(expected) + 1  # header, rows, totals
+    assert page.locator("#filter-clear").is_visible()
+
+    page.fill("#filter-campaign", "99999")  # no campaign id starts with it
+    page.wait_for_url(re.compile(r"campaign=99999$"))
+    wait_until(page, "document.querySelector('#stats-caption').textContent.includes(' 0 rows')")
+    assert page.locator("#download-csv").count() == 0
+    assert "0 rows" not in page.inner_text("#stats-links")
+
+    wait_for_htmx(page, "#filter-clear")
+    page.click("#filter-clear")
+    page.wait_for_url(re.compile(r"/admin/campaigns$"))
+    wait_until(page, "document.querySelector('#filter-clear') === null")
+    assert page.input_value("#filter-campaign") == "" and page.input_value("#filter-slot") == ""
+    assert caption_rows(page) == CampaignStat.select().count()
+    assert page.locator("#download-csv").inner_text() == f"Download CSV (all {caption_rows(page)} rows of this view)"
