@@ -104,7 +104,7 @@ def test_ingest_rows_poll_fast_while_a_run_is_active(admin, loaded):  # noqa: F8
 
 def test_finished_runs_keep_their_expanded_files_across_refreshes(admin, loaded):  # noqa: F811
     text = html(admin.get("/admin/ingests/rows", headers={"HX-Request": "true"}))
-    assert re.search(r'<details id="run-1-files" hx-preserve="true"', text)
+    assert re.search(r'<details id="run-1-files-final" hx-preserve="true"', text)
 
 
 def test_a_run_that_found_every_file_unchanged_is_one_line(admin, loaded, app):  # noqa: F811

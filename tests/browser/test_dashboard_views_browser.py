@@ -51,3 +51,31 @@ def test_stats_csv_link_and_clear_filters_follow_the_filter_at_once(page, live_s
     assert page.input_value("#filter-campaign") == "" and page.input_value("#filter-slot") == ""
     assert caption_rows(page) == CampaignStat.select().count()
     assert page.locator("#download-csv").inner_text() == f"Download CSV (all {caption_rows(page)} rows of this view)"
+
+
+def test_ingest_box_of_a_run_that_ends_lists_its_final_files(page, live_server, app):
+    """The worker's writes, made here so that the page surely sees the run both loading and done."""
+    from jobs import runtime
+    from models import IngestFile, IngestRun, utcnow
+
+    ctx = app.extensions["runtime"]
+    run = IngestRun.create(trigger="cli", source="/data", status=IngestRun.RUNNING, started_at=utcnow(),
+                           progress=0.3, stage="reading")
+    runtime.hold_lock(ctx, run.id)  # a live run holds the lock: the page does not settle it as abandoned
+    for name in ("impressions.csv", "clicks.csv", "conversions.csv"):
+        IngestFile.create(run=run, quarter=1, name=name, rows_read=10, loaded=10)
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/ingests")
+    assert page.inner_text(f"#run-{run.id} details > summary") == "3 files"
+    page.wait_for_timeout(2500)  # at least one poll of the active run
+
+    for quarter in (2, 3):
+        for name in ("impressions.csv", "clicks.csv", "conversions.csv"):
+            IngestFile.create(run=run, quarter=quarter, name=name, rows_read=10, loaded=10)
+    IngestRun.update(status=IngestRun.SUCCEEDED, finished_at=utcnow(), progress=1.0, stage="done").where(
+        IngestRun.id == run.id).execute()
+    ctx.redis.delete(ctx.key("ingest:lock"))
+
+    page.wait_for_selector(f"#run-{run.id}[data-status=succeeded]", timeout=10000)
+    assert page.inner_text(f"#run-{run.id} details > summary") == "9 files"
+    assert page.locator(f"#run-{run.id} details tbody tr").count() == 9
