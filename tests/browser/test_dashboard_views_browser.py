@@ -79,3 +79,33 @@ def test_ingest_box_of_a_run_that_ends_lists_its_final_files(page, live_server, 
     page.wait_for_selector(f"#run-{run.id}[data-status=succeeded]", timeout=10000)
     assert page.inner_text(f"#run-{run.id} details > summary") == "9 files"
     assert page.locator(f"#run-{run.id} details tbody tr").count() == 9
+
+
+def test_ingest_run_from_the_keyboard_keeps_focus_and_says_how_it_goes(page, live_server, loaded, start_worker):
+    from models import IngestRun
+
+    sign_in(page, live_server, "ada")
+    page.goto(live_server + "/admin/ingests")
+    wait_for_htmx(page, "form.run-ingest")
+    page.focus("#run-ingest-button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#ingest-rows article.run[data-status=queued]")
+    run = IngestRun.select().order_by(IngestRun.id.desc()).get()
+    assert page.inner_text("#ingest-notice") == f"Ingest run #{run.id} is queued."
+    wait_until(page, "document.activeElement.id === 'ingest-notice'", timeout=3000)  # not <body>, not the disabled button
+
+    # What the worker writes while it loads (set here, so that a poll surely sees the run half done).
+    IngestRun.update(status=IngestRun.RUNNING, progress=0.42, stage="slot :15–:29: reading clicks.csv").where(
+        IngestRun.id == run.id).execute()
+    wait_until(page, "document.querySelector('#ingest-notice').textContent.includes('42%')", timeout=6000)
+    assert page.inner_text("#ingest-notice") == f"Ingest run #{run.id} is running: 42% · slot :15–:29: reading clicks.csv."
+    IngestRun.update(status=IngestRun.QUEUED, progress=0.0, stage="").where(IngestRun.id == run.id).execute()
+
+    start_worker()
+    page.wait_for_selector(f"#run-{run.id}[data-status^=succeeded]", timeout=90000)
+    wait_until(page, "document.querySelector('#ingest-notice').textContent.includes('succeeded')", timeout=3000)
+    assert re.fullmatch(rf"Ingest run #{run.id} succeeded(?: with rejects)? in [\d.]+ s(?:: see its files below)?\.",
+                        page.inner_text("#ingest-notice"))
+    assert page.evaluate("document.activeElement.id") == "ingest-notice"
+    page.keyboard.press("Tab")  # on from the notice: the next control, not the top of the page
+    assert page.evaluate("document.activeElement.closest('#ingest-rows') !== null")
