@@ -109,3 +109,43 @@ def test_ingest_run_from_the_keyboard_keeps_focus_and_says_how_it_goes(page, liv
     assert page.evaluate("document.activeElement.id") == "ingest-notice"
     page.keyboard.press("Tab")  # on from the notice: the next control, not the top of the page
     assert page.evaluate("document.activeElement.closest('#ingest-rows') !== null")
+
+
+def tip_covers_rows(page, column) -> bool:
+    """Whether the column's explanation is shown over any cell of the table's first two rows."""
+    return page.evaluate("""column => {
+        const tip = document.getElementById('help-' + column).getBoundingClientRect();
+        if (!tip.width) return false;
+        const cells = [...document.querySelectorAll('#campaign-table tbody tr:nth-child(-n+2) > *')];
+        return cells.some(c => { const r = c.getBoundingClientRect();
+            return r.left < tip.right && tip.left < r.right && r.top < tip.bottom && tip.top < r.bottom; });
+    }""", column)
+
+
+def test_column_explanation_does_not_cover_the_rows_just_sorted(page, live_server, loaded):
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/campaigns")
+    wait_for_htmx(page, "#sort-revenue")
+    page.hover("#sort-revenue")
+    assert page.locator("#help-revenue").is_visible()  # it explains itself on hover
+    page.click("#sort-revenue")
+    page.wait_for_url(re.compile(r"sort=revenue"))
+    wait_until(page, "document.querySelector('#table-status').textContent.startsWith('Sorted by revenue')")
+    page.wait_for_timeout(300)
+    assert not tip_covers_rows(page, "revenue")
+    page.mouse.move(5, 5)
+    page.hover("#sort-revenue")  # pointed at again: explained again
+    assert page.locator("#help-revenue").is_visible()
+
+    page.mouse.move(5, 5)
+    wait_for_htmx(page, "#sort-revenue")
+    page.focus("#sort-revenue")
+    page.keyboard.press("Enter")
+    wait_until(page, "document.querySelector('#table-status').textContent.startsWith('Sorted by revenue, ')"
+                     " && location.search !== '?sort=revenue'")
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.activeElement.id") == "sort-revenue"
+    assert not tip_covers_rows(page, "revenue")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "sort-rpm"
+    assert page.locator("#help-rpm").is_visible()  # the next column's explanation shows on focus as before

@@ -37,4 +37,35 @@
       if (here) here.focus({preventScroll: true});
     }, 50);
   });
+
+  // A column's explanation shows on hover and focus. Right after a sort, pointer and focus are still on that
+  // header, and the explanation would cover the rows just sorted: it stays hidden until the pointer leaves
+  // the header or focus moves on.
+  var quietTip = null;
+  function quieten(event) {
+    if (event.type === "keydown" && event.key !== "Enter") return;
+    var link = event.target.closest && event.target.closest("th a[aria-describedby]");
+    if (!link) return;
+    quietTip = link.getAttribute("aria-describedby");
+    hush(document.getElementById(quietTip));
+  }
+  function hush(tip) {
+    var th = tip && tip.closest("th");
+    if (!th) return;
+    tip.classList.add("tip-quiet");
+    function wake() {
+      tip.classList.remove("tip-quiet");
+      th.removeEventListener("mouseleave", wake);
+      th.removeEventListener("focusout", wake);
+    }
+    th.addEventListener("mouseleave", wake);
+    th.addEventListener("focusout", wake);
+  }
+  document.addEventListener("click", quieten, true);
+  document.addEventListener("keydown", quieten, true);
+  document.addEventListener("htmx:afterSettle", function () {
+    var wanted = quietTip;
+    quietTip = null;
+    if (wanted) hush(document.getElementById(wanted));
+  });
 })();
