@@ -49,12 +49,12 @@ def test_campaign_page_banner_table_has_every_metric_and_marks_the_plan(admin, l
         cells = banner_row(text, 1, stat.banner_id)
         assert cells[2:5] == [f"{stat.impressions:,}", f"{stat.clicks:,}",
                               f"{stat.clicks / stat.impressions:.2%}" if stat.impressions else "—"]
-        assert cells[7] == f"{stat.revenue:,.2f}"
-        assert cells[8] == (f"{stat.revenue * 1000 / stat.impressions:,.2f}" if stat.impressions else "—")
+        assert cells[7] == f"${stat.revenue:,.2f}"
+        assert cells[8] == (f"${stat.revenue * 1000 / stat.impressions:,.2f}" if stat.impressions else "—")
         if stat.banner_id in plan.banner_id_list:
             assert cells[1].startswith(f"#{plan.banner_id_list.index(stat.banner_id) + 1}")
         else:
-            assert cells[1] == "not in plan"
+            assert cells[1] == "not shown now"
     assert outside or len(stats) <= len(plan.banner_id_list)
 
 
@@ -81,3 +81,13 @@ def test_campaign_page_slots_have_captions_and_a_chart(admin, loaded):  # noqa: 
     text = html(admin.get("/admin/campaigns/4"))
     assert text.count("<caption") == 5
     assert 'id="chart-campaign-revenue-title"' in text
+
+
+def test_campaign_page_says_each_slot_rule_in_plain_words(admin, loaded):  # noqa: F811
+    from models import Plan
+
+    text = html(admin.get("/admin/campaigns/4"))
+    rules = re.findall(r'<p class="rule">([^<]+)</p>', text)
+    assert len(rules) == Plan.select().where(Plan.campaign_id == 4).count() > 0
+    assert all("X =" not in r and ("brought sales" in r or "brought a sale" in r) for r in rules), rules
+    assert "random fill" not in text and "not in plan" not in text

@@ -84,7 +84,7 @@ def test_ingest_rows_following_a_run_say_how_it_ended(admin, loaded):  # noqa: F
                            finished_at=utcnow(), error="quarter 2: clicks.csv is missing")
     text = html(admin.get(f"/admin/ingests/rows?follow={run.id}", headers={"HX-Request": "true"}))
     notice = text[text.index('id="ingest-notice"'):]
-    assert f'<p class="notice notice-error">Ingest run #{run.id} failed: quarter 2: clicks.csv is missing</p>' in notice
+    assert f'<p class="notice notice-error">Ingest run #{run.id} failed: slot :15–:29: clicks.csv is missing</p>' in notice
     assert "follow=" not in opening_tag(text, "ingest-rows")  # it ended: the page stops following it
 
 

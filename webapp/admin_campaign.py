@@ -80,7 +80,22 @@ def sort_rows(rows, sort, descending) -> list[dict]:
 
 
 def describe_plan(plan) -> str:
-    """selection.describe() of a stored Plan."""
-    return selection.describe(selection.Plan(
-        x=plan.x, scenario=plan.scenario, banner_ids=tuple(plan.banner_id_list), random_fill=plan.random_fill,
-    ))
+    """The rule behind a stored Plan in a manager's words (selection.describe() names it by X)."""
+    x, fill = plan.x, plan.random_fill
+    shown = len(plan.banner_id_list) - fill
+
+    def banners(n):
+        return f"{n} banner{'' if n == 1 else 's'}"
+
+    if plan.scenario == selection.SCENARIO_TOP10_REVENUE:
+        text = f"{banners(x)} brought sales in this slot: the 10 that earned most are shown, best first"
+    elif plan.scenario == selection.SCENARIO_TOP_X_REVENUE:
+        text = f"{banners(x)} brought sales in this slot: all are shown, the best earner first"
+    elif plan.scenario == selection.SCENARIO_REVENUE_THEN_CLICKS:
+        text = (f"{banners(x)} brought sales in this slot: {'it is' if x == 1 else 'they are'} shown first by earnings, "
+                f"then {banners(shown - x)} by clicks")
+    else:
+        text = f"No banner brought a sale in this slot: {banners(shown)} shown by clicks"
+    if fill:
+        text += f", and {banners(fill)} picked at random from the campaign's others"
+    return text + "."

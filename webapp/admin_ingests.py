@@ -9,6 +9,7 @@ from models import (
 )
 from webapp.admin import bp
 from webapp.auth import admin_required, is_htmx_request
+from webapp.formatting import slot_words
 
 ACTIVE_POLL, IDLE_POLL = "every 2s", "every 20s"
 
@@ -62,13 +63,14 @@ def run_notice(run) -> tuple:
     if run.status == IngestRun.QUEUED:
         return f"Ingest run #{run.id} is queued.", "info"
     if run.status == IngestRun.RUNNING:
-        return (f"Ingest run #{run.id} is running: {run.progress:.0%} · {run.stage or 'starting'}.", "info")
+        return f"Ingest run #{run.id} is running: {run.progress:.0%} · {slot_words(run.stage) or 'starting'}.", "info"
     took = f" in {run.duration_seconds:.1f} s" if run.duration_seconds is not None else ""
     if run.status == IngestRun.SUCCEEDED:
         return f"Ingest run #{run.id} succeeded{took}.", "info"
     if run.status == IngestRun.SUCCEEDED_WITH_REJECTS:
         return f"Ingest run #{run.id} succeeded with rejects{took}: see its files below.", "warning"
-    return f"Ingest run #{run.id} {'failed' if run.status == IngestRun.FAILED else 'was abandoned'}: {run.error}", "error"
+    what = "failed" if run.status == IngestRun.FAILED else "was abandoned"
+    return f"Ingest run #{run.id} {what}: {slot_words(run.error)}", "error"
 
 
 @bp.post("/ingests")

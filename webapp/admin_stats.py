@@ -12,7 +12,7 @@ from models import CAMPAIGN_STAT_COLUMNS, campaign_stat_totals, campaign_stats, 
 from webapp.admin import QUARTERS, bp
 from webapp.auth import is_htmx_request
 from webapp.clock import utc_now
-from webapp.formatting import change, metric_label, ratio, rpm, slot_csv_label, slot_label
+from webapp.formatting import change, is_sorted_descending_first, metric_label, ratio, rpm, slot_csv_label, slot_label
 
 PAGE_SIZES = (20, 50, 100)
 RULE_COLUMNS = ("x", "scenario", "banners")
@@ -59,8 +59,8 @@ class StatsView:
         return {k: v for k, v in args.items() if v is not None}
 
     def sort_args(self, column) -> dict:
-        """The view sorted by `column`: ascending first, flipped when it is already the sort column."""
-        descending = not self.descending if column == self.sort else False
+        """The view sorted by `column`: a metric highest first, a name A-Z first; flipped when already sorted by it."""
+        descending = not self.descending if column == self.sort else is_sorted_descending_first(column)
         return self.args(sort=column, descending=descending, page=1)
 
     def describe(self, pages) -> str:

@@ -9,6 +9,7 @@ from rotation import next_banner, remember
 from selection import quarter_of
 from live.clicks import click_token, current_visitor, new_impression_id
 from webapp.clock import utc_now
+from webapp.formatting import slot_label
 from webapp.sessions import is_degraded, queue_for_redis
 from webapp.slots import slot_page
 
@@ -42,7 +43,7 @@ def campaign(campaign_id):
     banners = snapshot.plans.get((quarter, cid))
     if not banners:
         if cid in snapshot.campaigns:
-            abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
+            abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(quarter)} UTC).")
         abort(404, f"There is no campaign {cid}.")
     events_away = current_app.extensions["redis_breaker"].is_open()
     if is_degraded(session) or events_away:
