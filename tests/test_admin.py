@@ -177,11 +177,11 @@ def test_campaign_csv_is_the_current_view_with_totals_from_the_database(admin, l
 
     response = admin.get("/admin/campaigns.csv?quarter=2&sort=revenue&dir=desc&page=2")
     assert response.status_code == 200 and response.content_type.startswith("text/csv")
-    assert "attachment" in response.headers["Content-Disposition"]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="campaign-stats_slot-15-29_by-revenue-desc.csv"'
     lines = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     header, body, total = lines[0], lines[1:-1], lines[-1]
     assert header == ["campaign", "slot_of_hour", "impressions", "clicks", "conversions", "revenue_usd",
-                      "ctr", "cvr", "epc", "rpm", "x", "scenario", "banners"]
+                      "ctr_fraction", "cvr_fraction", "epc_usd", "rpm_usd", "x", "scenario", "banners"]
     db_rows = sorted(CampaignStat.select().where(CampaignStat.quarter == 2),
                      key=lambda r: (-r.revenue, r.campaign_id))
     assert [(int(r[0]), r[1]) for r in body] == [(r.campaign_id, ":15-:29") for r in db_rows]  # every page, in order

@@ -156,3 +156,14 @@ def test_stats_headers_sort_a_metric_highest_first_and_names_a_to_z(admin, loade
     assert 'href="/admin/campaigns?sort=campaign&amp;dir=desc"' in text  # already by campaign A-Z: flipped
     text = html(admin.get("/admin/campaigns?sort=revenue&dir=desc"))
     assert 'href="/admin/campaigns?sort=revenue"' in text  # already highest first: flipped
+
+
+@pytest.mark.parametrize("query, name", [
+    ("", "campaign-stats.csv"),
+    ("?quarter=3&campaign=1", "campaign-stats_slot-30-44_campaigns-starting-1.csv"),
+    ("?sort=ctr", "campaign-stats_by-ctr-asc.csv"),
+    ("?campaign=42&sort=revenue&dir=desc&page=3&size=50", "campaign-stats_campaigns-starting-42_by-revenue-desc.csv"),
+])
+def test_stats_csv_is_named_after_the_view(admin, loaded, query, name):  # noqa: F811
+    response = admin.get("/admin/campaigns.csv" + query)
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'

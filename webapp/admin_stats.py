@@ -73,6 +73,17 @@ class StatsView:
             words.append(f"campaigns starting with {self.campaign}")
         return ", ".join(words).capitalize()
 
+    def file_name(self) -> str:
+        """The CSV's file name after the view: campaign-stats_slot-15-29_campaigns-starting-1_by-revenue-desc.csv."""
+        parts = ["campaign-stats"]
+        if self.quarter:
+            parts.append("slot-" + slot_csv_label(self.quarter).replace(":", ""))
+        if self.campaign is not None:
+            parts.append(f"campaigns-starting-{self.campaign}")
+        if self.sort != "campaign" or self.descending:
+            parts.append(f"by-{self.sort}-{'desc' if self.descending else 'asc'}")
+        return "_".join(parts) + ".csv"
+
     def query(self):
         return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
 
@@ -109,15 +120,17 @@ def campaigns():
 
 
 def csv_columns(currency) -> tuple:
-    return ("campaign", "slot_of_hour", "impressions", "clicks", "conversions", f"revenue_{currency.lower()}",
-            "ctr", "cvr", "epc", "rpm", "x", "scenario", "banners")
+    """The CSV's header: money columns name their currency, rates say they are fractions (0.078 is 7.8 %)."""
+    money = currency.lower()
+    return ("campaign", "slot_of_hour", "impressions", "clicks", "conversions", f"revenue_{money}",
+            "ctr_fraction", "cvr_fraction", f"epc_{money}", f"rpm_{money}", "x", "scenario", "banners")
 
 
 @bp.get("/campaigns.csv")
 def campaigns_csv():
     """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
     view = StatsView.from_args(request.args)
-    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1, rule=False).items()) + ".csv"
+    name = view.file_name()
     columns = csv_columns(current_app.extensions["settings"].currency)
     return current_app.response_class(stream_with_context(_csv_lines(view.query(), columns)), 200, {
         "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',
