@@ -10,7 +10,7 @@ from flask import current_app, render_template, request, stream_with_context, ur
 import selection
 from models import CAMPAIGN_STAT_COLUMNS, campaign_stat_totals, campaign_stats, hour_averages
 from webapp.admin import QUARTERS, bp
-from webapp.auth import is_htmx_request
+from webapp.auth import is_htmx_request, shareable
 from webapp.clock import utc_now
 from webapp.formatting import change, is_sorted_descending_first, metric_label, ratio, rpm, slot_csv_label, slot_label
 
@@ -89,6 +89,7 @@ class StatsView:
 
 
 @bp.get("/campaigns")
+@shareable
 def campaigns():
     """Campaign statistics per slot of the hour: the full page, or only the table for htmx."""
     view = StatsView.from_args(request.args)
