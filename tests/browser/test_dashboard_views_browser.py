@@ -149,3 +149,30 @@ def test_column_explanation_does_not_cover_the_rows_just_sorted(page, live_serve
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "sort-rpm"
     assert page.locator("#help-rpm").is_visible()  # the next column's explanation shows on focus as before
+
+
+@pytest.fixture
+def wide_page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+def test_stats_table_fits_1440_px_and_keeps_campaign_and_slot_in_view(wide_page, live_server, loaded):
+    page = wide_page
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/campaigns")
+    box = "document.querySelector('#campaign-table .table-scroll')"
+    assert page.evaluate(f"{box}.scrollWidth <= {box}.clientWidth")  # every column, no scrolling
+
+    page.goto(live_server + "/admin/campaigns?rule=1")  # three columns more: it scrolls
+    assert page.evaluate(f"{box}.scrollWidth > {box}.clientWidth")
+    page.evaluate(f"{box}.scrollLeft = {box}.scrollWidth")
+    page.wait_for_timeout(100)
+    left = page.evaluate(f"{box}.getBoundingClientRect().left")
+    first, slot, next_cell = page.evaluate("""[...document.querySelectorAll('#campaign-table tbody tr:first-child > *')]
+        .slice(0, 3).map(c => c.getBoundingClientRect()).map(r => [r.left, r.right])""")
+    assert first[0] == pytest.approx(left, abs=1) and slot[0] == pytest.approx(first[1], abs=1)  # both still there
+    assert next_cell[0] < slot[1]  # the column after them has scrolled under them
