@@ -176,3 +176,19 @@ def test_stats_table_fits_1440_px_and_keeps_campaign_and_slot_in_view(wide_page,
         .slice(0, 3).map(c => c.getBoundingClientRect()).map(r => [r.left, r.right])""")
     assert first[0] == pytest.approx(left, abs=1) and slot[0] == pytest.approx(first[1], abs=1)  # both still there
     assert next_cell[0] < slot[1]  # the column after them has scrolled under them
+
+
+def test_phone_keeps_summary_markers_and_readable_chart_words(browser, live_server, loaded):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, "mel")
+        page.goto(live_server + "/admin/ingests")
+        summary = page.locator("#ingest-rows details > summary").first
+        assert summary.evaluate("s => getComputedStyle(s).display") == "list-item"  # the ▶ marker is drawn
+        assert summary.bounding_box()["height"] >= 44
+        page.goto(live_server + "/admin/")
+        heights = page.eval_on_selector_all(".slot-chart text", "ts => ts.map(t => t.getBoundingClientRect().height)")
+        assert heights and min(heights) >= 10
+    finally:
+        context.close()
