@@ -79,7 +79,7 @@ def test_campaign_page_banner_table_sorts(admin, loaded, column, key):  # noqa: 
 
 def test_campaign_page_slots_have_captions_and_a_chart(admin, loaded):  # noqa: F811
     text = html(admin.get("/admin/campaigns/4"))
-    assert text.count("<caption") == 5
+    assert text.count("<caption") == 6  # the slots, the ranking over the hour, one per slot
     assert 'id="chart-campaign-revenue-title"' in text
 
 
@@ -91,3 +91,31 @@ def test_campaign_page_says_each_slot_rule_in_plain_words(admin, loaded):  # noq
     assert len(rules) == Plan.select().where(Plan.campaign_id == 4).count() > 0
     assert all("X =" not in r and ("brought sales" in r or "brought a sale" in r) for r in rules), rules
     assert "random fill" not in text and "not in plan" not in text
+
+
+def test_campaign_page_totals_the_hour_with_epc(admin, loaded):  # noqa: F811
+    from models import CampaignStat
+
+    stats = list(CampaignStat.select().where(CampaignStat.campaign_id == 4))
+    text = html(admin.get("/admin/campaigns/4"))
+    footer = text[text.index('data-slot="hour"'):text.index("</tr>", text.index('data-slot="hour"'))]
+    cells = [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", footer, re.S)]
+    impressions, clicks = sum(s.impressions for s in stats), sum(s.clicks for s in stats)
+    revenue = sum(s.revenue for s in stats)
+    assert cells[:2] == ["The hour", f"{impressions:,}"] and cells[2] == f"{clicks:,}"
+    assert cells[6] == f"${revenue:,.2f}" and cells[8] == f"${revenue / clicks:,.2f}"  # revenue and EPC
+
+
+def test_campaign_page_ranks_its_banners_by_revenue_over_the_hour(admin, loaded):  # noqa: F811
+    from models import BannerStat
+
+    sums = {}
+    for s in BannerStat.select().where(BannerStat.campaign_id == 4):
+        revenue, clicks, impressions = sums.get(s.banner_id, (0.0, 0, 0))
+        sums[s.banner_id] = (revenue + s.revenue, clicks + s.clicks, impressions + s.impressions)
+    expected = sorted(sums, key=lambda b: (-sums[b][0], -sums[b][1], b))
+    text = html(admin.get("/admin/campaigns/4"))
+    ranking = text[text.index('id="banner-ranking"'):text.index("</section>", text.index('id="banner-ranking"'))]
+    assert [int(b) for b in re.findall(r'data-banner-id="(\d+)"', ranking)] == expected
+    best = ranking[ranking.index(f'data-banner-id="{expected[0]}"'):]
+    assert f"${sums[expected[0]][0]:,.2f}" in best[:best.index("</tr>")]

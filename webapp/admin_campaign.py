@@ -44,7 +44,8 @@ def campaign(campaign_id):
         slots.append({"quarter": quarter, "plan": plan, "stat": stats.get(quarter), "rule": describe_plan(plan) if plan else None,
                       "rows": sort_rows(rows, sort, descending)})
     return render_template("admin/campaign.html", campaign_id=campaign_id, slots=slots, sort=sort, descending=descending,
-                           current=selection.quarter_of(utc_now()),
+                           current=selection.quarter_of(utc_now()), hour=hour_total(stats.values()),
+                           ranking=rank_banners_over_the_hour(banner_stats, banners),
                            revenue=[stats[q].revenue if q in stats else 0.0 for q in QUARTERS],
                            trend=trend(request.args.get("range"), utc_now(), campaign_id),
                            trend_url=lambda key: url_for("admin.campaign", campaign_id=campaign_id, range=key))
@@ -69,6 +70,23 @@ def banner_rows(quarter, plan, banner_stats, banners) -> list[dict]:
             "cvr": ratio(conversions, clicks), "rpm": rpm(revenue, impressions),
         })
     return rows
+
+
+def hour_total(stats) -> dict:
+    """The campaign's four slots summed: the whole hour."""
+    fields = ("impressions", "clicks", "conversions", "revenue")
+    return {f: sum(getattr(s, f) for s in stats) for f in fields}
+
+
+def rank_banners_over_the_hour(banner_stats, banners) -> list[dict]:
+    """Every banner with statistics, its four slots summed, the best earner first (ties: more clicks, lower id)."""
+    sums = {}
+    for (_, banner_id), stat in banner_stats.items():
+        row = sums.setdefault(banner_id, {"banner_id": banner_id, "banner": banners.get(banner_id), "impressions": 0,
+                                          "clicks": 0, "conversions": 0, "revenue": 0.0})
+        for field in ("impressions", "clicks", "conversions", "revenue"):
+            row[field] += getattr(stat, field)
+    return sorted(sums.values(), key=lambda r: (-r["revenue"], -r["clicks"], r["banner_id"]))
 
 
 def sort_rows(rows, sort, descending) -> list[dict]:
