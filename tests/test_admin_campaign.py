@@ -119,3 +119,12 @@ def test_campaign_page_ranks_its_banners_by_revenue_over_the_hour(admin, loaded)
     assert [int(b) for b in re.findall(r'data-banner-id="(\d+)"', ranking)] == expected
     best = ranking[ranking.index(f'data-banner-id="{expected[0]}"'):]
     assert f"${sums[expected[0]][0]:,.2f}" in best[:best.index("</tr>")]
+
+
+def test_navigation_box_goes_to_a_campaign(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/"))
+    assert '<form method="get" action="/admin/campaigns/go" class="go-to"' in text and 'for="go-to-campaign"' in text
+    assert admin.get("/admin/campaigns/go?id=37").location == "/admin/campaigns/37"
+    assert admin.get("/admin/campaigns/go?id=abc").location == "/admin/campaigns"
+    missing = admin.get("/admin/campaigns/go?id=999999", follow_redirects=True)
+    assert missing.status_code == 404 and "There is no campaign 999999" in missing.get_data(as_text=True)

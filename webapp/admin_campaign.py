@@ -1,6 +1,6 @@
 """The dashboard's campaign page: a drill-down from the slots of the hour to each slot's banners."""
 
-from flask import abort, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 
 import selection
 from jobs.parsing import MAX_ID
@@ -22,6 +22,15 @@ BANNER_SORTS = {
     "revenue": lambda r: r["revenue"],
     "rpm": lambda r: r["rpm"],
 }
+
+
+@bp.get("/campaigns/go")
+def go_to_campaign():
+    """The navigation's "go to campaign" box: to that campaign's page (which says so when there is none)."""
+    campaign_id = request.args.get("id", type=int)
+    if campaign_id is None or campaign_id < 1:
+        return redirect(url_for("admin.campaigns"))
+    return redirect(url_for("admin.campaign", campaign_id=campaign_id))
 
 
 @bp.get("/campaigns/<int:campaign_id>")
