@@ -115,14 +115,17 @@ def describe_plan(plan) -> str:
         return f"{n} banner{'' if n == 1 else 's'}"
 
     if plan.scenario == selection.SCENARIO_TOP10_REVENUE:
-        text = f"{banners(x)} brought sales in this slot: the 10 that earned most are shown, best first"
+        text = f"{banners(x)} converted in this slot: the 10 that earned most are shown, best first"
     elif plan.scenario == selection.SCENARIO_TOP_X_REVENUE:
-        text = f"{banners(x)} brought sales in this slot: all are shown, the best earner first"
+        text = f"{banners(x)} converted in this slot: all are shown, the best earner first"
     elif plan.scenario == selection.SCENARIO_REVENUE_THEN_CLICKS:
-        text = (f"{banners(x)} brought sales in this slot: {'it is' if x == 1 else 'they are'} shown first by earnings, "
-                f"then {banners(shown - x)} by clicks")
+        text = f"{banners(x)} converted in this slot: {'it is' if x == 1 else 'they are'} shown first, best earner first"
+        if shown > x:
+            text += f", then the {banners(shown - x)} clicked most"
+    elif shown:
+        text = f"No banner converted in this slot: the {banners(shown)} clicked most are shown"
     else:
-        text = f"No banner brought a sale in this slot: {banners(shown)} shown by clicks"
+        text = "No banner converted or was clicked in this slot"
     if fill:
-        text += f", and {banners(fill)} picked at random from the campaign's others"
+        text += f", and {banners(fill)} picked at random from the campaign's others to make five"
     return text + "."
