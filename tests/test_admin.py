@@ -177,11 +177,11 @@ def test_campaign_csv_is_the_current_view_with_totals_from_the_database(admin, l
 
     response = admin.get("/admin/campaigns.csv?quarter=2&sort=revenue&dir=desc&page=2")
     assert response.status_code == 200 and response.content_type.startswith("text/csv")
-    assert "attachment" in response.headers["Content-Disposition"]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="campaign-stats_slot-15-29_by-revenue-desc.csv"'
     lines = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     header, body, total = lines[0], lines[1:-1], lines[-1]
     assert header == ["campaign", "slot_of_hour", "impressions", "clicks", "conversions", "revenue_usd",
-                      "ctr", "cvr", "epc", "rpm", "x", "scenario", "banners"]
+                      "ctr_fraction", "cvr_fraction", "epc_usd", "rpm_usd", "x", "scenario", "banners"]
     db_rows = sorted(CampaignStat.select().where(CampaignStat.quarter == 2),
                      key=lambda r: (-r.revenue, r.campaign_id))
     assert [(int(r[0]), r[1]) for r in body] == [(r.campaign_id, ":15-:29") for r in db_rows]  # every page, in order
@@ -200,8 +200,8 @@ def test_campaign_csv_is_the_current_view_with_totals_from_the_database(admin, l
 
 
 def test_campaign_page_shows_each_quarters_plan_in_rank_order_with_its_rule(admin, loaded):
-    import selection
     from models import Banner, Plan
+    from webapp.admin_campaign import describe_plan
 
     text = html(admin.get("/admin/campaigns/1"))
     for plan in Plan.select().where(Plan.campaign_id == 1):
@@ -209,8 +209,7 @@ def test_campaign_page_shows_each_quarters_plan_in_rank_order_with_its_rule(admi
         section = section[:section.index("</section>")]
         ranked = [int(b) for b in re.findall(r'data-banner-id="(\d+)" data-rank=', section)]
         assert ranked == plan.banner_id_list  # sorted by rank by default
-        rule = selection.describe(selection.Plan(plan.x, plan.scenario, tuple(plan.banner_id_list), plan.random_fill))
-        assert rule in unescape(section)
+        assert describe_plan(plan) in unescape(section)  # the rule in a manager's words
         first = plan.banner_id_list[0]
         banner = Banner.get_or_none(Banner.id == first)
         assert (f'src="/images/{banner.image_name}"' if banner else "placeholder.svg") in section
@@ -251,7 +250,8 @@ def test_run_ingest_queues_a_run_that_polls_and_a_second_press_says_busy(admin, 
     first = html(admin.post("/admin/ingests", headers=headers))
     run = IngestRun.select().order_by(IngestRun.id.desc()).get()
     assert (run.status, run.trigger, run.user) == ("queued", "manual", "ada")
-    assert first.lstrip().startswith('<div id="ingest-rows" hx-get="/admin/ingests/rows" hx-trigger="every 2s"')
+    # The rows follow the run just queued, so the message above them can say how it goes.
+    assert first.lstrip().startswith(f'<div id="ingest-rows" hx-get="/admin/ingests/rows?follow={run.id}" hx-trigger="every 2s"')
     assert f"Ingest run #{run.id} is queued." in first
     assert f'id="run-{run.id}" data-status="queued"' in first and "<progress" in first
     assert "No worker listens" in first

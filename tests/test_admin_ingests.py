@@ -72,9 +72,20 @@ def test_run_button_is_disabled_with_progress_while_a_run_is_active(admin, loade
 def test_ingest_rows_clear_the_notice_and_enable_the_button_when_no_run_is_active(admin, loaded):  # noqa: F811
     text = html(admin.get("/admin/ingests/rows", headers={"HX-Request": "true"}))
     notice = text[text.index('id="ingest-notice"') - 5:]
-    assert 'hx-swap-oob="true"' in opening_tag(text, "ingest-notice")
+    assert 'hx-swap-oob="innerHTML"' in opening_tag(text, "ingest-notice")
     assert "notice-" not in notice[:notice.index("</div>")]
     assert not re.search(r'<button[^>]*id="run-ingest-button"[^>]*disabled', text)
+
+
+def test_ingest_rows_following_a_run_say_how_it_ended(admin, loaded):  # noqa: F811
+    from models import IngestRun, utcnow
+
+    run = IngestRun.create(trigger="manual", source="/data", status=IngestRun.FAILED, started_at=utcnow(),
+                           finished_at=utcnow(), error="quarter 2: clicks.csv is missing")
+    text = html(admin.get(f"/admin/ingests/rows?follow={run.id}", headers={"HX-Request": "true"}))
+    notice = text[text.index('id="ingest-notice"'):]
+    assert f'<p class="notice notice-error">Ingest run #{run.id} failed: slot :15–:29: clicks.csv is missing</p>' in notice
+    assert "follow=" not in opening_tag(text, "ingest-rows")  # it ended: the page stops following it
 
 
 def test_ingest_rows_for_a_manager_carry_no_run_button(manager, loaded):  # noqa: F811
@@ -99,12 +110,12 @@ def test_ingest_rows_poll_fast_while_a_run_is_active(admin, loaded):  # noqa: F8
     admin.post("/admin/ingests", headers=hx(admin))
     text = html(admin.get("/admin/ingests/rows?after=2", headers={"HX-Request": "true"}))
     assert 'hx-trigger="every 2s"' in opening_tag(text, "ingest-rows")
-    assert "ingest-notice" not in text  # the "is queued" message stays while the run is active
+    assert 'id="ingest-notice"' not in text  # the "is queued" message stays while the run is active
 
 
 def test_finished_runs_keep_their_expanded_files_across_refreshes(admin, loaded):  # noqa: F811
     text = html(admin.get("/admin/ingests/rows", headers={"HX-Request": "true"}))
-    assert re.search(r'<details id="run-1-files" hx-preserve="true"', text)
+    assert re.search(r'<details id="run-1-files-final" hx-preserve="true"', text)
 
 
 def test_a_run_that_found_every_file_unchanged_is_one_line(admin, loaded, app):  # noqa: F811

@@ -6,6 +6,8 @@ from html import unescape
 
 import pytest
 
+from webapp.formatting import nice_ceiling
+
 from test_admin import admin, html, loaded, manager, settings_overrides  # noqa: F401  (fixtures)
 from test_auth import users  # noqa: F401  (users is a fixture)
 
@@ -37,7 +39,7 @@ def test_overview_kpi_cards_show_the_current_slot_with_changes(admin, loaded, at
     now, before = totals[3], totals[2]
     assert "Slot :30–:44 of each hour (UTC): being served now" in text
     revenue = card(text, "revenue")
-    assert f"{now['revenue']:,.2f}" in revenue
+    assert f" ${now['revenue']:,.2f} " in revenue  # the Revenue card with its currency sign
     vs_previous = (now["revenue"] - before["revenue"]) / before["revenue"]
     assert f"{'+' if vs_previous > 0 else '−'}{abs(vs_previous):.1%} vs :15–:29".replace("%", " %") in revenue
     average = sum(t["revenue"] for t in totals.values()) / 4
@@ -45,7 +47,7 @@ def test_overview_kpi_cards_show_the_current_slot_with_changes(admin, loaded, at
     assert f"{'+' if vs_average > 0 else '−'}{abs(vs_average):.1%} vs hour average".replace("%", " %") in revenue
     assert f"{now['impressions']:,}" in card(text, "impressions")
     assert f"{now['clicks'] / now['impressions']:.2%}" in card(text, "ctr")
-    assert f"{now['revenue'] * 1000 / now['impressions']:,.2f}" in card(text, "rpm")
+    assert f"${now['revenue'] * 1000 / now['impressions']:,.2f}" in card(text, "rpm")
     for key in ("impressions", "clicks", "ctr", "conversions", "cvr", "revenue", "rpm"):
         assert f'aria-describedby="help-kpi-{key}"' in text
 
@@ -56,10 +58,12 @@ def test_overview_charts_the_four_slots_on_one_scale_with_values(admin, loaded, 
     svg = text[text.index('<svg class="slot-chart"'):text.index("</svg>")]
     heights = [float(h) for h in re.findall(r'<rect class="bar[^"]*" x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"', svg)]
     revenues = [totals[q]["revenue"] for q in (1, 2, 3, 4)]
-    top = max(revenues)
+    top = nice_ceiling(max(revenues))
     assert heights == pytest.approx([round(r / top * 154, 1) for r in revenues], abs=0.11)  # one scale: bars ∝ values
     for q, r in zip((1, 2, 3, 4), revenues):
-        assert f">{r:,.2f}</text>" in svg
+        assert f">${r:,.2f}</text>" in svg
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)
+    assert ticks == ["0", f"${top / 2:,.0f}", f"${top:,.0f}"]  # the axis at round figures
     assert '<rect class="bar current"' in svg and ">now</text>" in svg
     assert 'role="img"' in svg and "<title id=\"chart-revenue-title\">Revenue per slot of the hour, in USD</title>" in svg
 

@@ -63,7 +63,8 @@ def test_stats_table_shows_rpm_and_changes_against_the_hour_average(admin, loade
     hour_ctr = sum(s.clicks for s in stats.values()) / sum(s.impressions for s in stats.values())
     for quarter, stat in stats.items():
         row = cells(row_html(text, 4, quarter))
-        assert row[8] == f"{stat.revenue * 1000 / stat.impressions:,.2f}"  # RPM
+        assert row[8] == f"${stat.revenue * 1000 / stat.impressions:,.2f}"  # RPM, money with its sign
+        assert row[9] == f"${stat.revenue / stat.clicks:,.2f}"  # EPC, to the cent like revenue
         revenue_change = (stat.revenue - hour_revenue) / hour_revenue
         assert row[10] == f"{'+' if revenue_change > 0 else '−'}{abs(revenue_change):.1%}".replace("%", " %")
         ctr_change = (stat.clicks / stat.impressions - hour_ctr) / hour_ctr
@@ -146,3 +147,23 @@ def test_stats_filters_are_outside_the_table_and_redrawn_only_when_something_els
     from_header = html(admin.get("/admin/campaigns?sort=clicks", headers={"HX-Request": "true", "HX-Trigger": "sort-clicks"}))
     assert '<form id="stats-filters"' in from_header and 'hx-swap-oob="true"' in from_header
     assert '<input type="hidden" name="sort" value="clicks">' in from_header
+
+
+def test_stats_headers_sort_a_metric_highest_first_and_names_a_to_z(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/campaigns"))
+    assert 'href="/admin/campaigns?sort=revenue&amp;dir=desc"' in text
+    assert 'href="/admin/campaigns?sort=quarter"' in text
+    assert 'href="/admin/campaigns?sort=campaign&amp;dir=desc"' in text  # already by campaign A-Z: flipped
+    text = html(admin.get("/admin/campaigns?sort=revenue&dir=desc"))
+    assert 'href="/admin/campaigns?sort=revenue"' in text  # already highest first: flipped
+
+
+@pytest.mark.parametrize("query, name", [
+    ("", "campaign-stats.csv"),
+    ("?quarter=3&campaign=1", "campaign-stats_slot-30-44_campaigns-starting-1.csv"),
+    ("?sort=ctr", "campaign-stats_by-ctr-asc.csv"),
+    ("?campaign=42&sort=revenue&dir=desc&page=3&size=50", "campaign-stats_campaigns-starting-42_by-revenue-desc.csv"),
+])
+def test_stats_csv_is_named_after_the_view(admin, loaded, query, name):  # noqa: F811
+    response = admin.get("/admin/campaigns.csv" + query)
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'

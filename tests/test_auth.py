@@ -244,7 +244,16 @@ def test_dashboard_answers_anonymous_htmx_with_hx_redirect(client):
     response = client.get("/admin/ingests/rows",
                           headers={"HX-Request": "true", "HX-Current-URL": "http://localhost/admin/ingests"})
     assert response.status_code == 401
-    assert response.headers["HX-Redirect"] == "/login?next=/admin/ingests"
+    assert response.headers["HX-Redirect"] == "/login?next=/admin/ingests&reason=expired"
+
+
+def test_dashboard_htmx_sort_without_a_session_signs_in_back_to_that_sort(client):
+    response = client.get("/admin/campaigns?sort=revenue&dir=desc", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/admin/campaigns"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login?next=/admin/campaigns?sort%3Drevenue%26dir%3Ddesc&reason=expired"
+    assert "Your session ended" in client.get(response.headers["HX-Redirect"]).get_data(as_text=True)
+    assert "Your session ended" not in client.get("/login?next=/admin/").get_data(as_text=True)
 
 
 def test_login_follows_next_on_this_site_only(client, users):

@@ -103,7 +103,9 @@ def test_campaign_page_campaign_without_data_this_quarter_is_404_saying_so(clien
     loaded.config["CLOCK"] = at_minute(20)
     response = client.get("/campaigns/2")
     assert response.status_code == 404
-    assert "Campaign 2 has no banners in quarter 2" in response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    assert "Campaign 2 has no banners in this slot of the hour (:15–:29 UTC)" in text and "quarter" not in text.lower()
+    assert '<a href="/">The campaigns serving banners now</a>' in text  # not a bare sentence
 
 
 @pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "１", "%20"])
@@ -175,6 +177,11 @@ def test_image_is_served_with_the_type_of_its_bytes(client, loaded, tmp_path):
 def test_index_lists_campaigns_of_the_current_quarter(client, loaded):
     html = client.get("/").get_data(as_text=True)
     assert 'href="/campaigns/1"' in html and 'href="/campaigns/2"' in html
+    assert re.search(r"Slot :[0-5]\d–:[0-5]\d of the hour \(UTC\)", html) and "Quarter" not in html
+
+
+def test_campaign_page_has_a_heading_for_screen_readers(client, loaded):
+    assert '<h1 class="visually-hidden">Campaign 1</h1>' in client.get("/campaigns/1").get_data(as_text=True)
 
 
 def test_plan_cache_loads_from_the_database_when_redis_is_down(loaded):

@@ -44,11 +44,21 @@ def error_page(error):
     return error
 
 
-for _name, _function in {"ratio": formatting.ratio, "rpm": formatting.rpm}.items():
+for _name, _function in {"ratio": formatting.ratio, "rpm": formatting.rpm,
+                         "descending_first": formatting.is_sorted_descending_first}.items():
     bp.add_app_template_global(_function, _name)
 for _name, _function in {"ratio_text": formatting.ratio_text, "slot": formatting.slot_label,
-                         "change_text": formatting.change_text}.items():
+                         "change_text": formatting.change_text, "slot_words": formatting.slot_words}.items():
     bp.add_app_template_filter(_function, _name)
+
+
+@bp.app_template_filter("money")
+def money_filter(value, places=2):
+    """Money in the deployment's currency, with its sign: '$1,234.56'."""
+    return formatting.money_text(value, current_app.extensions["settings"].currency, places)
+
+
+bp.add_app_template_filter(formatting.nice_ceiling, "nice_ceiling")
 
 
 @bp.context_processor

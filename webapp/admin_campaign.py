@@ -1,6 +1,6 @@
 """The dashboard's campaign page: a drill-down from the slots of the hour to each slot's banners."""
 
-from flask import abort, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 
 import selection
 from jobs.parsing import MAX_ID
@@ -25,6 +25,15 @@ BANNER_SORTS = {
 }
 
 
+@bp.get("/campaigns/go")
+def go_to_campaign():
+    """The navigation's "go to campaign" box: to that campaign's page (which says so when there is none)."""
+    campaign_id = request.args.get("id", type=int)
+    if campaign_id is None or campaign_id < 1:
+        return redirect(url_for("admin.campaigns"))
+    return redirect(url_for("admin.campaign", campaign_id=campaign_id))
+
+
 @bp.get("/campaigns/<int:campaign_id>")
 def campaign(campaign_id):
     """One campaign: its slots side by side, then per slot the rule and a sortable table of its banners."""
@@ -46,7 +55,8 @@ def campaign(campaign_id):
                       "rows": sort_rows(rows, sort, descending)})
     live_trend = trend(request.args.get("range"), utc_now(), campaign_id)
     return render_template("admin/campaign.html", campaign_id=campaign_id, slots=slots, sort=sort, descending=descending,
-                           current=selection.quarter_of(utc_now()),
+                           current=selection.quarter_of(utc_now()), hour=hour_total(stats.values()),
+                           ranking=rank_banners_over_the_hour(banner_stats, banners),
                            revenue=[stats[q].revenue if q in stats else 0.0 for q in QUARTERS],
                            trend=live_trend, viewability=viewability(live_trend, campaign_id),
                            trend_url=lambda key: url_for("admin.campaign", campaign_id=campaign_id, range=key))
@@ -73,6 +83,23 @@ def banner_rows(quarter, plan, banner_stats, banners) -> list[dict]:
     return rows
 
 
+def hour_total(stats) -> dict:
+    """The campaign's four slots summed: the whole hour."""
+    fields = ("impressions", "clicks", "conversions", "revenue")
+    return {f: sum(getattr(s, f) for s in stats) for f in fields}
+
+
+def rank_banners_over_the_hour(banner_stats, banners) -> list[dict]:
+    """Every banner with statistics, its four slots summed, the best earner first (ties: more clicks, lower id)."""
+    sums = {}
+    for (_, banner_id), stat in banner_stats.items():
+        row = sums.setdefault(banner_id, {"banner_id": banner_id, "banner": banners.get(banner_id), "impressions": 0,
+                                          "clicks": 0, "conversions": 0, "revenue": 0.0})
+        for field in ("impressions", "clicks", "conversions", "revenue"):
+            row[field] += getattr(stat, field)
+    return sorted(sums.values(), key=lambda r: (-r["revenue"], -r["clicks"], r["banner_id"]))
+
+
 def sort_rows(rows, sort, descending) -> list[dict]:
     """Rows sorted by a BANNER_SORTS column; rows without a value last, ties by banner id."""
     key = BANNER_SORTS[sort]
@@ -82,7 +109,25 @@ def sort_rows(rows, sort, descending) -> list[dict]:
 
 
 def describe_plan(plan) -> str:
-    """selection.describe() of a stored Plan."""
-    return selection.describe(selection.Plan(
-        x=plan.x, scenario=plan.scenario, banner_ids=tuple(plan.banner_id_list), random_fill=plan.random_fill,
-    ))
+    """The rule behind a stored Plan in a manager's words (selection.describe() names it by X)."""
+    x, fill = plan.x, plan.random_fill
+    shown = len(plan.banner_id_list) - fill
+
+    def banners(n):
+        return f"{n} banner{'' if n == 1 else 's'}"
+
+    if plan.scenario == selection.SCENARIO_TOP10_REVENUE:
+        text = f"{banners(x)} converted in this slot: the 10 that earned most are shown, best first"
+    elif plan.scenario == selection.SCENARIO_TOP_X_REVENUE:
+        text = f"{banners(x)} converted in this slot: all are shown, the best earner first"
+    elif plan.scenario == selection.SCENARIO_REVENUE_THEN_CLICKS:
+        text = f"{banners(x)} converted in this slot: {'it is' if x == 1 else 'they are'} shown first, best earner first"
+        if shown > x:
+            text += f", then the {banners(shown - x)} clicked most"
+    elif shown:
+        text = f"No banner converted in this slot: the {banners(shown)} clicked most are shown"
+    else:
+        text = "No banner converted or was clicked in this slot"
+    if fill:
+        text += f", and {banners(fill)} picked at random from the campaign's others to make five"
+    return text + "."

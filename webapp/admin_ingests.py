@@ -9,6 +9,7 @@ from models import (
 )
 from webapp.admin import bp
 from webapp.auth import admin_required, is_htmx_request
+from webapp.formatting import slot_words
 from webapp.outage import is_full
 
 ACTIVE_POLL, IDLE_POLL = "every 2s", "every 20s"
@@ -45,12 +46,32 @@ def ingests():
 def ingest_rows():
     """The history rows fragment, polling itself: fast while a run is active, slowly (for runs started
     elsewhere) when idle; an idle poll that finds no newer run than `after` gets 204 and swaps nothing."""
-    context = ingest_rows_context()
+    follow = request.args.get("follow", type=int)
+    context = ingest_rows_context(follow)
     after = request.args.get("after", type=int)
+    followed = next((r for r in context["runs"] if r.id == follow), None)
+    if followed:
+        # The run queued from this page: the notice above the rows says how it goes, to its end.
+        return render_rows(context, *run_notice(followed))
     if not context["active"] and after is not None and after == context["latest_id"]:
         return "", 204
     # Once no run is active, any "queued" or "busy" message above the rows is stale: clear it.
     return render_rows(context, notice=None, with_notice=not context["active"])
+
+
+def run_notice(run) -> tuple:
+    """The notice about a run queued from this page, in words, and its level."""
+    if run.status == IngestRun.QUEUED:
+        return f"Ingest run #{run.id} is queued.", "info"
+    if run.status == IngestRun.RUNNING:
+        return f"Ingest run #{run.id} is running: {run.progress:.0%} · {slot_words(run.stage) or 'starting'}.", "info"
+    took = f" in {run.duration_seconds:.1f} s" if run.duration_seconds is not None else ""
+    if run.status == IngestRun.SUCCEEDED:
+        return f"Ingest run #{run.id} succeeded{took}.", "info"
+    if run.status == IngestRun.SUCCEEDED_WITH_REJECTS:
+        return f"Ingest run #{run.id} succeeded with rejects{took}: see its files below.", "warning"
+    what = "failed" if run.status == IngestRun.FAILED else "was abandoned"
+    return f"Ingest run #{run.id} {what}: {slot_words(run.error)}", "error"
 
 
 @bp.post("/ingests")
@@ -58,7 +79,7 @@ def ingest_rows():
 def run_ingest_now():
     """Queue an ingest for the workers; say so plainly when one is already queued or running."""
     context = ingest_rows_context()
-    notice, level = None, "info"
+    notice, level, run = None, "info", None
     if context["source_changes"] and request.form.get("replace_source") != "1":
         notice, level = (f"Nothing was queued: confirm that the data from {context['served_source']} "
                          f"is to be replaced by {context['source']}."), "warning"
@@ -73,7 +94,7 @@ def run_ingest_now():
                    else "Redis did not answer")
             notice, level = f"Could not queue the ingest: {why} ({exc}).", "error"
     if is_htmx_request():
-        return render_rows(ingest_rows_context(), notice=notice, level=level)
+        return render_rows(ingest_rows_context(follow=run.id if run else None), notice=notice, level=level)
     flash(notice, level)
     return redirect(url_for("admin.ingests"))
 
@@ -88,8 +109,9 @@ def render_rows(context, notice, level="info", with_notice=True) -> str:
     return "".join(parts)
 
 
-def ingest_rows_context() -> dict:
-    """The runs (newest first) with their files, whether any is active, queue health, and the sources."""
+def ingest_rows_context(follow=None) -> dict:
+    """The runs (newest first) with their files, whether any is active, queue health, and the sources;
+    `follow` is a run whose progress the page's notice reports, until it ends."""
     ctx = current_app.extensions["runtime"]
     try:
         reap_abandoned_runs(ctx)  # so a run whose worker died does not show "running" forever
@@ -102,4 +124,4 @@ def ingest_rows_context() -> dict:
             "health": queue_health(ctx) if active else None, "statuses": IngestRun,
             "latest_id": runs[0].id if runs else 0, "poll": ACTIVE_POLL if active else IDLE_POLL,
             "source": source, "served_source": served, "source_changes": bool(served and served != source),
-            "active_run": next((r for r in runs if r.is_active), None)}
+            "active_run": next((r for r in runs if r.is_active), None), "follow": follow if active else None}

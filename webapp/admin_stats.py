@@ -10,9 +10,9 @@ from flask import current_app, render_template, request, stream_with_context, ur
 import selection
 from models import CAMPAIGN_STAT_COLUMNS, campaign_stat_totals, campaign_stats, hour_averages
 from webapp.admin import QUARTERS, bp
-from webapp.auth import is_htmx_request
+from webapp.auth import is_htmx_request, shareable
 from webapp.clock import utc_now
-from webapp.formatting import change, metric_label, ratio, rpm, slot_csv_label, slot_label
+from webapp.formatting import change, is_sorted_descending_first, metric_label, ratio, rpm, slot_csv_label, slot_label
 
 PAGE_SIZES = (20, 50, 100)
 RULE_COLUMNS = ("x", "scenario", "banners")
@@ -59,8 +59,8 @@ class StatsView:
         return {k: v for k, v in args.items() if v is not None}
 
     def sort_args(self, column) -> dict:
-        """The view sorted by `column`: ascending first, flipped when it is already the sort column."""
-        descending = not self.descending if column == self.sort else False
+        """The view sorted by `column`: a metric highest first, a name A-Z first; flipped when already sorted by it."""
+        descending = not self.descending if column == self.sort else is_sorted_descending_first(column)
         return self.args(sort=column, descending=descending, page=1)
 
     def describe(self, pages) -> str:
@@ -73,11 +73,23 @@ class StatsView:
             words.append(f"campaigns starting with {self.campaign}")
         return ", ".join(words).capitalize()
 
+    def file_name(self) -> str:
+        """The CSV's file name after the view: campaign-stats_slot-15-29_campaigns-starting-1_by-revenue-desc.csv."""
+        parts = ["campaign-stats"]
+        if self.quarter:
+            parts.append("slot-" + slot_csv_label(self.quarter).replace(":", ""))
+        if self.campaign is not None:
+            parts.append(f"campaigns-starting-{self.campaign}")
+        if self.sort != "campaign" or self.descending:
+            parts.append(f"by-{self.sort}-{'desc' if self.descending else 'asc'}")
+        return "_".join(parts) + ".csv"
+
     def query(self):
         return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
 
 
 @bp.get("/campaigns")
+@shareable
 def campaigns():
     """Campaign statistics per slot of the hour: the full page, or only the table for htmx."""
     view = StatsView.from_args(request.args)
@@ -109,15 +121,17 @@ def campaigns():
 
 
 def csv_columns(currency) -> tuple:
-    return ("campaign", "slot_of_hour", "impressions", "clicks", "conversions", f"revenue_{currency.lower()}",
-            "ctr", "cvr", "epc", "rpm", "x", "scenario", "banners")
+    """The CSV's header: money columns name their currency, rates say they are fractions (0.078 is 7.8 %)."""
+    money = currency.lower()
+    return ("campaign", "slot_of_hour", "impressions", "clicks", "conversions", f"revenue_{money}",
+            "ctr_fraction", "cvr_fraction", f"epc_{money}", f"rpm_{money}", "x", "scenario", "banners")
 
 
 @bp.get("/campaigns.csv")
 def campaigns_csv():
     """The stats table's current view (filters and sort, every page) as CSV, with a totals line."""
     view = StatsView.from_args(request.args)
-    name = "campaign-stats" + "".join(f"-{k}{v}" for k, v in view.args(page=1, rule=False).items()) + ".csv"
+    name = view.file_name()
     columns = csv_columns(current_app.extensions["settings"].currency)
     return current_app.response_class(stream_with_context(_csv_lines(view.query(), columns)), 200, {
         "Content-Type": "text/csv; charset=utf-8", "Content-Disposition": f'attachment; filename="{name}"',

@@ -110,13 +110,27 @@ def login_required(view):
     def wrapped(*args, **kwargs):
         if g.get("user") is None:
             if is_htmx_request():
-                # htmx asked for a fragment; after signing in the user belongs on the page that showed it.
-                page = page_of(request.headers.get("HX-Current-URL"), request.host)
-                return "", 401, {"HX-Redirect": url_for("auth.login", next=page)}
+                # A page of the dashboard was open, so the session ended under it: say so. After signing in,
+                # a shareable view (a sort, a filter) opens as asked; a fragment's page opens as it was.
+                if request.method == "GET" and _is_shareable(request.endpoint):
+                    page = request.full_path.rstrip("?")
+                else:
+                    page = page_of(request.headers.get("HX-Current-URL"), request.host)
+                return "", 401, {"HX-Redirect": url_for("auth.login", next=page, reason="expired")}
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def shareable(view):
+    """Mark a view whose htmx GET is also a full page at the same URL (it pushes that URL)."""
+    view.is_shareable = True
+    return view
+
+
+def _is_shareable(endpoint) -> bool:
+    return getattr(current_app.view_functions.get(endpoint), "is_shareable", False)
 
 
 def admin_required(view):
@@ -159,7 +173,8 @@ def login():
         log.warning("login failed user=%s addr=%s", username, request.remote_addr)
         error, status = "Wrong username or password.", 401
     return render_template("auth/login.html", error=error, next_url=next_url, username=username,
-                           signed_out=request.args.get("signed_out") == "1"), status
+                           signed_out=request.args.get("signed_out") == "1",
+                           expired=request.args.get("reason") == "expired" and request.method == "GET"), status
 
 
 @bp.post("/logout")

@@ -1,4 +1,7 @@
-"""How the dashboard names and formats things: slots of the hour, metrics and their explanations, ratios."""
+"""How the dashboard names and formats things: slots of the hour, metrics and their explanations, ratios, money."""
+
+import math
+import re
 
 SLOTS = {1: ":00–:14", 2: ":15–:29", 3: ":30–:44", 4: ":45–:59"}
 
@@ -21,6 +24,15 @@ METRICS = {
 }
 
 
+# Columns that name things sort A-Z first; a metric's first sort puts the highest first.
+NAME_COLUMNS = ("campaign", "quarter", "scenario", "banner", "rank")
+
+
+def is_sorted_descending_first(column) -> bool:
+    """Whether a first click on `column`'s header sorts it highest first (metrics) or A-Z (names, ranks)."""
+    return column not in NAME_COLUMNS
+
+
 def metric_label(column) -> str:
     """The header of a column, in words ("revenue", "slot of the hour")."""
     label = METRICS[column][0]
@@ -30,6 +42,11 @@ def metric_label(column) -> str:
 def slot_label(quarter) -> str:
     """':00–:14' for quarter 1 of the hour, and so on; a dash for anything else."""
     return SLOTS.get(quarter, "—")
+
+
+def slot_words(text) -> str:
+    """A job's words for the dashboard: 'quarter 2: reading …' becomes 'slot :15–:29: reading …'."""
+    return re.sub(r"\bquarter ([1-4])\b", lambda m: f"slot {SLOTS[int(m.group(1))]}", text or "")
 
 
 def slot_csv_label(quarter) -> str:
@@ -52,6 +69,27 @@ def ratio_text(value, kind="percent") -> str:
     if value is None:
         return "—"
     return f"{value:.2%}" if kind == "percent" else f"{value:,.4f}" if kind == "money" else f"{value:,.2f}"
+
+
+CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$"}
+
+
+def money_text(value, currency, places=2) -> str:
+    """'$1,234.56' (a code after the figure for a currency without a sign here: '1,234.56 CHF'); a dash when undefined."""
+    if value is None:
+        return "—"
+    sign = CURRENCY_SIGNS.get(currency)
+    figure = f"{abs(value):,.{places}f}"
+    return f"{'−' if value < 0 else ''}{sign}{figure}" if sign else f"{'−' if value < 0 else ''}{figure} {currency}"
+
+
+def nice_ceiling(value) -> float:
+    """The least of 1, 2, 2.5 and 5 times a power of ten at or above `value` (1 for nothing): a chart's axis
+    then ends, and halves, on round figures."""
+    if not value or value <= 0:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value * (1 - 1e-12))
 
 
 def change(value, reference):

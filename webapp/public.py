@@ -9,6 +9,7 @@ from live.events import impression_event
 from selection import quarter_of
 from webapp import visitors
 from webapp.clock import utc_now
+from webapp.formatting import slot_label
 from webapp.slots import slot_page
 
 bp = Blueprint("public", __name__)
@@ -40,7 +41,7 @@ def campaign(campaign_id):
     banners = snapshot.plans.get((quarter, cid))
     if not banners:
         if cid in snapshot.campaigns:
-            abort(404, f"Campaign {cid} has no banners in quarter {quarter} of the hour.")
+            abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(quarter)} UTC).")
         abort(404, f"There is no campaign {cid}.")
     visitor = visitors.open_visitor()
     banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)

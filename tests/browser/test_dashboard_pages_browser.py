@@ -17,6 +17,7 @@ PAGES = {
     "campaign": "/admin/campaigns/4",
     "ingests": "/admin/ingests",
     "duplicates": "/admin/duplicates",
+    "live": "/admin/live/",
     "not-found": "/admin/campaigns/9999",
 }
 SCREENSHOTS = {"overview", "stats", "campaign"}
@@ -52,6 +53,8 @@ def test_every_page_fits_and_passes_axe(sized_page, live_server, loaded, axe_js)
     for name, path in PAGES.items():
         page.goto(live_server + path)
         page.wait_for_load_state("networkidle")
+        if page.locator("h1").count() != 1:
+            problems.append(f"{path} has {page.locator('h1').count()} <h1> headings, not one")
         overflow = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         if overflow[0] > overflow[1]:
             problems.append(f"{path} at {page.width}px scrolls sideways: {overflow[0]} > {overflow[1]}")

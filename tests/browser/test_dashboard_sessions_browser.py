@@ -5,6 +5,7 @@ import re
 import pytest
 
 from browser.conftest import sign_in
+from browser.test_dashboard_browser import wait_for_htmx
 from test_auth import PASSWORDS
 
 pytestmark = pytest.mark.browser
@@ -18,7 +19,7 @@ def test_expired_session_on_a_polling_page_signs_in_back_to_that_page(page, live
     for key in redis_server.scan_iter(settings_overrides["redis_prefix"] + "session:*"):
         redis_server.delete(key)  # what the session's TTL does after SESSION_LIFETIME_MINUTES idle
     page.wait_for_url(re.compile(r"/login\?next="), timeout=20000)  # the live panel's next poll
-    assert page.url.endswith("/login?next=/admin/")
+    assert page.url.endswith("/login?next=/admin/&reason=expired")
     page.fill("input[name=username]", "ada")
     page.fill("input[name=password]", PASSWORDS["ada"])
     page.click("button[type=submit]")
@@ -57,3 +58,21 @@ def test_polls_pause_while_the_tab_is_hidden_and_refresh_when_it_returns(page, l
                      document.dispatchEvent(new Event('visibilitychange'))""")
     page.wait_for_timeout(1000)
     assert len(polls) == 1
+
+
+def test_expired_session_during_a_sort_says_why_and_sorts_after_sign_in(page, live_server, loaded, redis_server,
+                                                                          settings_overrides):
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/campaigns?quarter=2")
+    wait_for_htmx(page, "#sort-revenue")
+    for key in redis_server.scan_iter(settings_overrides["redis_prefix"] + "session:*"):
+        redis_server.delete(key)
+    page.click("#sort-revenue")
+    page.wait_for_url(re.compile(r"/login\?"))
+    assert "Your session ended" in page.inner_text(".login-form .notice")
+    page.fill("input[name=username]", "mel")
+    page.fill("input[name=password]", PASSWORDS["mel"])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/campaigns\?quarter=2&sort=revenue&dir=desc$"))
+    assert page.inner_text("#table-status").startswith("Sorted by revenue, descending")
+    assert page.input_value("#filter-slot") == "2"
