@@ -19,10 +19,10 @@ _VID = re.compile(r"[A-Za-z0-9_-]{22,64}")
 _RANDOM_BYTES, _MAC_BYTES = 16, 6  # 22 + 8 url-safe characters
 
 
-def new_vid(secret: str) -> str:
-    """A fresh random vid, marked as minted by us."""
+def new_vid(secret: str, site: str = "") -> str:
+    """A fresh random vid, marked as minted by us for `site` (its unstored first view was on that site only)."""
     body = base64.urlsafe_b64encode(secrets.token_bytes(_RANDOM_BYTES)).decode().rstrip("=")
-    return body + _vid_mac(secret, body)
+    return body + _vid_mac(secret, site, body)
 
 
 def is_vid(value) -> bool:
@@ -30,10 +30,10 @@ def is_vid(value) -> bool:
     return isinstance(value, str) and _VID.fullmatch(value) is not None
 
 
-def is_minted(secret: str, vid: str) -> bool:
-    """True for a vid new_vid() made with this secret."""
+def is_minted(secret: str, vid: str, site: str = "") -> bool:
+    """True for a vid new_vid() made with this secret for `site`."""
     body, mac = vid[:-8], vid[-8:]
-    return len(vid) == 30 and hmac.compare_digest(mac.encode(), _vid_mac(secret, body).encode())
+    return len(vid) == 30 and hmac.compare_digest(mac.encode(), _vid_mac(secret, site, body).encode())
 
 
 def state_key(secret: str, site: str, vid: str) -> str:
@@ -61,8 +61,8 @@ def site_of(origin) -> str:
     return origin.strip().lower()[:200]
 
 
-def _vid_mac(secret: str, body: str) -> str:
-    digest = hashlib.blake2b(body.encode(), key=_key(secret, b"bs.vid"), digest_size=_MAC_BYTES).digest()
+def _vid_mac(secret: str, site: str, body: str) -> str:
+    digest = hashlib.blake2b(f"{site}\n{body}".encode(), key=_key(secret, b"bs.vid"), digest_size=_MAC_BYTES).digest()
     return base64.urlsafe_b64encode(digest).decode()
 
 

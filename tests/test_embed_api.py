@@ -215,3 +215,13 @@ def test_embed_api_while_redis_is_away_decides_frames_and_takes_beacons(settings
         assert client.post(before["slots"][0]["impression_url"]).status_code == 204
         assert client.post(before["slots"][0]["viewable_url"]).status_code == 204
     assert app.extensions["degraded"].as_dict()["views"] >= 6
+
+
+def test_embed_api_vid_minted_on_one_site_starts_a_whole_cycle_on_another(api):
+    # A vid the server minted for site A, sent from site B (a publisher's server passing it on): B never saw
+    # A's unstored first view, so B's rotation must start a whole cycle of its own, not go on from a view it never had.
+    client = api.test_client(use_cookies=False)
+    vid = decide(client, "c=1", Origin="https://a.example")[1]["vid"]
+    shown = [decide(client, f"c=1&vid={vid}", Origin="https://b.example")[1]["slots"][0]["banner_id"]
+             for _ in range(2 * len(BANNERS))]
+    assert_rotation(shown)

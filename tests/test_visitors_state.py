@@ -51,3 +51,10 @@ def test_visitor_state_cycle_seed_is_stable_and_per_campaign():
     assert cycle_seed(SECRET, "", vid, 1) == cycle_seed(SECRET, "", vid, 1)
     seeds = {cycle_seed(SECRET, "", vid, c) for c in range(50)}
     assert len(seeds) > 45 and all(0 <= s < 2**32 for s in seeds)
+
+
+def test_visitor_state_a_vid_is_minted_for_the_site_it_was_made_on_only():
+    vid = new_vid(SECRET, "https://a.example")
+    assert is_minted(SECRET, vid, "https://a.example")
+    assert not is_minted(SECRET, vid, "https://b.example")
+    assert not is_minted(SECRET, vid)

@@ -51,7 +51,7 @@ def open_visitor(site=None) -> Visitor:
         vid, from_cookie = request.cookies.get(COOKIE), True
     minted = not is_vid(vid)
     if minted:
-        vid, from_cookie = new_vid(secret), False
+        vid, from_cookie = new_vid(secret, site), False
     visitor = Visitor(vid, site, minted, from_cookie, rotations=None)
     if store.breaker.is_open():
         return visitor
@@ -74,7 +74,7 @@ def choose_banner(visitor, campaign_id: int, banner_ids, rng) -> int:
         return rng.choice(banner_ids)
     secret, name = current_app.secret_key, str(campaign_id)
     state = visitor.rotations.get(name)
-    if state is None and is_minted(secret, visitor.vid):
+    if state is None and is_minted(secret, visitor.vid, visitor.site):
         # The first view of a vid we minted was not stored: it showed the first banner of this seed's cycle.
         state = first_state(banner_ids, cycle_seed(secret, visitor.site, visitor.vid, campaign_id))
         if visitor.minted:  # this is that first view
