@@ -1,4 +1,5 @@
 """Live events: what visitors see and click, recorded to a Redis stream and exported as CSV batches.
 
-events.py and export.py are the job side (no Flask); clicks.py, panel.py and cli.py the web side.
+No Flask here (tests/test_layers.py): events, beacons, the export and the rollups run in a worker with no
+app; the web side (the click redirect, the conversions API, the live panel, their commands) is in webapp/.
 """

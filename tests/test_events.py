@@ -225,7 +225,7 @@ def test_ingest_with_live_adds_the_exported_batches_of_the_last_hours(live_app, 
 
 @pytest.fixture
 def token_for(app):
-    from live.clicks import click_token
+    from webapp.clicks import click_token
 
     def make(campaign=7, banner=101, quarter=2, impression="imp-1", now=None):
         with app.test_request_context():
@@ -292,7 +292,7 @@ def test_click_unsafe_stored_landing_url_is_not_followed(app, client, token_for,
 
 @pytest.fixture
 def api_key(app):
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
 
     with app.app_context():
         return create_api_key("acme")
@@ -522,7 +522,7 @@ def test_conversions_api_failure_after_the_claim_releases_the_key(client, token_
 def test_conversions_api_concurrent_retry_while_the_key_is_claimed_is_409(client, token_for, api_key, settings_overrides):
     import hashlib
 
-    from live.clicks import CLAIM_SECONDS
+    from webapp.clicks import CLAIM_SECONDS
 
     ctx = runtime.context()
     click_id = live_click(client, token_for, impression="idem-409")
@@ -575,7 +575,7 @@ def test_conversions_api_unquoted_tiny_exponent_is_read_as_written(client, token
 
 @pytest.mark.parametrize("issued_ahead, quarter", [(10 * 365 * 86400, 2), (61, 2), (0, 99), (0, 0)])
 def test_click_token_from_the_future_or_outside_the_quarters_is_forged(app, client, token_for, issued_ahead, quarter):
-    from live.clicks import TokenForged, read_click_token
+    from webapp.clicks import TokenForged, read_click_token
 
     token = token_for(quarter=quarter, impression=f"odd-{issued_ahead}-{quarter}", now=time.time() + issued_ahead)
     with app.test_request_context(), pytest.raises(TokenForged):
@@ -586,7 +586,7 @@ def test_click_token_from_the_future_or_outside_the_quarters_is_forged(app, clie
 
 
 def test_click_token_a_few_seconds_ahead_is_accepted(app, token_for):
-    from live.clicks import read_click_token
+    from webapp.clicks import read_click_token
 
     with app.test_request_context():
         assert read_click_token(token_for(now=time.time() + 30), 86400)[2] == 2

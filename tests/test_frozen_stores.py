@@ -244,7 +244,7 @@ def test_paused_redis_slot_and_clicks_answer_quickly(redis_app, private_redis): 
 
 
 def test_click_follows_a_landing_url_set_after_the_plans_were_loaded(app, client, runner):
-    from live.clicks import click_token
+    from webapp.clicks import click_token
 
     def click():
         with app.test_request_context():

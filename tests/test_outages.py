@@ -122,7 +122,7 @@ def test_campaign_view_without_redis_serves_a_banner_of_the_current_set(redis_ap
 
 
 def test_api_and_dashboard_answer_503_with_retry_after_while_redis_is_away(redis_app, private_redis):
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
 
     with redis_app.app_context():
         key = create_api_key("acme")
@@ -198,7 +198,7 @@ def refusable_app(refusable_database, settings_overrides, tmp_path):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the app's database is the refusable one
 def test_click_api_and_dashboard_while_postgresql_refuses(refusable_app):
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
     from live.events import STREAM, decode
     from models import Banner
     from test_auth import login
@@ -241,7 +241,7 @@ def test_live_ids_never_repeat_after_redis_restarts_empty_with_an_export_between
 
     from jobs import runtime
     from live.export import export_events
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
 
     runtime.context(replace(runtime.context().settings, live_root=str(tmp_path / "feed")))
     with redis_app.app_context():

@@ -47,7 +47,7 @@ def fill_until_full(url, prefix):
 @pytest.fixture
 def full_app(settings_overrides, private_redis, tmp_path):
     """The app on its own redis-server, with data loaded, an admin, an API key and a live click; fill() fills that Redis."""
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
     from webapp import create_app
     from webapp.auth import create_user
 

@@ -28,7 +28,7 @@ def session_redis(tmp_path):
 @pytest.fixture
 def two_redis_app(settings_overrides, private_redis, session_redis, tmp_path):
     """The app with events on `private_redis` and sessions on `session_redis`; data, an admin, an API key, a live click."""
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
     from webapp import create_app
     from webapp.auth import create_user
 

@@ -66,7 +66,7 @@ def create_app(overrides=None):
             db.close()
 
     from webapp import admin, auth
-    from live import clicks, panel
+    from webapp import clicks, live_panel
     from webapp import cli, embed, health, public
 
     app.register_blueprint(public.bp)
@@ -75,7 +75,7 @@ def create_app(overrides=None):
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(clicks.bp)
-    app.register_blueprint(panel.bp)
+    app.register_blueprint(live_panel.bp)
     cli.register(app)
 
     errors.install(app)

@@ -7,7 +7,7 @@ admin_ingests, on this blueprint.
 from flask import Blueprint, current_app, g, render_template, request, url_for
 
 import selection
-from live.panel import live_panel_context, live_since
+from webapp.live_panel import live_panel_context, live_since
 from models import IngestRun, files_behind_served_data, last_loaded_at, quarter_totals
 from webapp import formatting
 from webapp.auth import login_required

@@ -19,7 +19,7 @@ def register(app):
     app.cli.add_command(status_command)
     app.cli.add_command(users_command)
     app.cli.add_command(bootstrap_admin_command)
-    from live import cli as live_cli
+    from webapp import live_cli
 
     live_cli.register(app)
 

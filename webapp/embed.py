@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, url_for
 
 from live.beacons import BeaconExpired, BeaconForged, beacon_token, read_beacon_token, record_beacon
-from live.clicks import click_token, new_impression_id
+from webapp.clicks import click_token, new_impression_id
 from live.events import impression_event
 from selection import quarter_of
 from visitor_state import site_of

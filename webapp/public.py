@@ -4,7 +4,7 @@ import random
 
 from flask import Blueprint, abort, current_app, make_response, render_template, send_from_directory, url_for
 
-from live.clicks import click_token, new_impression_id
+from webapp.clicks import click_token, new_impression_id
 from live.events import impression_event
 from selection import quarter_of
 from webapp import visitors

@@ -37,7 +37,7 @@ def api_keys_command():
 @click.argument("advertiser")
 def api_keys_create_command(advertiser):
     """Create a key for ADVERTISER and print it once (only its hash is stored)."""
-    from live.clicks import create_api_key
+    from webapp.clicks import create_api_key
 
     click.echo(create_api_key(advertiser))
 
