@@ -30,8 +30,11 @@ COPY live ./live
 COPY scripts/s3_upload.py ./scripts/
 RUN pip install --no-deps . \
     && useradd --uid 10001 --create-home app \
-    && mkdir -p /data/images /data/logs \
-    && chown -R app:app /data
+    && mkdir -p /data \
+    && chown app:app /data
+# /data stays empty in the image: the engine copies an image's files into a new named volume from every
+# container that mounts it, and several services starting at once then race on the same folders
+# ("failed to mkdir …/_data/images: file exists"). The app makes its folders when it first writes them.
 
 USER app
 VOLUME /data

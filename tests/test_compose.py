@@ -254,3 +254,13 @@ def test_package_editable_install_prints_no_setuptools_warnings(tmp_path):
     check = subprocess.run([python, "-c", "import importlib.util, rotation; print(importlib.util.find_spec('webapp').origin)"], capture_output=True,
                            text=True, cwd=tmp_path)
     assert check.stdout.strip() == str(copy / "webapp" / "__init__.py"), check.stderr
+
+
+def test_dockerfile_leaves_the_shared_volume_empty_in_the_image():
+    # Several services mount the new named volume at once and the engine copies the image's /data into it
+    # from each: a folder there made the first `docker compose up` fail now and then ("file exists").
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "VOLUME /data" in dockerfile
+    made = re.findall(r"mkdir -p ([^&\n\\]+)", dockerfile)
+    assert made and all(path.split() == ["/data"] for path in made), made
+    assert not re.search(r"COPY [^\n]* /data", dockerfile)
