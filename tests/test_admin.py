@@ -398,3 +398,18 @@ def test_campaign_filter_beyond_64_bits_is_ignored_not_a_500(manager, loaded, pa
 
 def test_campaign_page_beyond_64_bits_is_404_not_500(manager, loaded):
     assert manager.get("/admin/campaigns/99999999999999999999").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/campaigns", "/admin/campaigns.csv", "/admin/campaigns/1"])
+def test_dashboard_pages_and_csv_are_not_sniffed_nor_stored(admin, loaded, path):
+    response = admin.get(path)
+    assert response.status_code == 200
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_slot_answers_405_to_methods_it_does_not_take(client, loaded, method):
+    response = client.open("/campaigns/1", method=method)
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]

@@ -619,3 +619,13 @@ def test_event_encoding_round_trips_and_keeps_separators_out_of_values():
     decoded = decode({"e": encode(event)})
     assert decoded["type"] == "conversion" and decoded["adv"] == "acme/evil" and decoded["rev"] == "2.50"
     assert {k: str(v) for k, v in event.items() if k != "adv"} == {k: v for k, v in decoded.items() if k != "adv"}
+
+
+def test_click_head_request_redirects_without_using_up_the_click(app, client, token_for):
+    # A link checker or a browser's prefetch sends HEAD: it must not eat the visitor's real click.
+    token = token_for(impression="imp-head")
+    head = client.head(f"/click/{token}")
+    assert head.status_code == 302
+    assert not [e for e in stream_events() if e["type"] == "click"]
+    assert client.get(f"/click/{token}").status_code == 302
+    assert len([e for e in stream_events() if e["type"] == "click"]) == 1

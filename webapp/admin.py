@@ -27,8 +27,11 @@ def require_login():
 
 
 @bp.after_request
-def no_framing(response):
+def dashboard_headers(response):
+    """Dashboard pages and exports: never framed, never sniffed as another type, never kept by a cache."""
     response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -84,6 +84,8 @@ def template_globals():
 def load_user_and_check_csrf():
     """Put the signed-in user on `g` and refuse state-changing requests without the session's token."""
     g.user = None
+    if request.routing_exception is not None:
+        return  # no such page or method: the router's 404 or 405, not a CSRF refusal
     if is_visitor_request():
         return  # the ad slot and the click need neither the user nor the database
     if request.path.startswith("/api/"):

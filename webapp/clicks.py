@@ -101,7 +101,8 @@ def click(token):
         log.warning("click refused: forged or damaged token addr=%s", request.remote_addr)
         return redirect(url_for("public.index"))
     landing = landing_url(banner_id, settings.default_landing_url)
-    _record_click(settings, campaign_id, banner_id, quarter, impression_id)
+    if request.method != "HEAD":  # a link checker's or a prefetch's HEAD must not use up the visitor's click
+        _record_click(settings, campaign_id, banner_id, quarter, impression_id)
     return redirect(landing)
 
 
