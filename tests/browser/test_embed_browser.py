@@ -84,19 +84,6 @@ def sites(tls):
         yield server
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    if not os.path.exists(CHROMIUM):
-        message = f"Chromium not found at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as running:
-        yield running
-
-
 @pytest.fixture
 def open_chromium(playwright, tls, tmp_path):
     """A function (cookie mode) -> a new Chromium with a fresh profile; all are closed after the test."""
