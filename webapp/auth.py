@@ -84,8 +84,6 @@ def template_globals():
 def load_user_and_check_csrf():
     """Put the signed-in user on `g` and refuse state-changing requests without the session's token."""
     g.user = None
-    if request.routing_exception is not None:
-        return  # no such page or method: the router's 404 or 405, not a CSRF refusal
     if is_visitor_request():
         return  # the ad slot and the click need neither the user nor the database
     if request.path.startswith("/api/"):
@@ -94,7 +92,8 @@ def load_user_and_check_csrf():
         abort(503)  # the session store is away: the dashboard cannot know who is signed in
     user_id = session.get("user_id")
     g.user = User.get_or_none(User.id == user_id) if user_id else None
-    if request.method in UNSAFE_METHODS:
+    # No such page or method: the router's 404 or 405 (in the dashboard's layout), not a CSRF refusal.
+    if request.method in UNSAFE_METHODS and request.routing_exception is None:
         if _form_has_bad_bytes():
             abort(400, "A form field holds characters no form of ours sends (NUL, control characters or bytes that are not UTF-8).")
         sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""

@@ -346,7 +346,7 @@ def test_tag_fills_many_slots_with_one_decision_request(sites, ad_server, plans,
         assert attributes[0] and attributes[1] and attributes[2]
         assert attributes[3:] == ["_top", "nofollow sponsored noopener"]
     page.wait_for_function("() => [...document.images].every(i => i.complete)")
-    _wait(lambda: len(impressions) == len(campaigns), "one impression beacon per rendered banner")
+    _wait(page, lambda: len(impressions) == len(campaigns), "one impression beacon per rendered banner")
     assert page.evaluate("Object.keys(window).filter(k => /banner/i.test(k))") == []  # no global
 
 
@@ -406,10 +406,10 @@ def test_tag_counts_viewable_after_half_the_banner_was_visible_for_one_continuou
     page.on("response", lambda r: statuses.append(r.status) if "/api/viewable/" in r.url or "/api/impressions/" in r.url else None)
     page.goto(sites.url(PUBLISHERS[0], "/scroll"))
     page.wait_for_function("() => { const i = document.querySelector('ins.bannerservice img'); return i && i.complete; }")
-    _wait(lambda: "impressions" in beacons, "the impression beacon")
+    _wait(page, lambda: "impressions" in beacons, "the impression beacon")
     assert page.evaluate("() => document.querySelector('ins.bannerservice').getBoundingClientRect().top") > 700  # out of view
     page.evaluate(SCROLL_SLOT_INTO_VIEW, [share, ms])
-    time.sleep(1.5)  # longer than the tag's second: a beacon due would have gone
+    page.wait_for_timeout(1500)  # longer than the tag's second: a beacon due would have gone
     assert beacons == ["decision", "impressions"] + ["viewable"] * viewable
     assert set(statuses) <= {204}  # the beacons whose answers the browser reports were recorded
 
@@ -439,10 +439,11 @@ def test_embed_site_not_in_the_allowed_list_gets_no_banner(sites, tls, demo_sour
         assert errors == []
 
 
-def _wait(check, what, seconds=10):
+def _wait(page, check, what, seconds=10):
+    """Poll `check` while Playwright runs: its sync API delivers page events (requests seen) only inside its own calls."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.05)
+        page.wait_for_timeout(50)
     raise AssertionError(f"timed out waiting for {what}")
