@@ -1,6 +1,8 @@
 """The database: a deferred peewee handle, the models, and the queries named after what they fetch."""
 
+import functools
 import json
+import operator
 import select
 import time
 from contextlib import contextmanager
@@ -515,9 +517,9 @@ def campaign_stats(quarter=None, campaign_prefix=None, sort="campaign", descendi
 
 
 def id_prefix_ranges(prefix: int, max_id=MAX_ID) -> list[tuple[int, int]]:
-    """The id ranges whose decimal digits start with those of `prefix` (> 0): 1 -> 1, 10-19, 100-199, ..."""
+    """The id ranges whose decimal digits start with those of `prefix`: 1 -> 1, 10-19, 100-199, ...; none below 1."""
     ranges, scale = [], 1
-    while prefix * scale <= max_id:
+    while 0 < prefix * scale <= max_id:
         ranges.append((prefix * scale, min((prefix + 1) * scale - 1, max_id)))
         scale *= 10
     return ranges
@@ -525,11 +527,8 @@ def id_prefix_ranges(prefix: int, max_id=MAX_ID) -> list[tuple[int, int]]:
 
 def _id_with_prefix(column, prefix: int):
     # Ranges instead of CAST(id AS TEXT) LIKE '1%': the same rows, and an index on the id still serves them.
-    condition = None
-    for low, high in id_prefix_ranges(prefix):
-        term = (column == low) if low == high else column.between(low, high)
-        condition = term if condition is None else condition | term
-    return condition
+    terms = [(column == low) if low == high else column.between(low, high) for low, high in id_prefix_ranges(prefix)]
+    return functools.reduce(operator.or_, terms) if terms else column.in_([])  # no range, no row
 
 
 def campaign_stat_totals(query) -> dict:

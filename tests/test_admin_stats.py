@@ -97,9 +97,17 @@ def test_stats_table_campaign_filter_is_an_id_prefix(admin, loaded):  # noqa: F8
     assert 'min="1"' in text
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "abc"])
-def test_stats_table_campaign_filter_below_one_is_ignored(admin, loaded, value):  # noqa: F811
-    assert len(table_rows(html(admin.get(f"/admin/campaigns?campaign={value}")))) == 20
+def test_stats_table_campaign_filter_not_a_number_is_ignored(admin, loaded):  # noqa: F811
+    assert len(table_rows(html(admin.get("/admin/campaigns?campaign=abc")))) == 20
+
+
+@pytest.mark.parametrize("value", ["0", "-1", str(2**64)])
+def test_stats_table_campaign_filter_no_id_starts_with_shows_no_rows(admin, loaded, value):  # noqa: F811
+    """No campaign id is 0, negative or past 64 bits: the filter matches nothing, it is not dropped to show all."""
+    response = admin.get(f"/admin/campaigns?campaign={value}")
+    assert response.status_code == 200 and table_rows(html(response)) == []
+    csv_rows = admin.get(f"/admin/campaigns.csv?campaign={value}").get_data(as_text=True).splitlines()
+    assert [row.split(",")[:3] for row in csv_rows[1:]] == [["total", "", "0"]]  # no campaign's row, a total of none
 
 
 def test_id_prefix_ranges_cover_each_length_up_to_the_largest_id():

@@ -1,6 +1,7 @@
 """Live events: clicks through signed links, the conversions API, the export to CSV batches, and
 ingest of those batches -- against the real Redis."""
 
+import io
 import json
 import subprocess
 import sys
@@ -629,3 +630,12 @@ def test_click_head_request_redirects_without_using_up_the_click(app, client, to
     assert not [e for e in stream_events() if e["type"] == "click"]
     assert client.get(f"/click/{token}").status_code == 302
     assert len([e for e in stream_events() if e["type"] == "click"]) == 1
+
+
+def test_conversions_api_chunked_body_over_64_kb_is_413(client, api_key):
+    """A body without Content-Length (chunked, as gunicorn hands it on) is cut at 64 KB while it is read."""
+    body = ('{"click_id": 1, "revenue": 1, "pad": "' + "x" * 100_000 + '"}').encode()
+    response = client.post("/api/conversions", input_stream=io.BytesIO(body), content_type="application/json",
+                           headers={"Authorization": f"Bearer {api_key}", "Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 413 and "64 KB" in response.json["error"]

@@ -39,8 +39,7 @@ class StatsView:
         size = args.get("size", type=int)
         return cls(
             quarter=quarter if quarter in QUARTERS else None,
-            # Below 1 nothing matches (ids are positive); beyond the 64-bit range neither.
-            campaign=campaign if campaign is None or 0 < campaign <= 2**63 - 1 else None,
+            campaign=campaign,  # below 1 or past 64 bits no id starts with it: no rows, never every campaign
             sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
             descending=args.get("dir") == "desc",
             page=max(1, args.get("page", 1, type=int)),

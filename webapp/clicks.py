@@ -150,13 +150,17 @@ CLAIM_SECONDS = 30  # a claimed Idempotency-Key whose request died is free again
 @bp.post("/api/conversions")
 def record_conversion():
     """Record a conversion of a live click: JSON {"click_id": int, "revenue": number}, with an advertiser's API key."""
-    request.max_content_length = API_MAX_BYTES  # a longer chunked body stops at 413 while it is read
+    too_large = jsonify(error=f"the body is larger than {API_MAX_BYTES // 1024} KB"), 413
     if (request.content_length or 0) > API_MAX_BYTES:
-        return jsonify(error=f"the body is larger than {API_MAX_BYTES // 1024} KB"), 413
+        return too_large
     advertiser = _advertiser_of(request.headers.get("Authorization", ""))
     if advertiser is None:
         return jsonify(error="a valid API key is required: Authorization: Bearer <key>"), 401
-    data = _json_body()
+    # A chunked body has no Content-Length to check: read one byte past the limit to know it is longer.
+    body = request.stream.read(API_MAX_BYTES + 1)
+    if len(body) > API_MAX_BYTES:
+        return too_large
+    data = _json_body(body)
     if not isinstance(data, dict):
         return jsonify(error="send a JSON object with click_id and revenue"), 400
     try:
@@ -190,11 +194,10 @@ def record_conversion():
     return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
 
 
-def _json_body():
-    """The request's JSON with numbers kept as their text (the money rule reads the literal); None if it is not JSON."""
+def _json_body(body: bytes):
+    """The body's JSON with numbers kept as their text (the money rule reads the literal); None if it is not JSON."""
     try:
-        text = request.get_data(cache=False).decode("utf-8")
-        return json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
+        return json.loads(body.decode("utf-8"), parse_float=str, parse_int=str, parse_constant=str)
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, or nesting deeper than the parser goes
         return None
 
