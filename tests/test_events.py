@@ -502,6 +502,16 @@ def test_conversions_api_same_key_on_another_click_is_not_a_duplicate_of_the_fir
     assert [e["click"] for e in stream_events() if e["type"] == "conversion"] == [str(first_click)]
 
 
+def test_conversions_api_without_a_key_records_every_conversion_of_a_click(client, token_for, api_key):
+    """Intended (README): one click may lead to several sales; only an Idempotency-Key makes a repeat a duplicate."""
+    click_id = live_click(client, token_for, impression="no-key")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    answers = [client.post("/api/conversions", json={"click_id": click_id, "revenue": 5}, headers=headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert len({a.json["conversion_id"] for a in answers}) == 3 and not any(a.json.get("duplicate") for a in answers)
+    assert [e["click"] for e in stream_events() if e["type"] == "conversion"] == [str(click_id)] * 3
+
+
 def test_conversions_api_failure_after_the_claim_releases_the_key(client, token_for, api_key):
     """A real failure after the key is claimed: the stream key holds a string, so XADD fails."""
     ctx = runtime.context()
