@@ -22,6 +22,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    PostgresqlDatabase,
     TextField,
 )
 from playhouse.db_url import connect
@@ -36,6 +37,9 @@ SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout"
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+SCHEMA_LOCK_ID = 0x62616E6E  # PostgreSQL advisory lock taken while the schema is checked and created ("bann")
 
 
 def init_db(url: str, connect_timeout=None, query_timeout=None):
@@ -59,7 +63,7 @@ def init_db(url: str, connect_timeout=None, query_timeout=None):
     db.initialize(database)
     # Unbounded: a migration (summing the live hours once) may take longer than a request may. A server
     # that hangs still fails the connect, after libpq's connect_timeout.
-    with unbounded_database_waits(), db.connection_context():
+    with unbounded_database_waits(), db.connection_context(), _one_schema_change_at_a_time():
         # Only what is missing: a worker whose role may not create tables still starts on a set-up database.
         existing = set(db.get_tables())
         missing = [model for model in ALL_MODELS if model._meta.table_name not in existing]
@@ -69,6 +73,19 @@ def init_db(url: str, connect_timeout=None, query_timeout=None):
                 fill_live_site_hours()  # a database from before the site hours: sum what it has once
         add_missing_columns(ALL_MODELS)
     return database
+
+
+@contextmanager
+def _one_schema_change_at_a_time():
+    """On PostgreSQL, a transaction holding an advisory lock: every process of a first start checks and creates
+    the schema at once, and CREATE TABLE IF NOT EXISTS is not safe against a concurrent one (a duplicate
+    pg_type row). SQLite's writers already take turns."""
+    if not isinstance(db.obj, PostgresqlDatabase):
+        yield
+        return
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+        yield
 
 
 # --- Deadlines on PostgreSQL --------------------------------------------------------------------

@@ -419,6 +419,21 @@ def test_compose_down_v_leaves_nothing(stack):
     assert stack.leftovers() == {"container": [], "volume": [], "network": []}
 
 
+def test_compose_first_start_with_a_new_shared_volume_succeeds_three_times_in_a_row(stack):
+    """Issue 19 case 10: every service that mounts the new `appdata` volume starts at once, from a fresh volume,
+    three times: the image leaves /data empty, so the engine has nothing to copy into it from several containers."""
+    sharing = ["web", "worker", "scheduler", "nginx"]
+    for attempt in range(3):
+        stack.run("down", "-v", "--remove-orphans", timeout=300)
+        assert stack.leftovers()["volume"] == [], attempt
+        # --no-deps: only the services sharing the volume, all created and started together (the race was there).
+        stack.run("up", "-d", "--no-build", "--no-deps", *sharing, timeout=300)
+        started = {service: stack.containers(service, all=True) for service in sharing}
+        assert len(started["web"]) == 2 and all(started.values()), (attempt, started)
+    stack.run("down", "-v", "--remove-orphans", timeout=300)
+    assert stack.leftovers() == {"container": [], "volume": [], "network": []}
+
+
 @pytest.fixture(scope="module")
 def postgres_stack(tmp_path_factory, images_env):
     yield from _stack(tmp_path_factory, images_env, "postgres", postgres=True)
