@@ -18,6 +18,9 @@ MAX_TRACEBACK_CHARS = 16000
 # the next one written says how many were dropped. A client repeating a request that logs (a refused
 # sign-in, a stale form, a forged click link) writes at most this many lines a second per process.
 PER_SECOND = 10
+# The jobs' loggers: their runs are started by the schedule or an admin, one at a time, never by a client's
+# request, so their records are never thinned (a run's lines are its history).
+UNTHINNED_LOGGERS = ("bannerservice.ingest", "bannerservice.export", "bannerservice.schedule")
 # Every control character (C0, DEL, C1) and the Unicode line separators, shown as an escape: a value
 # can never end the line and start a forged record of its own.
 _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
@@ -66,7 +69,7 @@ class LineFormatter(logging.Formatter):
 
 
 class FloodFilter(logging.Filter):
-    """Lets PER_SECOND records of each message a second through (per process) and counts the rest."""
+    """Lets PER_SECOND records of each message a second through (per process) and counts the rest; the jobs' all."""
 
     def __init__(self, per_second=PER_SECOND):
         super().__init__()
@@ -77,6 +80,8 @@ class FloodFilter(logging.Filter):
         decided = getattr(record, "_flood_decided", None)
         if decided is not None:  # the same record on our other handler
             return decided
+        if record.name in UNTHINNED_LOGGERS:
+            return True
         key = (record.name, str(record.msg)[:MAX_VALUE_CHARS])
         second = int(record.created)
         window = self.windows.get(key)

@@ -29,8 +29,8 @@ FORGED = "2026-12-02 10:00:00,000 INFO bannerservice.auth login user=admin addr=
 MAX_LINE = MAX_MESSAGE_CHARS + 200
 
 
-def _record(msg, args=(), exc_info=None):
-    return logging.LogRecord("bannerservice.auth", logging.WARNING, __file__, 1, msg, args, exc_info)
+def _record(msg, args=(), exc_info=None, name="bannerservice.auth"):
+    return logging.LogRecord(name, logging.WARNING, __file__, 1, msg, args, exc_info)
 
 
 @hsettings(max_examples=200, deadline=None)
@@ -153,6 +153,7 @@ def test_log_file_moved_away_by_logrotate_is_reopened_by_every_worker(stack):
     names = [f"after-rotation-{n}" for n in range(30)]
     for n, name in enumerate(names):  # new connections: gunicorn's three workers share them out
         assert _post_login(Browser(port, f"127.0.0.{10 + n}"), name) == 401
+        time.sleep(0.12)  # under the flood filter's 10 of a message a second, even if one worker gets them all
     assert rotated.stat().st_size == size  # no worker kept writing to the old file
     text = log_file.read_text()
     assert all(f"user={name} " in text for name in names)
@@ -181,6 +182,17 @@ def test_log_flood_filter_writes_ten_of_a_message_a_second_and_counts_the_rest()
     assert flood.filter(other)  # another message has its own count
     assert len(written) == 13 and "dropped" not in "".join(written[:10])
     assert written[10].endswith("csrf rejected path=/p0 [15 more of this message dropped in an earlier second]")
+
+
+def test_log_flood_filter_never_thins_the_jobs_records():
+    """An ingest's or export's lines are started by the schedule or an admin, one run at a time, never by a
+    client's request: all of them are kept, however many runs a process makes in a second (tests make many)."""
+    flood = FloodFilter()
+    for name in ("bannerservice.ingest", "bannerservice.export"):
+        records = [_record("run=%s quarter=%s loaded", (n, 1), name=name) for n in range(25)]
+        for record in records:
+            record.created = 200.5
+        assert all(flood.filter(record) for record in records), name
 
 
 def test_log_refused_sign_ins_write_at_most_ten_lines_a_second(client, settings_overrides):

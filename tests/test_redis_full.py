@@ -38,7 +38,8 @@ def fill_until_full(url, prefix):
     with pytest.raises(redis_lib.exceptions.OutOfMemoryError):
         for n in range(100_000):
             client.set(f"filler:{n}", b"x" * 4096)
-    client.config_set("maxmemory", client.info("memory")["used_memory"] - 32 * 1024)
+    # Well under: closing a client (this one, or a connection of the app's pool) frees its buffers, tens of KB.
+    client.config_set("maxmemory", client.info("memory")["used_memory"] - 128 * 1024)
     with pytest.raises(redis_lib.exceptions.OutOfMemoryError):
         client.set("still-full", 1)
     return client
@@ -64,7 +65,12 @@ def full_app(settings_overrides, private_redis, tmp_path):
     ctx = app.extensions["runtime"]
     app.click_id = int(ctx.redis.get(ctx.key("live:click_id")))
     app.settings_overrides = settings
-    app.fill = lambda: fill_until_full(private_redis.url, settings_overrides["redis_prefix"])
+
+    def fill():
+        app.filler = fill_until_full(private_redis.url, settings_overrides["redis_prefix"])  # kept open: see there
+        return app.filler
+
+    app.fill = fill
     return app
 
 
