@@ -48,9 +48,14 @@ def test_keyboard_sorting_filtering_and_paging_keep_focus(page, live_server, loa
     page.wait_for_url(re.compile(r"sort=revenue$"))
     wait_until(page, "document.querySelector('#table-status').textContent.startsWith('Sorted by revenue, ascending')")
     assert_focus_on(page, "sort-revenue")
+    wait_for_htmx(page, "#sort-revenue")
     page.keyboard.press("Enter")  # and back to highest first, for the filters below
 
     page.wait_for_url(re.compile(r"sort=revenue&dir=desc$"))
+    # The URL changes before the swap is settled: a key pressed on the filters meanwhile would be lost with them.
+    wait_until(page, "document.querySelector('#table-status').textContent.startsWith('Sorted by revenue, descending')"
+                     " && !document.querySelector('.htmx-request')")
+    wait_for_htmx(page, "#stats-filters")  # the form listens for the select's change
     page.focus("#filter-slot")
     page.keyboard.press("ArrowDown")  # the first arrow key changes the slot and swaps the table
     page.wait_for_url(re.compile(r"quarter=1"))
