@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of the production stack on loopback: nginx -> gunicorn -> Redis, on the demo data.
 # Drives /campaigns/<id> with wrk (returning visitors, own cookies, all campaigns), then /ping on the
-# same stack, then the embeds (/embed/<id> with the cookie, /api/decision with each visitor's vid), and
+# same stack, then the embeds (/embed/<id> with the cookie, /api/decision with each visitor's vid; each twice,
+# beside each page run), and
 # writes the "## Load test" section of docs/performance.md.
 #
 # Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
@@ -162,6 +163,13 @@ for phase in noevents:0 events2:1; do
     say "/campaigns/<id> with EVENTS_ENABLED=${phase#*:}: $CONNECTIONS connections, $DURATION s"
     "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-campaign-${phase%%:*}.txt"
     cpu > "$WORK/cpu-${phase%%:*}-1.json"
+done
+# The embeds again, on the same gunicorn as the second page run: each of the page, the frame and the decision
+# is measured on both gunicorns, and their ratios compare means, not one run against a drift.
+for mode in embed decision; do
+    say "/$mode again: $CONNECTIONS connections, $DURATION s"
+    LOADTEST_MODE="$mode" "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-${mode}2.txt"
+    cpu > "$WORK/cpu-${mode}2.json"
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 

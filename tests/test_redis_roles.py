@@ -2,6 +2,7 @@
 one of which is stopped: each role's outage costs only what needs that role, and is blamed on it."""
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,23 @@ def test_redis_roles_session_down_keeps_the_api_and_healthz_reports_it(two_redis
     assert lines and all("The session Redis is unavailable" in line for line in lines), lines
     session_redis.start()
     assert client.get("/healthz").status_code == 200
+
+
+def test_redis_roles_visitor_paths_never_ask_the_session_redis(two_redis_app, session_redis):
+    """The slot, the click, the frame and the decision read no dashboard session, even when its cookie comes along."""
+    import redis as redis_lib
+
+    admin = two_redis_app.test_client()
+    assert login(admin, "ada", "ada-secret-1").status_code == 302  # a signed-in admin previews the slot
+    sessions = redis_lib.Redis.from_url(session_redis.url)
+    dashboard_keys = list(sessions.scan_iter())
+    assert dashboard_keys
+    time.sleep(1.1)  # OBJECT IDLETIME counts whole seconds since a key was last read or written
+    page = admin.get("/campaigns/1")
+    assert page.status_code == 200
+    assert admin.get(CLICK_HREF.search(page.get_data(as_text=True)).group(1)).status_code == 302
+    assert admin.get("/embed/1").status_code == 200
+    assert admin.get("/api/decision?c=1").status_code == 200
+    assert all(sessions.object("idletime", key) >= 1 for key in dashboard_keys), "a visitor's request read a session"
+    assert admin.get("/admin/").status_code == 200
+    assert min(sessions.object("idletime", key) for key in dashboard_keys) == 0  # the dashboard does read it

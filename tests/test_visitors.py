@@ -152,3 +152,14 @@ def test_visitors_rotation_holds_while_the_events_redis_is_away(settings_overrid
     assert_rotation(shown)
     assert app.extensions["redis_breaker"].is_open()  # the events' Redis was found away...
     assert "bs_vid" in client.get("/campaigns/1").headers["Set-Cookie"]  # ...and the visitor still gets its cookie
+
+
+def test_visitors_cookieless_not_found_views_add_no_redis_keys(loaded, redis_server, redis_prefix):
+    """A flood of unknown campaigns on the visitor's path (the slot, the frame, the decision) leaves no session behind."""
+    client = loaded.test_client(use_cookies=False)
+    before = keys_under(redis_server, redis_prefix)
+    for n in range(50):
+        assert client.get(f"/campaigns/{9000 + n}").status_code == 404
+        assert client.get(f"/embed/{9000 + n}").status_code == 404
+        assert client.get(f"/campaigns/x{n}").status_code == 404
+    assert keys_under(redis_server, redis_prefix) == before

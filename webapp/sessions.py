@@ -28,22 +28,26 @@ class DashboardRedisSessionInterface(RedisSessionInterface):
         self.breaker = breaker
 
     def open_session(self, app, request):
-        # A full Redis still answers reads: only the visitor's path, which writes on every view, skips it.
-        if self.breaker.is_open() and (is_visitor_request() or not self.breaker.is_full):
-            return self._degraded()
+        # Opened before the URL is matched (request.endpoint is still None): the path says whose request it is.
+        if not request.path.startswith(SESSION_PATHS):
+            return self._unkept()  # visitors and the API have no session: nothing read, made or saved
+        # A full Redis still answers reads: the dashboard goes on reading its sessions.
+        if self.breaker.is_open() and not self.breaker.is_full:
+            return self._unkept(degraded=True)
         try:
             return super().open_session(app, request)
         except REDIS_ERRORS as exc:
             self.breaker.record(exc)
-            return self._degraded()
+            return self._unkept(degraded=True)
 
-    def _degraded(self):
+    def _unkept(self, degraded=False):
+        """An empty session that is never saved; `degraded` when Redis could not be asked for the real one."""
         session = self.session_class(sid="", permanent=False)
-        session.degraded = True
+        session.unkept, session.degraded = True, degraded
         return session
 
     def save_session(self, app, session, response):
-        if is_degraded(session):
+        if getattr(session, "unkept", False):
             return
         try:
             super().save_session(app, session, response)
@@ -62,6 +66,7 @@ class DashboardRedisSessionInterface(RedisSessionInterface):
         return request.cookies.get(self.get_cookie_name(app)) != session.sid
 
 
+SESSION_PATHS = ("/admin", "/login", "/logout")  # the dashboard's: the only requests that have a session
 VISITOR_ENDPOINTS = frozenset({"public.index", "public.campaign", "public.image", "clicks.click",
                                "embed.decision", "embed.impression", "embed.viewable", "embed.frame",
                                "health.healthz", "health.ping", "static"})
