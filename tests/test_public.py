@@ -252,3 +252,10 @@ def test_visitor_state_expires_in_redis_and_the_cookie_lives_as_long(client, loa
     assert f"Max-Age={lifetime}" in client.get("/campaigns/1").headers["Set-Cookie"]  # renewed as the state is
     (key,) = redis_server.scan_iter(f"{prefix}visitor:*")
     assert 0 < redis_server.ttl(key) <= lifetime
+
+
+def test_campaign_page_is_never_stored_by_a_cache(client, loaded):
+    """Each view is an impression with a click token of its own: a stored copy would replay a used token and
+    show a banner nobody counted (the embed frame and the JSON decision say the same)."""
+    response = client.get("/campaigns/1")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"

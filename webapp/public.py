@@ -2,7 +2,7 @@
 
 import random
 
-from flask import Blueprint, abort, current_app, make_response, render_template, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, render_template, send_from_directory, url_for
 
 from webapp.clicks import click_token, new_impression_id
 from live.events import impression_event
@@ -16,6 +16,7 @@ bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
 TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
+NOT_STORED = {"Cache-Control": "no-store"}
 
 
 @bp.get("/")
@@ -57,7 +58,9 @@ def campaign(campaign_id):
     visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
                                               snapshot.version, impression_id))
     visitors.save(visitor)
-    response = make_response(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1))
+    # Never stored: a stored copy would replay a used click token and show a banner nobody counted.
+    response = current_app.response_class(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
+                                          headers=NOT_STORED)
     visitors.set_cookie(response, visitor)
     return response
 
