@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, render_template, request, url_for
 import selection
 from webapp.live_panel import live_panel_context, live_since
 from models import IngestRun, files_behind_served_data, last_loaded_at, quarter_totals
-from webapp import formatting
+from webapp import formatting, freshness
 from webapp.auth import login_required
 from webapp.clock import utc_now
 from webapp.kpis import hour_total, kpi_cards
@@ -70,6 +70,12 @@ def dashboard_globals():
     currency = current_app.extensions["settings"].currency
     metrics = {k: (label, text.format(currency=currency)) for k, (label, text) in formatting.METRICS.items()}
     return {"currency": currency, "metrics": metrics, "slots": formatting.SLOTS}
+
+
+@bp.app_context_processor
+def dashboard_layout_globals():
+    """What the dashboard's layout asks, on the pages of every dashboard blueprint (the live panel's too)."""
+    return {"stale": freshness.staleness}  # called by the layout only, not by the fragments htmx polls
 
 
 @bp.get("/")
