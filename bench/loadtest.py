@@ -7,12 +7,16 @@ Subcommands (each prints or writes what scripts/loadtest.sh needs):
   redis URL PREFIX           print JSON: memory, session keys and their sizes, command counts
   busy                       print how busy the CPUs are (percent, over 2 s)
   report WORK DOC            write the "## Load test" section of DOC from the run's files in WORK
+  compare OUT REF SHA HEAD COMMAND DURATION CONNECTIONS DOC
+                             write scripts/loadtest_compare.sh's section of DOC from the runs in OUT
 """
 
 import json
 import os
+import statistics
 import sys
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,6 +327,46 @@ def write_report(work, doc_path):
     print(section)
 
 
+COMPARE_START, COMPARE_END = "<!-- loadtest-compare:start -->", "<!-- loadtest-compare:end -->"
+
+
+def write_comparison(out, ref, sha, head, command, duration, connections, target):
+    """Print and write (between its markers in `target`) the page rate of this checkout against REF's."""
+    out = Path(out)
+    rounds = sorted(int(p.stem.split("-")[1]) for p in out.glob("ref-*.txt"))
+    rows, ratios = [], []
+    for n in rounds:
+        ref_run, this_run = (parse_wrk((out / f"{side}-{n}.txt").read_text()) for side in ("ref", "this"))
+        ratio = _per_minute(this_run) / _per_minute(ref_run)
+        ratios.append(ratio)
+        errors = sum(run["non2xx"] + sum(run[k] for k in ("connect", "read", "write", "timeout")) for run in (ref_run, this_run))
+        rows.append(f"| {n} | {_per_minute(ref_run):,.0f} | {_per_minute(this_run):,.0f} | {ratio:.2f} | "
+                    f"{ref_run['p99_us'] / 1000:.1f} / {this_run['p99_us'] / 1000:.1f} ms | {errors} |")
+    median = statistics.median(ratios)
+    section = "\n".join([
+        "## Against another version",
+        "",
+        f"Written by `scripts/loadtest_compare.sh`: `{command}`, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. The page "
+        f"run of scripts/loadtest.sh (`LOADTEST_PAGE_ONLY=1`, {duration} s, {connections} connections) of `{ref}` "
+        f"(`{sha[:10]}`) and of this checkout (`{head}`), alternating, each on a stack of its own.",
+        "",
+        "| round | page views/min, ref | page views/min, this | this / ref | p99 ref / this | errors |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Median ratio: **{median:.2f}**.",
+    ])
+    print(section)
+    document = Path(target).read_text() if Path(target).exists() else ""
+    block = f"{COMPARE_START}\n{section}\n{COMPARE_END}\n"
+    if COMPARE_START in document and COMPARE_END in document:
+        head_text, rest = document.split(COMPARE_START, 1)
+        document = head_text + block + rest.split(COMPARE_END, 1)[1].lstrip("\n")
+    else:
+        document = document.rstrip("\n") + "\n\n" + block
+    Path(target).write_text(document)
+
+
 def parse_wrk(text) -> dict:
     """The RESULT line bench/visitors.lua prints, as ints."""
     line = next(line for line in text.splitlines() if line.startswith("RESULT "))
@@ -345,6 +389,8 @@ def main(argv):
         print(f"{busy_percent():.0f}")
     elif command == "report":
         write_report(args[0], args[1])
+    elif command == "compare":
+        write_comparison(*args)
     else:
         sys.exit(__doc__)
 
