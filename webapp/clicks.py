@@ -150,16 +150,15 @@ CLAIM_SECONDS = 30  # a claimed Idempotency-Key whose request died is free again
 @bp.post("/api/conversions")
 def record_conversion():
     """Record a conversion of a live click: JSON {"click_id": int, "revenue": number}, with an advertiser's API key."""
-    too_large = jsonify(error=f"the body is larger than {API_MAX_BYTES // 1024} KB"), 413
     if (request.content_length or 0) > API_MAX_BYTES:
-        return too_large
+        return _too_large()
     advertiser = _advertiser_of(request.headers.get("Authorization", ""))
     if advertiser is None:
         return jsonify(error="a valid API key is required: Authorization: Bearer <key>"), 401
     # A chunked body has no Content-Length to check: read one byte past the limit to know it is longer.
     body = request.stream.read(API_MAX_BYTES + 1)
     if len(body) > API_MAX_BYTES:
-        return too_large
+        return _too_large()
     data = _json_body(body)
     if not isinstance(data, dict):
         return jsonify(error="send a JSON object with click_id and revenue"), 400
@@ -192,6 +191,10 @@ def record_conversion():
         raise
     ctx.redis.set(key, f"done:{fingerprint}:{conversion_id}", ex=CLICK_TTL)
     return jsonify(conversion_id=conversion_id, click_id=click_id, revenue=str(revenue)), 201
+
+
+def _too_large():
+    return jsonify(error=f"the body is larger than {API_MAX_BYTES // 1024} KB"), 413
 
 
 def _json_body(body: bytes):
