@@ -128,6 +128,11 @@ def busy_percent(seconds=2.0) -> float:
     return 100.0 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
 
 
+def _errors(run) -> int:
+    """A wrk run's non-2xx answers and socket errors."""
+    return run["non2xx"] + sum(run[k] for k in ("connect", "read", "write", "timeout"))
+
+
 def _per_minute(run) -> float:
     return run["requests"] / (run["duration_us"] / 1e6) * 60
 
@@ -144,8 +149,7 @@ def render_section(results) -> str:
     """The markdown of the "## Load test" section."""
     main, base = results["campaign"], results["baseline"]
     rpm, base_rpm = _per_minute(main), _per_minute(base)
-    errors = main["non2xx"] + sum(main[k] for k in ("connect", "read", "write", "timeout"))
-    base_errors = base["non2xx"] + sum(base[k] for k in ("connect", "read", "write", "timeout"))
+    errors, base_errors = _errors(main), _errors(base)
     before, after = results["redis_before"], results["redis_after"]
     visitors = after["sessions"]
     cpu = results.get("cpu_us_per_request", {})
@@ -155,7 +159,7 @@ def render_section(results) -> str:
     again = results["events_again"]
     page_rpm = (rpm + _per_minute(again)) / 2
     worst_p99 = max(main["p99_us"], again["p99_us"])
-    errors += again["non2xx"] + sum(again[k] for k in ("connect", "read", "write", "timeout"))
+    errors += _errors(again)
     events_ratio = page_rpm / _per_minute(results["no_events"])
     targets = [
         ("page views/min through nginx (mean of the two events-on runs)", f"{page_rpm:,.0f}", "≥ 90,000 (aim 120,000)",
@@ -270,12 +274,12 @@ def _command_split(before, after, requests) -> str:
 START, END = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
 
 
-def replace_section(document: str, section: str) -> str:
-    """`document` with the load test's section (between its markers) replaced, or added at the end."""
-    block = f"{START}\n{section.rstrip()}\n{END}\n"
-    if START in document and END in document:
-        head, rest = document.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+def replace_section(document: str, section: str, start=START, end=END) -> str:
+    """`document` with a section (between its markers: the load test's by default) replaced, or added at the end."""
+    block = f"{start}\n{section.rstrip()}\n{end}\n"
+    if start in document and end in document:
+        head, rest = document.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         return head + block + ("\n" + tail if tail else "")
     if not document.strip():
         document = "# Performance\n"
@@ -339,14 +343,15 @@ def write_comparison(out, ref, sha, head, command, duration, connections, target
         ref_run, this_run = (parse_wrk((out / f"{side}-{n}.txt").read_text()) for side in ("ref", "this"))
         ratio = _per_minute(this_run) / _per_minute(ref_run)
         ratios.append(ratio)
-        errors = sum(run["non2xx"] + sum(run[k] for k in ("connect", "read", "write", "timeout")) for run in (ref_run, this_run))
+        errors = _errors(ref_run) + _errors(this_run)
         rows.append(f"| {n} | {_per_minute(ref_run):,.0f} | {_per_minute(this_run):,.0f} | {ratio:.2f} | "
                     f"{ref_run['p99_us'] / 1000:.1f} / {this_run['p99_us'] / 1000:.1f} ms | {errors} |")
     median = statistics.median(ratios)
+    measured = datetime.fromtimestamp(max(p.stat().st_mtime for p in out.glob("*.txt")), timezone.utc)
     section = "\n".join([
         "## Against another version",
         "",
-        f"Written by `scripts/loadtest_compare.sh`: `{command}`, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. The page "
+        f"Written by `scripts/loadtest_compare.sh`: `{command}`, measured {measured:%Y-%m-%d %H:%M} UTC. The page "
         f"run of scripts/loadtest.sh (`LOADTEST_PAGE_ONLY=1`, {duration} s, {connections} connections) of `{ref}` "
         f"(`{sha[:10]}`) and of this checkout (`{head}`), alternating, each on a stack of its own.",
         "",
@@ -358,13 +363,7 @@ def write_comparison(out, ref, sha, head, command, duration, connections, target
     ])
     print(section)
     document = Path(target).read_text() if Path(target).exists() else ""
-    block = f"{COMPARE_START}\n{section}\n{COMPARE_END}\n"
-    if COMPARE_START in document and COMPARE_END in document:
-        head_text, rest = document.split(COMPARE_START, 1)
-        document = head_text + block + rest.split(COMPARE_END, 1)[1].lstrip("\n")
-    else:
-        document = document.rstrip("\n") + "\n\n" + block
-    Path(target).write_text(document)
+    Path(target).write_text(replace_section(document, section, COMPARE_START, COMPARE_END))
 
 
 def parse_wrk(text) -> dict:

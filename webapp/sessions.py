@@ -54,7 +54,7 @@ class DashboardRedisSessionInterface(RedisSessionInterface):
         except REDIS_ERRORS as exc:
             self.breaker.record(exc)
             # A refused refresh of an unchanged session costs only its TTL's renewal.
-            if session.modified and not is_visitor_request():
+            if session.modified:  # only the dashboard's paths have a session to save (see open_session)
                 # The dashboard answers 503: a sign-in that was not kept must not look kept.
                 raise StoreFailed(self.breaker, exc) from exc
 
