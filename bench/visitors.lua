@@ -1,8 +1,8 @@
 -- wrk script: returning visitors, each with its own visitor cookie, spread over all campaigns.
 -- Environment: VISITORS_FILE (one "name=value" cookie per line, made by scripts/loadtest.sh),
 -- CAMPAIGNS (comma-separated ids), LOADTEST_PATH (optional: a fixed path, for the baseline),
--- LOADTEST_MODE: page (/campaigns/<id>, the default), embed (/embed/<id>, the iframe document, with the
--- cookie) or decision (/api/decision?c=<id>&vid=<the cookie's vid>, as the JS tag asks).
+-- LOADTEST_MODE: page (/campaigns/<id>, the default), embed (/embed/<id>?target=top, the iframe snippet's
+-- document, with the cookie) or decision (/api/decision?c=<id>&vid=<the cookie's vid>, as the JS tag asks).
 -- Each thread takes its share of the visitors and hands them out round robin. wrk does not tell a
 -- script which connection a request goes out on, so only a thread with one connection (wrk -t N -c N,
 -- scripts/loadtest.sh's default) gives its connection one visitor, with one request in flight at a
@@ -56,7 +56,7 @@ function request()
   local k = math.floor((turn - 1) / #visitors)
   local campaign = campaigns[(v + k + index * 7) % #campaigns + 1]
   if mode == "embed" then
-    return wrk.format("GET", "/embed/" .. campaign, { Cookie = visitors[v] })
+    return wrk.format("GET", "/embed/" .. campaign .. "?target=top", { Cookie = visitors[v] })
   elseif mode == "decision" then
     local vid = string.match(visitors[v], "=(.*)$")
     return wrk.format("GET", "/api/decision?c=" .. campaign .. "&vid=" .. vid)

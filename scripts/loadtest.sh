@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Load test of the production stack on loopback: nginx -> gunicorn -> Redis, on the demo data.
 # Drives /campaigns/<id> with wrk (returning visitors, own cookies, all campaigns), then /ping on the
-# same stack, then the embeds (/embed/<id> with the cookie, /api/decision with each visitor's vid; each twice,
-# beside each page run), and
-# writes the "## Load test" section of docs/performance.md.
+# same stack, then the embeds against the page in interleaved rounds (/campaigns/<id>, /embed/<id> with the
+# cookie, /api/decision with each visitor's vid, in a rotating order; LOADTEST_EMBED_ROUNDS rounds of
+# DURATION/2 seconds per run), and writes the "## Load test" section of docs/performance.md.
 #
 # Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
 # Environment: WRK_THREADS (= CONNECTIONS: one connection per wrk thread, so one visitor per
 #   connection; fewer threads share their visitors among their connections), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
 #   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
 #   LOADTEST_REDIS_PORT (6392), LOADTEST_REDIS=unix (app to Redis over a unix socket; default tcp),
-#   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), GUNICORN_CONF (a
+#   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), LOADTEST_EMBED_ROUNDS (4), GUNICORN_CONF (a
 #   config file with profiling hooks), LOADTEST_WRITE=0 to leave docs/performance.md alone,
 #   LOADTEST_SOURCE (a source directory to load instead of the demo data), LOADTEST_PAGE_ONLY=1 (only
 #   the page run: no /ping or events-off runs, no report; scripts/bench_scale.py reads the wrk files),
@@ -145,13 +145,6 @@ fi
 say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
 LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
 cpu > "$WORK/cpu-2.json"
-# The embeds, as publishers' pages ask for them: the iframe document (the visitor's cookie) and the JSON
-# decision of one slot (the visitor's vid as a parameter, as the JS tag sends it).
-for mode in embed decision; do
-    say "/$mode: $CONNECTIONS connections, $DURATION s"
-    LOADTEST_MODE="$mode" "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-$mode.txt"
-    cpu > "$WORK/cpu-$mode.json"
-done
 # The cost of recording live events: the page with EVENTS_ENABLED=0, then with it on again, so
 # that a drift of the machine's speed during the runs does not pass for that cost.
 for phase in noevents:0 events2:1; do
@@ -164,12 +157,22 @@ for phase in noevents:0 events2:1; do
     "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-campaign-${phase%%:*}.txt"
     cpu > "$WORK/cpu-${phase%%:*}-1.json"
 done
-# The embeds again, on the same gunicorn as the second page run: each of the page, the frame and the decision
-# is measured on both gunicorns, and their ratios compare means, not one run against a drift.
-for mode in embed decision; do
-    say "/$mode again: $CONNECTIONS connections, $DURATION s"
-    LOADTEST_MODE="$mode" "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-${mode}2.txt"
-    cpu > "$WORK/cpu-${mode}2.json"
+# The embeds against the page, as publishers' pages ask for them: the iframe document (the visitor's cookie)
+# and the JSON decision of one slot (the visitor's vid as a parameter, as the JS tag sends it). Each round
+# runs the page, the frame and the decision back to back, in an order that rotates from round to round, so
+# each ratio compares runs seconds apart and a drift of the machine's speed does not pass for a difference.
+ROUNDS="${LOADTEST_EMBED_ROUNDS:-4}"
+ROUND_SECONDS=$(( DURATION / 2 > 5 ? DURATION / 2 : 5 ))
+modes=(page embed decision)
+for round in $(seq "$ROUNDS"); do
+    for i in 0 1 2; do
+        mode="${modes[$(( (i + round - 1) % 3 ))]}"
+        say "round $round/$ROUNDS: $mode, $CONNECTIONS connections, $ROUND_SECONDS s"
+        cpu > "$WORK/cpu-round$round-$mode-0.json"
+        LOADTEST_MODE="$mode" "${WRK[@]}" -d "${ROUND_SECONDS}s" "$BASE/" > "$WORK/wrk-round$round-$mode.txt"
+        cpu > "$WORK/cpu-round$round-$mode-1.json"
+        grep RESULT "$WORK/wrk-round$round-$mode.txt" >&2 || true
+    done
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -182,7 +185,7 @@ export LT_WEB_WORKERS="$(pgrep -c -P "$(cat "$WORK/gunicorn.pid")")"
 export LT_WORKER_CLASS="$("$PY" -c 'import runpy; print(runpy.run_path("gunicorn.conf.py")["worker_class"])')"
 export LT_REDIS_VERSION="$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')" LT_REDIS_TRANSPORT="$REDIS_TRANSPORT"
 export LT_DATABASE="${DATABASE_URL%%:*}" LT_CAMPAIGNS="$CAMPAIGNS" LT_THREADS="$THREADS"
-export LT_CONNECTIONS="$CONNECTIONS" LT_DURATION="$DURATION" LT_SESSION_MINUTES="$SESSION_LIFETIME_MINUTES"
+export LT_CONNECTIONS="$CONNECTIONS" LT_DURATION="$DURATION" LT_ROUNDS="$ROUNDS" LT_ROUND_SECONDS="$ROUND_SECONDS" LT_SESSION_MINUTES="$SESSION_LIFETIME_MINUTES"
 if [ "${LOADTEST_WRITE:-1}" = 1 ]; then
     "$PY" bench/loadtest.py report "$WORK" docs/performance.md
     say "wrote the Load test section of docs/performance.md"

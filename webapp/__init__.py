@@ -67,10 +67,11 @@ def create_app(overrides=None):
 
     from webapp import admin, auth
     from webapp import clicks, live_panel
-    from webapp import cli, embed, health, public
+    from webapp import api, cli, embed, health, public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(embed.bp)
+    app.register_blueprint(api.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)

@@ -12,8 +12,9 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 # The ad slot and the embed frame are meant to be framed by publishers' pages (the embed frame sets its
-# own frame-ancestors from EMBED_ALLOWED_SITES); nothing else is.
-FRAMEABLE_BLUEPRINTS = ("public", "embed")
+# own frame-ancestors from EMBED_ALLOWED_SITES), and the embeds' JSON API answers data, not a page anyone
+# could frame: none of them gets the dashboard's page policy. Every other page is never framed.
+WITHOUT_PAGE_POLICY = ("public", "embed", "api")
 
 
 def unavailable(what="A service this page needs", outage="is unavailable"):
@@ -72,7 +73,7 @@ def install(app):
     @app.after_request
     def security_headers(response):
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        if request.blueprint not in FRAMEABLE_BLUEPRINTS:
+        if request.blueprint not in WITHOUT_PAGE_POLICY:
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response

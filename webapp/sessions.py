@@ -68,7 +68,7 @@ class DashboardRedisSessionInterface(RedisSessionInterface):
 
 SESSION_PATHS = ("/admin", "/login", "/logout")  # the dashboard's: the only requests that have a session
 VISITOR_ENDPOINTS = frozenset({"public.index", "public.campaign", "public.image", "clicks.click",
-                               "embed.decision", "embed.impression", "embed.viewable", "embed.frame",
+                               "api.decision", "api.impression", "api.viewable", "embed.frame",
                                "health.healthz", "health.ping", "static"})
 
 

@@ -46,7 +46,9 @@ def open_visitor(site=None) -> Visitor:
     (default: the request's Origin, '' for our own pages)."""
     store, secret = current_app.extensions["visitors"], current_app.secret_key
     site = site_of(request.headers.get("Origin")) if site is None else site
-    vid, from_cookie = request.args.get("vid"), False
+    # A vid parameter is rare (the JS tag's decisions, publishers' servers): a query without one is not parsed.
+    vid = request.args.get("vid") if "vid=" in request.environ.get("QUERY_STRING", "") else None
+    from_cookie = False
     if not is_vid(vid):
         vid, from_cookie = request.cookies.get(COOKIE), True
     minted = not is_vid(vid)

@@ -1,0 +1,130 @@
+"""The JSON API of the embeds: the decision (batched, CORS) and its render beacons."""
+
+import functools
+import random
+import time
+
+import msgspec
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from live.beacons import BeaconExpired, BeaconForged, beacon_token, read_beacon_token, record_beacon
+from selection import quarter_of
+from visitor_state import site_of
+from webapp import visitors
+from webapp.clicks import click_token, new_impression_id
+from webapp.clock import utc_now
+from webapp.outage import REDIS_ERRORS
+from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, publisher_site
+
+bp = Blueprint("api", __name__)
+
+_rng = random.SystemRandom()
+MAX_SLOTS = 20  # campaigns in one decision: a page's slots, not a crawl of the catalogue
+TOKEN_SLOT = "0clicktoken0"  # stands in a URL template where each decision's token goes
+
+
+@bp.after_request
+def cors_headers(response):
+    """CORS for the JSON API: the allowed Origin (any, when no list is set); never cached by anyone."""
+    allowed = current_app.extensions["settings"].allowed_sites()
+    origin = request.headers.get("Origin") if allowed else None
+    response.headers.extend(_cors_headers(origin if site_of(origin) in allowed else None, bool(allowed)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@functools.lru_cache(maxsize=64)
+def _cors_headers(allowed_origin, restricted: bool) -> tuple:
+    """The CORS headers of an answer: to any origin when not `restricted`, else to `allowed_origin` (or none)."""
+    origin = (("Access-Control-Allow-Origin", allowed_origin or "*"),) if allowed_origin or not restricted else ()
+    return (*origin, ("Access-Control-Allow-Methods", "GET, POST"), ("Vary", "Origin"))
+
+
+@bp.get("/api/decision")
+def decision():
+    """The next banner of the visitor's rotation for each campaign asked (`c=` or `campaign=`, repeated), as JSON."""
+    site, allowed = publisher_site(current_app.extensions["settings"].allowed_sites())
+    if not allowed:
+        return jsonify(error="this site is not allowed to embed banners"), 403
+    asked = request.args.getlist("c") + request.args.getlist("campaign")
+    if not asked:
+        return jsonify(error="name at least one campaign: /api/decision?c=<campaign id>"), 400
+    if len(asked) > MAX_SLOTS:
+        return jsonify(error=f"at most {MAX_SLOTS} campaigns in one decision"), 400
+    if request.method == "HEAD":
+        return "", 200, {"Content-Type": "application/json"}  # asks for nothing: no rotation moves
+    snapshot = current_app.extensions["plans"].snapshot()
+    now = utc_now()
+    quarter = quarter_of(now)
+    visitor = visitors.open_visitor(site)
+    who, issued, secret = visitors.pseudonym(visitor), time.time(), current_app.secret_key
+    host = f"{request.scheme}://{request.host}"  # the absolute URLs' scheme and host, as url_for(_external=True) has them
+    slots = []
+    for raw in asked:
+        cid = campaign_id_of(raw)
+        banners = snapshot.plans.get((quarter, cid)) if cid is not None else None
+        if not banners:
+            slots.append({"campaign_id": cid if cid is not None else raw[:30], "error": "no banner"})
+            continue
+        banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)
+        image_name = dict(banners)[banner_id]
+        impression_id = new_impression_id()
+        token = beacon_token(secret, cid, banner_id, quarter, impression_id, snapshot.version, who, issued)
+        width, height = banner_size(snapshot.pages, image_name)
+        slots.append({
+            "campaign_id": cid, "banner_id": banner_id, "width": width, "height": height,
+            "alt": banner_alt(cid, banner_id, image_name),
+            "image_url": host + image_path(snapshot.pages, image_name),
+            "click_url": host + _path("clicks.click", click_token(cid, banner_id, quarter, impression_id)),
+            "impression_id": impression_id,
+            "impression_url": host + _path("api.impression", token),
+            "viewable_url": host + _path("api.viewable", token),
+        })
+    visitors.save(visitor)
+    # msgspec encodes it at a tenth of jsonify's cost (keys in the order written, not sorted).
+    return current_app.response_class(msgspec.json.encode({"vid": visitor.vid, "slots": slots}), mimetype="application/json")
+
+
+@bp.post("/api/impressions/<token>")
+def impression(token):
+    """The decided banner was rendered: record its impression, once."""
+    return _beacon("impression", token)
+
+
+@bp.post("/api/viewable/<token>")
+def viewable(token):
+    """The rendered banner was at least half in view for a second: record it as viewable, once."""
+    return _beacon("viewable", token)
+
+
+def _beacon(kind, token):
+    _, allowed = publisher_site(current_app.extensions["settings"].allowed_sites())
+    if not allowed:
+        return jsonify(error="this site is not allowed to embed banners"), 403
+    try:
+        beacon = read_beacon_token(current_app.secret_key, token, time.time())
+    except BeaconExpired:
+        return jsonify(error="this beacon's decision is too old to count"), 410
+    except BeaconForged:
+        return jsonify(error="not a beacon of ours"), 400
+    breaker = current_app.extensions["redis_breaker"]
+    if not breaker.is_open():
+        ctx, client = current_app.extensions["runtime"], current_app.extensions["visitor_redis"]
+        try:
+            record_beacon(client, ctx, kind, beacon, utc_now(), current_app.extensions["settings"].events_enabled)
+        except REDIS_ERRORS as exc:
+            breaker.record(exc)
+    return "", 204
+
+
+_paths = {}
+
+
+def _path(endpoint, token) -> str:
+    """url_for(endpoint, token=token)'s path: url_for once per endpoint and script root, then the token put in."""
+    key = (endpoint, request.script_root)
+    template = _paths.get(key)
+    if template is None:
+        template = _paths[key] = url_for(endpoint, token=TOKEN_SLOT)
+    return template.replace(TOKEN_SLOT, token, 1)

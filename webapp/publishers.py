@@ -1,0 +1,76 @@
+"""What the embed ways share: the publisher's site and whether it may embed, a banner's size, alt text and
+image path, and a campaign id read from a URL."""
+
+import functools
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from PIL import Image, UnidentifiedImageError
+
+from flask import current_app, request, url_for
+
+from visitor_state import site_of
+
+DEFAULT_SIZE = (300, 250)  # the banner's size when its image's is not known
+
+
+def publisher_site(allowed: frozenset, environ=None):
+    """(site, may embed): the site asking (its Origin, else its Referer's origin, else ''), and whether it is
+    one of the `allowed` sites (any, when none are listed).
+
+    A request naming no site (a publisher's server, an app) is allowed: only browsers say where they are."""
+    environ = request.environ if environ is None else environ  # read directly: asked on every embed request
+    origin = environ.get("HTTP_ORIGIN")
+    site = site_of(origin) if origin else _site_of_referer(environ.get("HTTP_REFERER"))
+    if not allowed or not site or site in allowed:
+        return site, True
+    return site, site == request.host_url.rstrip("/").lower()  # our own pages (the admin's preview)
+
+
+def banner_alt(campaign_id, banner_id, image_name) -> str:
+    """The banner's alt text, as the slot page gives it."""
+    missing = "" if image_name else " (no image available)"
+    return f"Banner {banner_id} of campaign {campaign_id}{missing}"
+
+
+def banner_size(cache, image_name) -> tuple:
+    """(width, height) of the banner's image, read once per process and data version; DEFAULT_SIZE when unknown."""
+    if not image_name:
+        return DEFAULT_SIZE
+    key = ("size", image_name)
+    size = cache.get(key)
+    if size is None:
+        try:
+            with Image.open(Path(current_app.extensions["settings"].image_dir) / image_name) as image:
+                size = image.size  # the header only: the pixels are not decoded
+        except (OSError, UnidentifiedImageError, ValueError):
+            size = DEFAULT_SIZE
+        cache[key] = size
+    return size
+
+
+def image_path(cache, image_name) -> str:
+    """The path of the banner's image (of the placeholder when it has none), made once per process and data version."""
+    key = ("image_path", request.script_root, image_name)
+    path = cache.get(key)
+    if path is None:
+        path = cache[key] = (url_for("public.image", name=image_name) if image_name
+                             else url_for("static", filename="placeholder.svg"))
+    return path
+
+
+@functools.lru_cache(maxsize=4096)  # asked on every frame view, with the same few ids
+def campaign_id_of(raw):
+    """The campaign id a URL names, or None when it names none (not digits, or beyond a 64-bit id)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > 19:
+        return None
+    return int(raw)
+
+
+@functools.lru_cache(maxsize=4096)  # a publisher's pages send the same few Referers over and over
+def _site_of_referer(url):
+    """The site of a Referer (its scheme://host[:port], as site_of has it); '' for none or another scheme."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return site_of(f"{parts.scheme}://{parts.netloc}") if parts.scheme in ("http", "https") and parts.netloc else ""
