@@ -273,7 +273,7 @@ DASHBOARD_VIEWS = (
     ("stats, first page", "/admin/campaigns"),
     ("sorted by revenue, desc", "/admin/campaigns?sort=revenue&dir=desc"),
     ("sorted by CTR", "/admin/campaigns?sort=ctr"),
-    ("quarter 3 by EPC, page 300", "/admin/campaigns?quarter=3&sort=epc&dir=desc&page=300"),
+    ("slot 3 by EPC, page 300", "/admin/campaigns?slot=3&sort=epc&dir=desc&page=300"),
     ("one campaign", "/admin/campaigns?campaign=7777"),
     ("last page", "/admin/campaigns?page=2000"),
     ("htmx table, sorted by scenario", "/admin/campaigns?sort=scenario&dir=desc"),

@@ -10,7 +10,7 @@
 #   connection; fewer threads share their visitors among their connections), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
 #   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
 #   LOADTEST_REDIS_PORT (6392), LOADTEST_REDIS=unix (app to Redis over a unix socket; default tcp),
-#   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), LOADTEST_EMBED_ROUNDS (4), GUNICORN_CONF (a
+#   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), LOADTEST_EMBED_ROUNDS (10), GUNICORN_CONF (a
 #   config file with profiling hooks), LOADTEST_WRITE=0 to leave docs/performance.md alone,
 #   LOADTEST_SOURCE (a source directory to load instead of the demo data), LOADTEST_PAGE_ONLY=1 (only
 #   the page run: no /ping or events-off runs, no report; scripts/bench_scale.py reads the wrk files),
@@ -161,7 +161,7 @@ done
 # and the JSON decision of one slot (the visitor's vid as a parameter, as the JS tag sends it). Each round
 # runs the page, the frame and the decision back to back, in an order that rotates from round to round, so
 # each ratio compares runs seconds apart and a drift of the machine's speed does not pass for a difference.
-ROUNDS="${LOADTEST_EMBED_ROUNDS:-4}"
+ROUNDS="${LOADTEST_EMBED_ROUNDS:-10}"
 ROUND_SECONDS=$(( DURATION / 2 > 5 ? DURATION / 2 : 5 ))
 modes=(page embed decision)
 for round in $(seq "$ROUNDS"); do

@@ -91,7 +91,7 @@ def test_campaign_table_for_htmx_is_the_partial_and_otherwise_the_full_page(admi
 def test_campaign_table_pushes_the_canonical_url_of_the_view(admin, loaded):
     response = admin.get("/admin/campaigns?quarter=2&campaign=&sort=clicks&dir=desc&page=99",
                          headers={"HX-Request": "true"})
-    assert response.headers["HX-Push-Url"] == "/admin/campaigns?quarter=2&sort=clicks&dir=desc&page=3"
+    assert response.headers["HX-Push-Url"] == "/admin/campaigns?slot=2&sort=clicks&dir=desc&page=3"
 
 
 @pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
@@ -137,9 +137,9 @@ def test_campaign_table_filters_by_quarter_and_campaign(admin, loaded):
 def test_campaign_table_links_keep_the_view_in_the_url(admin, loaded):
     text = html(admin.get("/admin/campaigns?quarter=2&sort=clicks&dir=desc"))
     assert 'hx-push-url="true"' in text
-    assert 'href="/admin/campaigns?quarter=2&amp;sort=clicks&amp;dir=desc&amp;page=2"' in text
-    assert 'href="/admin/campaigns?quarter=2&amp;sort=clicks"' in text  # clicking the sorted column flips it
-    assert 'href="/admin/campaigns.csv?quarter=2&amp;sort=clicks&amp;dir=desc"' in text
+    assert 'href="/admin/campaigns?slot=2&amp;sort=clicks&amp;dir=desc&amp;page=2"' in text
+    assert 'href="/admin/campaigns?slot=2&amp;sort=clicks"' in text  # clicking the sorted column flips it
+    assert 'href="/admin/campaigns.csv?slot=2&amp;sort=clicks&amp;dir=desc"' in text
 
 
 def test_campaign_table_page_past_the_end_shows_the_last_page(admin, loaded):
@@ -205,7 +205,7 @@ def test_campaign_page_shows_each_quarters_plan_in_rank_order_with_its_rule(admi
 
     text = html(admin.get("/admin/campaigns/1"))
     for plan in Plan.select().where(Plan.campaign_id == 1):
-        section = text[text.index(f'id="quarter-{plan.quarter}"'):]
+        section = text[text.index(f'id="slot-{plan.quarter}"'):]
         section = section[:section.index("</section>")]
         ranked = [int(b) for b in re.findall(r'data-banner-id="(\d+)" data-rank=', section)]
         assert ranked == plan.banner_id_list  # sorted by rank by default

@@ -11,7 +11,7 @@ from test_auth import users  # noqa: F401  (users is a fixture)
 
 
 def section(text, quarter):
-    start = text.index(f'id="quarter-{quarter}"')
+    start = text.index(f'id="slot-{quarter}"')
     return text[start:text.index("</section>", start)]
 
 
@@ -149,3 +149,11 @@ def test_describe_plan_in_a_managers_words(x, scenario, banners, fill, words):
 
     plan = SimpleNamespace(x=x, scenario=scenario, banner_id_list=list(range(1, banners + 1)), random_fill=fill)
     assert describe_plan(plan) == words
+
+
+def test_campaign_page_slot_anchors_say_slot_and_old_quarter_anchors_still_land(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/campaigns/4"))
+    for quarter in (1, 2, 3, 4):
+        assert f'<section class="slot-plan" id="slot-{quarter}"' in text and f'href="#slot-{quarter}"' in text
+        assert f'id="quarter-{quarter}"' in text  # a kept link to #quarter-N lands on the same slot
+    assert "#quarter-" not in text

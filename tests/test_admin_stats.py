@@ -175,3 +175,17 @@ def test_stats_headers_sort_a_metric_highest_first_and_names_a_to_z(admin, loade
 def test_stats_csv_is_named_after_the_view(admin, loaded, query, name):  # noqa: F811
     response = admin.get("/admin/campaigns.csv" + query)
     assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+
+
+def test_stats_urls_name_the_slot_and_old_quarter_urls_still_filter(admin, loaded):  # noqa: F811
+    new = html(admin.get("/admin/campaigns?slot=2&sort=clicks&dir=desc"))
+    old = html(admin.get("/admin/campaigns?quarter=2&sort=clicks&dir=desc"))  # a link someone kept
+    assert {q for _, q in table_rows(new)} == {2} and table_rows(old) == table_rows(new)
+    for text in (new, old):
+        assert 'href="/admin/campaigns?slot=2&amp;sort=clicks"' in text  # its links say slot, not quarter
+        assert 'href="/admin/campaigns.csv?slot=2&amp;sort=clicks&amp;dir=desc"' in text
+        assert 'name="slot"' in text and not re.search(r"[?&;]quarter=", text)
+    assert admin.get("/admin/campaigns.csv?quarter=2").get_data(as_text=True) == \
+        admin.get("/admin/campaigns.csv?slot=2").get_data(as_text=True)
+    overview = html(admin.get("/admin/"))
+    assert 'href="/admin/campaigns?slot=3"' in overview and not re.search(r"[?&;]quarter=", overview)

@@ -23,7 +23,7 @@ TABLE_COLUMNS = ("campaign", "quarter", "impressions", "clicks", "ctr", "convers
 class StatsView:
     """What the stats table shows: filters, sort, page, page size and shown groups, as read from (and written to) the URL."""
 
-    quarter: int | None = None
+    slot: int | None = None  # 1-4: the slot of the hour (`?slot=`; `?quarter=` in links kept from before)
     campaign: int | None = None  # an id prefix: 1 finds 1, 10-19, 100-199, ...
     sort: str = "campaign"
     descending: bool = False
@@ -33,12 +33,12 @@ class StatsView:
 
     @classmethod
     def from_args(cls, args):
-        quarter = args.get("quarter", type=int)
+        slot = args.get("slot", type=int) if "slot" in args else args.get("quarter", type=int)
         campaign = args.get("campaign", type=int)
         sort = args.get("sort", "campaign")
         size = args.get("size", type=int)
         return cls(
-            quarter=quarter if quarter in QUARTERS else None,
+            slot=slot if slot in QUARTERS else None,
             campaign=campaign,  # below 1 or past 64 bits no id starts with it: no rows, never every campaign
             sort=sort if sort in CAMPAIGN_STAT_COLUMNS else "campaign",
             descending=args.get("dir") == "desc",
@@ -50,7 +50,7 @@ class StatsView:
     def args(self, **changes) -> dict:
         """Query arguments of this view with `changes`, leaving out defaults so URLs stay short."""
         view = replace(self, **changes)
-        args = {"quarter": view.quarter, "campaign": view.campaign, "sort": view.sort,
+        args = {"slot": view.slot, "campaign": view.campaign, "sort": view.sort,
                 "dir": "desc" if view.descending else None, "page": view.page if view.page > 1 else None,
                 "size": view.size if view.size != PAGE_SIZES[0] else None, "rule": 1 if view.rule else None}
         if args["sort"] == "campaign" and not view.descending:
@@ -66,8 +66,8 @@ class StatsView:
         """The view in words, for the status line screen readers announce after each change."""
         words = [f"sorted by {metric_label(self.sort)}, {'descending' if self.descending else 'ascending'}",
                  f"page {self.page} of {pages}"]
-        if self.quarter:
-            words.append(f"slot {slot_label(self.quarter)}")
+        if self.slot:
+            words.append(f"slot {slot_label(self.slot)}")
         if self.campaign is not None:
             words.append(f"campaigns starting with {self.campaign}")
         return ", ".join(words).capitalize()
@@ -75,8 +75,8 @@ class StatsView:
     def file_name(self) -> str:
         """The CSV's file name after the view: campaign-stats_slot-15-29_campaigns-starting-1_by-revenue-desc.csv."""
         parts = ["campaign-stats"]
-        if self.quarter:
-            parts.append("slot-" + slot_csv_label(self.quarter).replace(":", ""))
+        if self.slot:
+            parts.append("slot-" + slot_csv_label(self.slot).replace(":", ""))
         if self.campaign is not None:
             parts.append(f"campaigns-starting-{self.campaign}")
         if self.sort != "campaign" or self.descending:
@@ -84,7 +84,7 @@ class StatsView:
         return "_".join(parts) + ".csv"
 
     def query(self):
-        return campaign_stats(self.quarter, self.campaign, self.sort, self.descending)
+        return campaign_stats(self.slot, self.campaign, self.sort, self.descending)
 
 
 @bp.get("/campaigns")

@@ -37,7 +37,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
 
     wait_for_htmx(page, "#stats-filters")
     page.select_option("select[name=quarter]", "2")
-    page.wait_for_url(re.compile(r"quarter=2"))
+    page.wait_for_url(re.compile(r"slot=2"))
     assert "sort=revenue" in page.url and "dir=desc" in page.url
     page.wait_for_function("[...document.querySelectorAll('#campaign-table tbody tr[data-quarter]')].every(r => r.dataset.quarter == '2')")
     revenues = [r.revenue for r in CampaignStat.select().where(CampaignStat.quarter == 2)]
@@ -48,7 +48,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
     page.wait_for_url(re.compile(r"page=2"))
     assert page.evaluate("window.notReloaded") is True
     page.go_back()
-    page.wait_for_url(re.compile(r"quarter=2&sort=revenue&dir=desc$"))
+    page.wait_for_url(re.compile(r"slot=2&sort=revenue&dir=desc$"))
 
     # A shared link opens the same view as a full page.
     page.goto(page.url)

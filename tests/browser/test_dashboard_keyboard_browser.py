@@ -58,11 +58,11 @@ def test_keyboard_sorting_filtering_and_paging_keep_focus(page, live_server, loa
     wait_for_htmx(page, "#stats-filters")  # the form listens for the select's change
     page.focus("#filter-slot")
     page.keyboard.press("ArrowDown")  # the first arrow key changes the slot and swaps the table
-    page.wait_for_url(re.compile(r"quarter=1"))
+    page.wait_for_url(re.compile(r"slot=1"))
     wait_until(page, "document.querySelector('#table-status').textContent.includes('slot :00–:14')")
     assert_focus_on(page, "filter-slot")
     page.keyboard.press("ArrowDown")
-    page.wait_for_url(re.compile(r"quarter=2"))
+    page.wait_for_url(re.compile(r"slot=2"))
     assert_focus_on(page, "filter-slot")
 
     page.focus("#filter-campaign")

@@ -73,6 +73,6 @@ def test_expired_session_during_a_sort_says_why_and_sorts_after_sign_in(page, li
     page.fill("input[name=username]", "mel")
     page.fill("input[name=password]", PASSWORDS["mel"])
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/admin/campaigns\?quarter=2&sort=revenue&dir=desc$"))
+    page.wait_for_url(re.compile(r"/admin/campaigns\?slot=2&sort=revenue&dir=desc$"))
     assert page.inner_text("#table-status").startswith("Sorted by revenue, descending")
     assert page.input_value("#filter-slot") == "2"

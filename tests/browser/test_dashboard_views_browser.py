@@ -25,9 +25,9 @@ def test_stats_csv_link_and_clear_filters_follow_the_filter_at_once(page, live_s
     assert page.locator("#filter-clear").count() == 0
     wait_for_htmx(page, "#stats-filters")
     page.select_option("#filter-slot", "3")
-    page.wait_for_url(re.compile(r"quarter=3"))
+    page.wait_for_url(re.compile(r"slot=3"))
     page.fill("#filter-campaign", "1")
-    page.wait_for_url(re.compile(r"quarter=3&campaign=1$"))
+    page.wait_for_url(re.compile(r"slot=3&campaign=1$"))
     wait_until(page, "document.querySelector('#table-status').textContent.includes('campaigns starting with 1')")
 
     expected = [r for r in CampaignStat.select().where(CampaignStat.quarter == 3) if str(r.campaign_id).startswith("1")]
