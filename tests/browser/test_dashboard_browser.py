@@ -36,7 +36,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
     assert visible_rows(page)[0] == (top.campaign_id, top.quarter)
 
     wait_for_htmx(page, "#stats-filters")
-    page.select_option("select[name=quarter]", "2")
+    page.select_option("select[name=slot]", "2")
     page.wait_for_url(re.compile(r"slot=2"))
     assert "sort=revenue" in page.url and "dir=desc" in page.url
     page.wait_for_function("[...document.querySelectorAll('#campaign-table tbody tr[data-quarter]')].every(r => r.dataset.quarter == '2')")
@@ -53,7 +53,7 @@ def test_stats_table_sorts_and_filters_in_place_and_pushes_the_url(page, live_se
     # A shared link opens the same view as a full page.
     page.goto(page.url)
     assert {q for _, q in visible_rows(page)} == {2}
-    assert page.input_value("select[name=quarter]") == "2"
+    assert page.input_value("select[name=slot]") == "2"
     page.screenshot(path="/tmp/admin-campaigns.png", full_page=False)
 
 
