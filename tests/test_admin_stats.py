@@ -63,7 +63,8 @@ def test_stats_table_shows_rpm_and_changes_against_the_hour_average(admin, loade
     hour_ctr = sum(s.clicks for s in stats.values()) / sum(s.impressions for s in stats.values())
     for quarter, stat in stats.items():
         row = cells(row_html(text, 4, quarter))
-        assert row[8] == f"${stat.revenue * 1000 / stat.impressions:,.2f}"  # RPM, money with its sign
+        assert row[2] == f"${stat.revenue:,.2f}"  # revenue and RPM lead (first on a phone's screen)
+        assert row[3] == f"${stat.revenue * 1000 / stat.impressions:,.2f}"  # RPM, money with its sign
         assert row[9] == f"${stat.revenue / stat.clicks:,.2f}"  # EPC, to the cent like revenue
         revenue_change = (stat.revenue - hour_revenue) / hour_revenue
         assert row[10] == f"{'+' if revenue_change > 0 else '−'}{abs(revenue_change):.1%}".replace("%", " %")
@@ -189,3 +190,12 @@ def test_stats_urls_name_the_slot_and_old_quarter_urls_still_filter(admin, loade
         admin.get("/admin/campaigns.csv?slot=2").get_data(as_text=True)
     overview = html(admin.get("/admin/"))
     assert 'href="/admin/campaigns?slot=3"' in overview and not re.search(r"[?&;]quarter=", overview)
+
+
+def test_stats_table_leads_with_revenue_and_rpm_after_campaign_and_slot(admin, loaded):  # noqa: F811
+    text = html(admin.get("/admin/campaigns"))
+    head = text[text.index("<thead>"):text.index("</thead>")]
+    assert re.findall(r'data-sort="(\w+)"', head) == ["campaign", "quarter", "revenue", "rpm", "impressions", "clicks",
+                                                      "ctr", "conversions", "cvr", "epc"]
+    foot = cells(text[text.index('<tr class="totals">'):text.index("</tfoot>")])
+    assert foot[0] == "Totals" and foot[2].startswith("$") and foot[3].startswith("$")

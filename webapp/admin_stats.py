@@ -16,7 +16,8 @@ from webapp.formatting import change, is_sorted_descending_first, metric_label, 
 
 PAGE_SIZES = (20, 50, 100)
 RULE_COLUMNS = ("x", "scenario", "banners")
-TABLE_COLUMNS = ("campaign", "quarter", "impressions", "clicks", "ctr", "conversions", "cvr", "revenue", "rpm", "epc")
+# Money leads, after what the row is: a phone shows campaign, slot, revenue and RPM before any scrolling.
+TABLE_COLUMNS = ("campaign", "quarter", "revenue", "rpm", "impressions", "clicks", "ctr", "conversions", "cvr", "epc")
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,19 @@ def test_phone_keeps_summary_markers_and_readable_chart_words(browser, live_serv
         assert heights and min(heights) >= 10
     finally:
         context.close()
+
+
+def test_phone_stats_table_shows_revenue_and_rpm_without_scrolling(browser, live_server, loaded):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, "mel")
+        page.goto(live_server + "/admin/campaigns")
+        box = page.locator("#campaign-table .table-scroll").bounding_box()
+        for column in ("revenue", "rpm"):
+            header = page.locator(f"#sort-{column}").bounding_box()
+            assert box["x"] <= header["x"] and header["x"] + header["width"] <= box["x"] + box["width"], column
+        first_cells = page.eval_on_selector_all("#campaign-table tbody tr:first-child > *", "cs => cs.map(c => c.textContent.trim())")
+        assert first_cells[2].startswith("$") and first_cells[3].startswith("$")  # revenue, RPM
+    finally:
+        context.close()
