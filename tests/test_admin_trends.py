@@ -39,7 +39,7 @@ def test_overview_trend_shows_the_last_24_hours_per_hour(admin, rolled_up):  # n
     assert rows["2026-11-27T10:00:00"] == [131, 8] and rows["2026-11-27T09:00:00"] == [50, 2]
     assert sum(v[0] for v in rows.values()) == 181  # the week-old hour is outside
     assert 'aria-labelledby="trend-impressions-title"' in text and "Hour (UTC), start" in text
-    assert '<a href="/admin/?range=24h#trend" aria-current="true">Last 24 hours</a>' in text
+    assert '<a href="/admin/?period=24h#trend" aria-current="true">Last 24 hours</a>' in text
 
 
 def test_overview_trend_shows_the_last_30_days_per_day(admin, rolled_up):  # noqa: F811
@@ -51,7 +51,7 @@ def test_overview_trend_shows_the_last_30_days_per_day(admin, rolled_up):  # noq
 def test_campaign_trend_is_that_campaigns_own(admin, rolled_up):  # noqa: F811
     rows = buckets(html(admin.get("/admin/campaigns/5?range=24h")))
     assert rows["2026-11-27T10:00:00"] == [30, 1] and sum(v[0] for v in rows.values()) == 30
-    assert 'href="/admin/campaigns/5?range=30d#trend"' in html(admin.get("/admin/campaigns/5"))
+    assert 'href="/admin/campaigns/5?period=30d#trend"' in html(admin.get("/admin/campaigns/5"))
 
 
 @pytest.mark.parametrize("path", ["/admin/", "/admin/campaigns/4", "/admin/?range=30d"])

@@ -13,7 +13,7 @@ from webapp import formatting, freshness
 from webapp.auth import login_required
 from webapp.clock import utc_now
 from webapp.kpis import hour_total, kpi_cards
-from webapp.trends import trend
+from webapp.trends import period_of, trend
 from webapp.viewability import viewability
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -84,7 +84,7 @@ def overview():
     slot = selection.quarter_of(utc_now())
     totals = quarter_totals()
     by_slot = {t["quarter"]: t for t in totals}
-    live_trend = trend(request.args.get("range"), utc_now())
+    live_trend = trend(period_of(request.args, utc_now()))
     return render_template(
         "admin/overview.html", slot=slot, previous=4 if slot == 1 else slot - 1, totals=totals, by_slot=by_slot,
         cards=kpi_cards(by_slot, slot), hour=hour_total(by_slot), loaded_at=last_loaded_at(),
@@ -92,7 +92,7 @@ def overview():
         impressions=[by_slot.get(q, {}).get("impressions", 0) for q in QUARTERS],
         live=live_panel_context(), live_since=live_since(),
         trend=live_trend, viewability=viewability(live_trend),
-        trend_url=lambda key: url_for("admin.overview", range=key),
+        trend_url=lambda **args: url_for("admin.overview", **args),
     )
 
 

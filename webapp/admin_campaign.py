@@ -8,7 +8,7 @@ from models import CampaignStat, banner_stats_of_campaign, banners_by_id, plans_
 from webapp.admin import QUARTERS, bp
 from webapp.clock import utc_now
 from webapp.formatting import ratio, rpm
-from webapp.trends import trend
+from webapp.trends import period_of, trend
 from webapp.viewability import viewability
 
 # Banner table columns that sort, and their values; None sorts last either way.
@@ -53,13 +53,13 @@ def campaign(campaign_id):
         rows = banner_rows(quarter, plan, banner_stats, banners)
         slots.append({"quarter": quarter, "plan": plan, "stat": stats.get(quarter), "rule": describe_plan(plan) if plan else None,
                       "rows": sort_rows(rows, sort, descending)})
-    live_trend = trend(request.args.get("range"), utc_now(), campaign_id)
+    live_trend = trend(period_of(request.args, utc_now()), campaign_id)
     return render_template("admin/campaign.html", campaign_id=campaign_id, slots=slots, sort=sort, descending=descending,
                            current=selection.quarter_of(utc_now()), hour=hour_total(stats.values()),
                            ranking=rank_banners_over_the_hour(banner_stats, banners),
                            revenue=[stats[q].revenue if q in stats else 0.0 for q in QUARTERS],
                            trend=live_trend, viewability=viewability(live_trend, campaign_id),
-                           trend_url=lambda key: url_for("admin.campaign", campaign_id=campaign_id, range=key))
+                           trend_url=lambda **args: url_for("admin.campaign", campaign_id=campaign_id, **args))
 
 
 def banner_rows(quarter, plan, banner_stats, banners) -> list[dict]:

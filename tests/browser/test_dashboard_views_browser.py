@@ -208,3 +208,29 @@ def test_phone_stats_table_shows_revenue_and_rpm_without_scrolling(browser, live
         assert first_cells[2].startswith("$") and first_cells[3].startswith("$")  # revenue, RPM
     finally:
         context.close()
+
+
+def test_period_picker_compares_the_last_7_days_and_a_typed_range(page, live_server, loaded):
+    from datetime import datetime, timedelta, timezone
+
+    from models import add_live_hours, db
+
+    hour = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    with db.atomic():
+        add_live_hours({(4, hour - timedelta(days=1)): [1000, 40, 4, 12.34],
+                        (4, hour - timedelta(days=8)): [800, 20, 2, 5.55]})  # the week before
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/")
+    page.get_by_role("link", name="Last 7 days").click()
+    page.wait_for_url(re.compile(r"period=7d#trend$"))
+    revenue = page.inner_text('.comparison tr[data-metric="revenue"]')
+    assert "$12.34" in revenue and "$5.55" in revenue and "+122.3 %" in revenue
+    first, last = (hour - timedelta(days=1)).date(), hour.date()
+    page.fill("#period-from", first.isoformat())
+    page.fill("#period-to", last.isoformat())
+    page.get_by_role("button", name="Show these days").click()
+    page.wait_for_url(re.compile(rf"period=custom&from={first}&to={last}#trend$"))
+    assert "$12.34" in page.inner_text('.comparison tr[data-metric="revenue"]')
+    assert page.locator("#trend .previous-line").count() == 2  # both charts draw the period before
+    page.goto(page.url)  # the URL alone shows the same view: it can be shared
+    assert page.input_value("#period-from") == first.isoformat()
