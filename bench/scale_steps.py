@@ -11,6 +11,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -268,6 +269,8 @@ def make_app(database_url, **overrides):
 
 # --- dashboard --------------------------------------------------------------------------------
 
+_today = datetime.now(timezone.utc).date()
+CUSTOM_RANGE = f"from={_today - timedelta(days=19)}&to={_today}"  # 20 days, all of them in the rollups
 DASHBOARD_VIEWS = (
     ("overview", "/admin/"),
     ("stats, first page", "/admin/campaigns"),
@@ -277,10 +280,15 @@ DASHBOARD_VIEWS = (
     ("one campaign", "/admin/campaigns?campaign=7777"),
     ("last page", "/admin/campaigns?page=2000"),
     ("htmx table, sorted by scenario", "/admin/campaigns?sort=scenario&dir=desc"),
-    ("overview, 30-day live trend", "/admin/?range=30d"),
-    ("one campaign, 30-day live trend", "/admin/campaigns/7777?range=30d"),
+    ("overview, last 30 days vs the 30 before", "/admin/?period=30d"),
+    ("overview, last 7 days vs the 7 before", "/admin/?period=7d"),
+    ("overview, today vs yesterday", "/admin/?period=today"),
+    ("overview, a custom 20 days vs the 20 before", f"/admin/?period=custom&{CUSTOM_RANGE}"),
+    ("one campaign, last 30 days vs the 30 before", "/admin/campaigns/7777?period=30d"),
+    ("one campaign, last 7 days vs the 7 before", "/admin/campaigns/7777?period=7d"),
+    ("one campaign, a custom 20 days vs the 20 before", f"/admin/campaigns/7777?period=custom&{CUSTOM_RANGE}"),
 )
-LIVE_DAYS = 30  # the rollups hold every campaign's every hour of the trend's longest range
+LIVE_DAYS = 30  # the rollups hold every campaign's every hour of the longest preset period
 
 
 def dashboard_growth(work, postgres) -> dict:
@@ -319,10 +327,12 @@ def dashboard_timings(url, repeat=7) -> dict:
     from models import CampaignStat
     from webapp.auth import create_user
 
+    # Filling 7.2 million LiveHour rows takes longer than a request may wait for the database.
+    with make_app(url, database_query_timeout=600.0).app_context():
+        live = fill_live_hours(LIVE_DAYS * 24)
     app = make_app(url)
     with app.app_context():
         rows = CampaignStat.select().count()
-        live = fill_live_hours(LIVE_DAYS * 24)
         from models import user_by_name
 
         if user_by_name("bench") is None:
@@ -361,8 +371,6 @@ def dashboard_timings(url, repeat=7) -> dict:
 def fill_live_hours(hours) -> dict:
     """Give every campaign of the loaded catalogue a LiveHour row for each of the last `hours` hours, as the
     export job would after that many hours of traffic on all of them, and the site's sums per hour."""
-    from datetime import datetime, timedelta
-
     from models import CampaignStat, LiveHour, db, fill_live_site_hours
 
     newest = datetime.utcnow().replace(minute=0, second=0, microsecond=0)
@@ -376,9 +384,9 @@ def fill_live_hours(hours) -> dict:
                        [LiveHour.hour.db_value(newest - timedelta(hours=back)) for back in range(hours)])
         mod = "%%" if db.obj.param == "%s" else "%"  # psycopg2 reads a lone % as a parameter
         db.execute_sql(
-            "INSERT INTO livehour (campaign_id, hour, impressions, clicks, conversions, revenue) "
+            "INSERT INTO livehour (campaign_id, hour, impressions, clicks, conversions, revenue, measured, viewable) "
             f"SELECT c.campaign_id, h.hour, 100 + c.campaign_id {mod} 50, c.campaign_id {mod} 7, c.campaign_id {mod} 3, "
-            f"(c.campaign_id {mod} 11) / 4.0 FROM (SELECT DISTINCT campaign_id FROM campaignstat) AS c CROSS JOIN bench_hours AS h")
+            f"(c.campaign_id {mod} 11) / 4.0, 50, 30 + c.campaign_id {mod} 20 FROM (SELECT DISTINCT campaign_id FROM campaignstat) AS c CROSS JOIN bench_hours AS h")
         db.execute_sql("DROP TABLE bench_hours")
     fill_live_site_hours()
     campaigns = CampaignStat.select(CampaignStat.campaign_id).distinct().count()
@@ -388,7 +396,6 @@ def fill_live_hours(hours) -> dict:
 
 def summed_trend_ms(days, repeat=5) -> float:
     """The 30-day trend as the overview read it before LiveSiteHour: every campaign's hours summed per request."""
-    from datetime import datetime, timedelta
 
     from peewee import fn
 
