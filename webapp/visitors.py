@@ -5,6 +5,7 @@ Visitors have no flask-session: a view that arrives without a vid is given a new
 behind (visitor_state explains how its next view rebuilds what it was shown).
 """
 
+import functools
 from dataclasses import dataclass, field
 
 import msgspec
@@ -143,12 +144,19 @@ def set_cookie(response, visitor) -> None:
         return
     store, settings = current_app.extensions["visitors"], current_app.extensions["settings"]
     # request.is_secure sees X-Forwarded-Proto through ProxyFix when the proxy is trusted.
-    if request.is_secure or settings.session_cookie_secure:
-        # A partitioned cookie is kept in a cross-site frame (keyed by the top-level site) where others are not.
-        response.set_cookie(COOKIE, visitor.vid, max_age=store.lifetime_seconds, secure=True, httponly=True,
-                            samesite="None", partitioned=True)
-    else:
-        response.set_cookie(COOKIE, visitor.vid, max_age=store.lifetime_seconds, httponly=True, samesite="Lax")
+    secure = request.is_secure or settings.session_cookie_secure
+    # A vid is url-safe characters only (is_vid), so it needs no quoting.
+    response.headers.add("Set-Cookie", COOKIE + "=" + visitor.vid + _cookie_attributes(store.lifetime_seconds, secure))
+
+
+@functools.lru_cache(maxsize=8)
+def _cookie_attributes(max_age: int, secure: bool) -> str:
+    """The vid cookie's attributes. Max-Age alone sets its lifetime (every current browser reads it), so no
+    Expires date is formatted on every view. On HTTPS it is partitioned: a partitioned cookie is kept in a
+    cross-site frame (keyed by the top-level site) where others are not."""
+    if secure:
+        return f"; Max-Age={max_age}; Secure; HttpOnly; Path=/; SameSite=None; Partitioned"
+    return f"; Max-Age={max_age}; HttpOnly; Path=/; SameSite=Lax"
 
 
 def _decode(stored) -> dict:
