@@ -161,7 +161,7 @@ def test_stats_filters_are_outside_the_table_and_redrawn_only_when_something_els
 def test_stats_headers_sort_a_metric_highest_first_and_names_a_to_z(admin, loaded):  # noqa: F811
     text = html(admin.get("/admin/campaigns"))
     assert 'href="/admin/campaigns?sort=revenue&amp;dir=desc"' in text
-    assert 'href="/admin/campaigns?sort=quarter"' in text
+    assert 'href="/admin/campaigns?sort=slot"' in text
     assert 'href="/admin/campaigns?sort=campaign&amp;dir=desc"' in text  # already by campaign A-Z: flipped
     text = html(admin.get("/admin/campaigns?sort=revenue&dir=desc"))
     assert 'href="/admin/campaigns?sort=revenue"' in text  # already highest first: flipped
@@ -199,3 +199,12 @@ def test_stats_table_leads_with_revenue_and_rpm_after_campaign_and_slot(admin, l
                                                       "ctr", "conversions", "cvr", "epc"]
     foot = cells(text[text.index('<tr class="totals">'):text.index("</tfoot>")])
     assert foot[0] == "Totals" and foot[2].startswith("$") and foot[3].startswith("$")
+
+
+def test_stats_sorting_by_the_slot_says_slot_in_the_url_and_old_links_still_sort(admin, loaded):  # noqa: F811
+    new = html(admin.get("/admin/campaigns?sort=slot&dir=desc"))
+    old = html(admin.get("/admin/campaigns?sort=quarter&dir=desc"))  # a link someone kept
+    assert table_rows(new) == table_rows(old) and [q for _, q in table_rows(new)][:3] == [4, 4, 4]
+    assert 'href="/admin/campaigns?sort=slot"' in new  # the sorted column's own link flips it
+    assert 'href="/admin/campaigns?sort=slot"' in html(admin.get("/admin/campaigns"))  # first A-Z, as ever
+    assert "sort=quarter" not in new and "sort=quarter" not in old

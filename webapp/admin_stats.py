@@ -37,6 +37,7 @@ class StatsView:
         slot = args.get("slot", type=int) if "slot" in args else args.get("quarter", type=int)
         campaign = args.get("campaign", type=int)
         sort = args.get("sort", "campaign")
+        sort = "quarter" if sort == "slot" else sort  # the URL says slot; the column (and links kept from before) quarter
         size = args.get("size", type=int)
         return cls(
             slot=slot if slot in QUARTERS else None,
@@ -56,7 +57,14 @@ class StatsView:
                 "size": view.size if view.size != PAGE_SIZES[0] else None, "rule": 1 if view.rule else None}
         if args["sort"] == "campaign" and not view.descending:
             del args["sort"]
+        else:
+            args["sort"] = view.sort_name
         return {k: v for k, v in args.items() if v is not None}
+
+    @property
+    def sort_name(self) -> str:
+        """The sort as the URL names it: the slot column is `slot`."""
+        return "slot" if self.sort == "quarter" else self.sort
 
     def sort_args(self, column) -> dict:
         """The view sorted by `column`: a metric highest first, a name A-Z first; flipped when already sorted by it."""
@@ -81,7 +89,7 @@ class StatsView:
         if self.campaign is not None:
             parts.append(f"campaigns-starting-{self.campaign}")
         if self.sort != "campaign" or self.descending:
-            parts.append(f"by-{self.sort}-{'desc' if self.descending else 'asc'}")
+            parts.append(f"by-{self.sort_name}-{'desc' if self.descending else 'asc'}")
         return "_".join(parts) + ".csv"
 
     def query(self):
