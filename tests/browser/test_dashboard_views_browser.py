@@ -178,36 +178,34 @@ def test_stats_table_fits_1440_px_and_keeps_campaign_and_slot_in_view(wide_page,
     assert next_cell[0] < slot[1]  # the column after them has scrolled under them
 
 
-def test_phone_keeps_summary_markers_and_readable_chart_words(browser, live_server, loaded):
+@pytest.fixture
+def phone(browser, live_server):
+    """A page on a 390 px phone, signed in as a manager."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
     page = context.new_page()
-    try:
-        sign_in(page, live_server, "mel")
-        page.goto(live_server + "/admin/ingests")
-        summary = page.locator("#ingest-rows details > summary").first
-        assert summary.evaluate("s => getComputedStyle(s).display") == "list-item"  # the ▶ marker is drawn
-        assert summary.bounding_box()["height"] >= 44
-        page.goto(live_server + "/admin/")
-        heights = page.eval_on_selector_all(".slot-chart text", "ts => ts.map(t => t.getBoundingClientRect().height)")
-        assert heights and min(heights) >= 10
-    finally:
-        context.close()
+    sign_in(page, live_server, "mel")
+    yield page
+    context.close()
 
 
-def test_phone_stats_table_shows_revenue_and_rpm_without_scrolling(browser, live_server, loaded):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
-    page = context.new_page()
-    try:
-        sign_in(page, live_server, "mel")
-        page.goto(live_server + "/admin/campaigns")
-        box = page.locator("#campaign-table .table-scroll").bounding_box()
-        for column in ("revenue", "rpm"):
-            header = page.locator(f"#sort-{column}").bounding_box()
-            assert box["x"] <= header["x"] and header["x"] + header["width"] <= box["x"] + box["width"], column
-        first_cells = page.eval_on_selector_all("#campaign-table tbody tr:first-child > *", "cs => cs.map(c => c.textContent.trim())")
-        assert first_cells[2].startswith("$") and first_cells[3].startswith("$")  # revenue, RPM
-    finally:
-        context.close()
+def test_phone_keeps_summary_markers_and_readable_chart_words(phone, live_server, loaded):
+    phone.goto(live_server + "/admin/ingests")
+    summary = phone.locator("#ingest-rows details > summary").first
+    assert summary.evaluate("s => getComputedStyle(s).display") == "list-item"  # the ▶ marker is drawn
+    assert summary.bounding_box()["height"] >= 44
+    phone.goto(live_server + "/admin/")
+    heights = phone.eval_on_selector_all(".slot-chart text", "ts => ts.map(t => t.getBoundingClientRect().height)")
+    assert heights and min(heights) >= 10
+
+
+def test_phone_stats_table_shows_revenue_and_rpm_without_scrolling(phone, live_server, loaded):
+    phone.goto(live_server + "/admin/campaigns")
+    box = phone.locator("#campaign-table .table-scroll").bounding_box()
+    for column in ("revenue", "rpm"):
+        header = phone.locator(f"#sort-{column}").bounding_box()
+        assert box["x"] <= header["x"] and header["x"] + header["width"] <= box["x"] + box["width"], column
+    first_cells = phone.eval_on_selector_all("#campaign-table tbody tr:first-child > *", "cs => cs.map(c => c.textContent.trim())")
+    assert first_cells[2].startswith("$") and first_cells[3].startswith("$")  # revenue, RPM
 
 
 def test_period_picker_compares_the_last_7_days_and_a_typed_range(page, live_server, loaded):
