@@ -316,9 +316,10 @@ def collect(work) -> dict:
     results["baseline"] = parse_wrk((work / "wrk-baseline.txt").read_text())
     results["no_events"] = parse_wrk((work / "wrk-campaign-noevents.txt").read_text())
     results["events_again"] = parse_wrk((work / "wrk-campaign-events2.txt").read_text())
+    rounds = int(results.pop("rounds", None) or 0)  # LT_ROUNDS: how many rounds the script ran
     results["rounds"] = [
         {mode: parse_wrk((work / f"wrk-round{number}-{mode}.txt").read_text()) for mode in ROUND_MODES}
-        for number in range(1, int(results.get("rounds") or 0) + 1)
+        for number in range(1, rounds + 1)
     ]
     for name in ("redis_empty", "redis_before", "redis_after"):
         results[name] = read(name.replace("_", "-") + ".json")

@@ -12,7 +12,7 @@ from selection import quarter_of
 from webapp import visitors
 from webapp.clicks import click_token, new_impression_id
 from webapp.clock import utc_now
-from webapp.publishers import banner_alt, banner_size, campaign_id_of, publisher_site
+from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, publisher_site
 
 bp = Blueprint("embed", __name__)
 
@@ -66,7 +66,7 @@ def frame(campaign_id):
         page = snapshot.pages[key] = render_template(
             "public/embed.html", policy=DOCUMENT_POLICY, style=FRAME_STYLE, campaign_id=cid, banner_id=banner_id, quarter=quarter,
             target=target, width=width, height=height, alt=banner_alt(cid, banner_id, image_name),
-            image_src=url_for("public.image", name=image_name) if image_name else url_for("static", filename="placeholder.svg"),
+            image_src=image_path(snapshot.pages, image_name),
             click_href=url_for("clicks.click", token=TOKEN_SLOT),
         )
     impression_id = new_impression_id()
