@@ -84,7 +84,7 @@ def test_redis_roles_session_down_keeps_the_api_and_healthz_reports_it(two_redis
     client = two_redis_app.test_client()
     ctx = two_redis_app.extensions["runtime"]
     before = ctx.redis.xlen(ctx.key(STREAM))
-    page = client.get("/campaigns/1")  # a view keeps its rotation in its own cookie, never in the session Redis
+    page = client.get("/campaigns/1")  # the session Redis is away: no rotation kept, but the view is served and recorded
     assert page.status_code == 200
     assert client.get(CLICK_HREF.search(page.get_data(as_text=True)).group(1)).status_code == 302
     assert ctx.redis.xlen(ctx.key(STREAM)) == before + 2  # the view and the click are still recorded
@@ -120,3 +120,48 @@ def test_redis_roles_visitor_paths_never_ask_the_session_redis(two_redis_app, se
     assert all(sessions.object("idletime", key) >= 1 for key in dashboard_keys), "a visitor's request read a session"
     assert admin.get("/admin/").status_code == 200
     assert min(sessions.object("idletime", key) for key in dashboard_keys) == 0  # the dashboard does read it
+
+
+def test_redis_roles_cookieless_flood_on_a_full_session_redis_keeps_the_admin_signed_in(two_redis_app, session_redis):
+    """Issue 19 case 5: 20,000 cookie-less views with the session Redis at its memory limit (allkeys-lru, as
+    deployed) evicted a signed-in admin's session. Views without a visitor id must add nothing to evict for."""
+    import redis as redis_lib
+
+    admin = two_redis_app.test_client()
+    assert login(admin, "ada", "ada-secret-1").status_code == 302
+    sessions = redis_lib.Redis.from_url(session_redis.url)
+    sessions.config_set("maxmemory-policy", "allkeys-lru")
+    sessions.config_set("maxmemory", sessions.info("memory")["used_memory"] + 64 * 1024)
+    flood = two_redis_app.test_client(use_cookies=False)
+    for _ in range(20_000):
+        assert flood.get("/campaigns/1").status_code == 200
+    assert sessions.info("stats")["evicted_keys"] == 0
+    page = admin.get("/admin/")
+    assert page.status_code == 200, "the flood signed the admin out"
+
+
+def test_redis_roles_paused_session_redis_keeps_views_quick_and_recorded(two_redis_app, session_redis):
+    """A frozen or slow session Redis (CLIENT PAUSE): a returning visitor's view answers within 1.5 s, is still
+    recorded in the events Redis, and /healthz names the session Redis; rotations come back when it answers."""
+    import redis as redis_lib
+
+    from live.events import STREAM
+
+    visitor = two_redis_app.test_client()
+    for _ in range(2):  # the second view stores the visitor's rotation: the next ones read it from the session Redis
+        assert visitor.get("/campaigns/1").status_code == 200
+    ctx = two_redis_app.extensions["runtime"]
+    before = ctx.redis.xlen(ctx.key(STREAM))
+    redis_lib.Redis.from_url(session_redis.url).execute_command("CLIENT", "PAUSE", 4000, "ALL")
+    slowest, views, until = 0.0, 0, time.monotonic() + 4.5
+    while time.monotonic() < until:
+        started = time.monotonic()
+        assert visitor.get("/campaigns/1").status_code == 200
+        slowest, views = max(slowest, time.monotonic() - started), views + 1
+        if views == 3:
+            health = visitor.get("/healthz")
+            assert health.status_code == 503 and health.json["session_redis"]["ok"] is False
+    assert slowest < 1.5, f"a view took {slowest:.1f} s while the session Redis was paused"
+    assert ctx.redis.xlen(ctx.key(STREAM)) == before + views  # every view recorded
+    time.sleep(1.1)  # the pause is over and the breaker's pause too
+    assert "bs_vid=" in visitor.get("/campaigns/1").headers.get("Set-Cookie", "")  # rotations kept again
