@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from conftest import write_source
 from test_embed_api import VID, events, make_app
 from test_visitors import BANNERS, assert_rotation, banner_of, keys_under
 
@@ -98,6 +99,30 @@ def test_embed_frame_site_not_allowed_gets_no_banner_and_no_event(restricted, re
 def test_embed_frame_unknown_campaign_is_404(api):
     assert api.test_client().get("/embed/999").status_code == 404
     assert api.test_client().get("/embed/abc").status_code == 404
+
+
+def test_embed_frame_unknown_campaign_404_speaks_of_the_slot_not_a_quarter(api):
+    response = api.test_client().get("/embed/999999")
+    assert response.status_code == 404
+    assert "There is no campaign 999999." in response.text and "quarter" not in response.text.lower()
+
+
+def test_embed_frame_campaign_without_banners_in_this_slot_404_names_the_slot(settings_overrides, tmp_path):
+    from jobs.ingest import run_ingest
+    from test_embed_api import NOW
+    from webapp import create_app
+
+    app = create_app(settings_overrides)
+    app.config["TESTING"] = True
+    # Campaign 1 has banners in the slot :15–:29 only; NOW falls in :00–:14.
+    source = write_source(tmp_path / "src", {1: {}, 2: {"impressions": "".join(f"{b},1\n" for b in BANNERS)}, 3: {}, 4: {}})
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.config["CLOCK"] = lambda: NOW
+    response = app.test_client().get("/embed/1")
+    assert response.status_code == 404
+    assert "Campaign 1 has no banners in this slot of the hour (:00–:14 UTC)." in response.text
+    assert "quarter" not in response.text.lower()
 
 
 def test_embed_frame_head_request_moves_no_rotation_and_counts_nothing(api, redis_server, redis_prefix):

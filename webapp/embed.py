@@ -12,6 +12,7 @@ from selection import quarter_of
 from webapp import visitors
 from webapp.clicks import click_token, new_impression_id
 from webapp.clock import utc_now
+from webapp.formatting import slot_label
 from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, publisher_site
 
 bp = Blueprint("embed", __name__)
@@ -49,7 +50,9 @@ def frame(campaign_id):
     quarter = quarter_of(now)
     banners = snapshot.plans.get((quarter, cid)) if cid is not None else None
     if not banners:
-        abort(404, f"There is no campaign {campaign_id[:30]} with banners this quarter.")
+        if cid in snapshot.campaigns:
+            abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(quarter)} UTC).")
+        abort(404, f"There is no campaign {campaign_id[:30]}.")
     if environ["REQUEST_METHOD"] == "HEAD":
         # A link checker or a prefetch: nobody sees a banner, so no rotation moves and no impression counts.
         return "", 200, headers
