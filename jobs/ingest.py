@@ -236,7 +236,7 @@ def _ingest_quarter(ctx, run, source, quarter, infos, live_files, tracker, outco
     except (FileRejected, FileRefused) as exc:
         for record in all_records:
             if record.sha256 is None and record.error is None:
-                record.error = "not read: the quarter was rejected"
+                record.error = "not read: another file of this slot of the hour was refused"
         _save_records(all_records)
         outcome.fail(f"quarter {quarter}: {exc}; previous data kept")
         log.warning("run=%s quarter=%s rejected: %s", run.id, quarter, exc)

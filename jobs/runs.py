@@ -219,10 +219,10 @@ def reap_abandoned_runs(ctx=None) -> int:
             reason = f"its job left the queue without running (RQ: {job or 'the job is gone'}); nothing was loaded"
         elif job in _DEAD:
             reason = (f"the worker process died while running (RQ: job {job}); "
-                      "nothing of the unfinished quarter was applied")
+                      "nothing of the slot of the hour being loaded was applied")
         else:
             reason = (f"the worker stopped: no heartbeat for {ctx.settings.ingest_lock_seconds} s (its lock expired); "
-                      "nothing of the unfinished quarter was applied")
+                      "nothing of the slot of the hour being loaded was applied")
         IngestRun.update(status=IngestRun.ABANDONED, error=reason, finished_at=run.finished_at or utcnow()).where(
             IngestRun.id == run.id
         ).execute()

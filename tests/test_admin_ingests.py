@@ -129,3 +129,40 @@ def test_a_run_that_found_every_file_unchanged_is_one_line(admin, loaded, app): 
     run = text[text.index('id="run-2"'):text.index('id="run-1"')]
     assert f"Nothing changed: all {files} files were as already loaded." in run
     assert "<table" not in run
+
+
+def run_article(text, run_id):
+    """The history's <article> of one run."""
+    start = text.index(f'id="run-{run_id}"')
+    return text[start:text.index("</article>", start)]
+
+
+@pytest.mark.parametrize("job", [None, "failed"], ids=["lock expired", "worker died"])
+def test_ingest_history_of_an_abandoned_run_speaks_of_the_slot_being_loaded(admin, loaded, app, monkeypatch, job):  # noqa: F811
+    from jobs import runs
+    from jobs.ingest import reap_abandoned_runs
+    from models import IngestRun, utcnow
+
+    monkeypatch.setattr(runs, "_job_status", lambda ctx, run: job)
+    with app.app_context():
+        run = IngestRun.create(trigger="manual", source="/data", status=IngestRun.RUNNING, started_at=utcnow(),
+                               job_id="job-1" if job else None, stage="quarter 2: reading")
+        assert reap_abandoned_runs() == 1
+    text = html(admin.get(f"/admin/ingests/rows?follow={run.id}", headers={"HX-Request": "true"}))
+    notice = text[text.index('id="ingest-notice"'):]
+    assert "nothing of the slot of the hour being loaded was applied" in run_article(text, run.id)
+    assert "quarter" not in run_article(text, run.id).lower() and "quarter" not in notice.lower()
+
+
+def test_ingest_history_files_not_read_for_a_refused_slot_say_so_without_quarter(admin, loaded, app, tmp_path):  # noqa: F811
+    from conftest import write_source
+    from jobs.ingest import run_ingest
+    from test_ingest import GOOD
+
+    source = write_source(tmp_path / "src", {q: dict(GOOD) for q in (1, 2, 3, 4)})
+    (source / "2" / "impressions.csv").write_text("id,banner\n1,10\n")
+    with app.app_context():
+        run_id = run_ingest(str(source), trigger="cli")
+    article = run_article(html(admin.get("/admin/ingests")), run_id)
+    assert "not read: another file of this slot of the hour was refused" in article
+    assert "quarter" not in article.lower()
