@@ -65,7 +65,20 @@ def test_live_panel_says_when_events_are_off(serving, admin):
     from dataclasses import replace
 
     serving.extensions["settings"] = replace(serving.extensions["settings"], events_enabled=False)
-    assert "Event recording is off" in admin.get("/admin/live/").get_data(as_text=True)
+    html = admin.get("/admin/live/").get_data(as_text=True)
+    assert "Recording of views and clicks is switched off" in html
+    assert "<code>EVENTS_ENABLED=0</code>" in html  # an admin is told which setting
+
+
+def test_live_panel_tells_a_manager_in_plain_words_that_recording_is_off(serving, users):  # noqa: F811
+    from dataclasses import replace
+
+    serving.extensions["settings"] = replace(serving.extensions["settings"], events_enabled=False)
+    client = serving.test_client()
+    login(client, "mel")
+    html = client.get("/admin/live/").get_data(as_text=True)
+    assert "Recording of views and clicks is switched off in the settings of this deployment: nothing is counted." in html
+    assert "EVENTS_ENABLED" not in html
 
 
 def test_live_panel_is_a_fragment_for_htmx_and_a_page_of_its_own_otherwise(serving, admin):
