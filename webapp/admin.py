@@ -51,7 +51,8 @@ for _name, _function in {"ratio": formatting.ratio, "rpm": formatting.rpm,
                          "descending_first": formatting.is_sorted_descending_first}.items():
     bp.add_app_template_global(_function, _name)
 for _name, _function in {"ratio_text": formatting.ratio_text, "slot": formatting.slot_label,
-                         "change_text": formatting.change_text, "slot_words": formatting.slot_words}.items():
+                         "change_text": formatting.change_text, "slot_words": formatting.slot_words,
+                         "rule_words": formatting.rule_words}.items():
     bp.add_app_template_filter(_function, _name)
 
 

@@ -3,6 +3,8 @@
 import math
 import re
 
+import selection
+
 SLOTS = {1: ":00–:14", 2: ":15–:29", 3: ":30–:44", 4: ":45–:59"}
 
 # Column name -> (header, explanation shown on hover and focus). "{currency}" is filled in per deployment.
@@ -18,9 +20,18 @@ METRICS = {
     "revenue": ("Revenue", "What the conversions earned, in {currency}."),
     "rpm": ("RPM", "Revenue per 1,000 impressions (eCPM): revenue ÷ impressions × 1,000, in {currency}."),
     "epc": ("EPC", "Earnings per click: revenue ÷ clicks, in {currency}."),
-    "x": ("X", "Banners with at least one conversion in this slot; X decides which rotation rule applies."),
-    "scenario": ("Rule", "The rotation rule X chose: which banners are shown, best first."),
+    "x": ("Converting banners", "Banners with at least one conversion in this slot; how many there are "
+                                "decides which rotation rule applies."),
+    "scenario": ("Rule", "The rotation rule their number chose: which banners are shown, best first."),
     "banners": ("Banners", "Banners in the rotation plan of this slot."),
+}
+
+# The rotation rule selection.py chose, as the stats table names it.
+RULES = {
+    selection.SCENARIO_TOP10_REVENUE: "top 10 by revenue",
+    selection.SCENARIO_TOP_X_REVENUE: "all converting, by revenue",
+    selection.SCENARIO_REVENUE_THEN_CLICKS: "converting by revenue, then by clicks",
+    selection.SCENARIO_TOP5_CLICKS: "top 5 by clicks",
 }
 
 
@@ -47,6 +58,13 @@ def slot_label(quarter) -> str:
 def slot_words(text) -> str:
     """A job's words for the dashboard: 'quarter 2: reading …' becomes 'slot :15–:29: reading …'."""
     return re.sub(r"\bquarter ([1-4])\b", lambda m: f"slot {SLOTS[int(m.group(1))]}", text or "")
+
+
+def rule_words(scenario) -> str:
+    """A rotation rule in words ('top10_revenue' -> 'top 10 by revenue'); a dash for none."""
+    if not scenario:
+        return "—"
+    return RULES.get(scenario, scenario.replace("_", " "))
 
 
 def slot_csv_label(quarter) -> str:
