@@ -6,7 +6,7 @@ from html import unescape
 
 import pytest
 
-from webapp.formatting import nice_ceiling
+from webapp.charts import axis_step
 
 from test_admin import admin, html, loaded, manager, settings_overrides  # noqa: F401  (fixtures)
 from test_auth import users  # noqa: F401  (users is a fixture)
@@ -58,12 +58,13 @@ def test_overview_charts_the_four_slots_on_one_scale_with_values(admin, loaded, 
     svg = text[text.index('<svg class="slot-chart"'):text.index("</svg>")]
     heights = [float(h) for h in re.findall(r'<rect class="bar[^"]*" x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"', svg)]
     revenues = [totals[q]["revenue"] for q in (1, 2, 3, 4)]
-    top = nice_ceiling(max(revenues))
+    step = axis_step(max(revenues), "money")
+    top = 2 * step
     assert heights == pytest.approx([round(r / top * 154, 1) for r in revenues], abs=0.11)  # one scale: bars ∝ values
     for q, r in zip((1, 2, 3, 4), revenues):
         assert f">${r:,.2f}</text>" in svg
     ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)
-    assert ticks == ["0", f"${top / 2:,.0f}", f"${top:,.0f}"]  # the axis at round figures
+    assert ticks == ["0", f"${step:,.0f}", f"${top:,.0f}"]  # the axis at round figures
     assert '<rect class="bar current"' in svg and ">now</text>" in svg
     assert 'role="img"' in svg and "<title id=\"chart-revenue-title\">Revenue per slot of the hour, in USD</title>" in svg
 

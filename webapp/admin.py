@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, render_template, request, url_for
 import selection
 from webapp.live_panel import live_panel_context, live_since
 from models import IngestRun, files_behind_served_data, last_loaded_at, quarter_totals
-from webapp import formatting, freshness
+from webapp import charts, formatting, freshness
 from webapp.auth import login_required
 from webapp.clock import utc_now
 from webapp.kpis import hour_total, kpi_cards
@@ -62,7 +62,7 @@ def money_filter(value, places=2):
     return formatting.money_text(value, current_app.extensions["settings"].currency, places)
 
 
-bp.add_app_template_filter(formatting.nice_ceiling, "nice_ceiling")
+bp.add_app_template_filter(charts.axis_step, "axis_step")
 
 
 @bp.context_processor
