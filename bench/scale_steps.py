@@ -287,6 +287,17 @@ DASHBOARD_VIEWS = (
     ("one campaign, last 30 days vs the 30 before", "/admin/campaigns/7777?period=30d"),
     ("one campaign, last 7 days vs the 7 before", "/admin/campaigns/7777?period=7d"),
     ("one campaign, a custom 20 days vs the 20 before", f"/admin/campaigns/7777?period=custom&{CUSTOM_RANGE}"),
+    ("overview, yesterday vs the day before", "/admin/?period=yesterday"),
+    ("one campaign, last 24 hours vs the 24 before", "/admin/campaigns/7777"),
+    ("one campaign, today vs yesterday", "/admin/campaigns/7777?period=today"),
+    ("one campaign, yesterday vs the day before", "/admin/campaigns/7777?period=yesterday"),
+    ("stats live, last 24 hours per campaign", "/admin/campaigns?period=24h"),
+    ("stats live, today by revenue, desc", "/admin/campaigns?period=today&sort=revenue&dir=desc"),
+    ("stats live, yesterday by CTR", "/admin/campaigns?period=yesterday&sort=ctr"),
+    ("stats live, last 7 days by revenue change", "/admin/campaigns?period=7d&sort=revenue_change&dir=desc"),
+    ("stats live, last 30 days by revenue, desc", "/admin/campaigns?period=30d&sort=revenue&dir=desc"),
+    ("stats live, a custom 20 days, page 100", f"/admin/campaigns?period=custom&{CUSTOM_RANGE}&page=100"),
+    ("stats live, ids starting with 7, last 7 days", "/admin/campaigns?period=7d&campaign=7"),
 )
 LIVE_DAYS = 30  # the rollups hold every campaign's every hour of the longest preset period
 
@@ -370,8 +381,8 @@ def dashboard_timings(url, repeat=7) -> dict:
 
 def fill_live_hours(hours) -> dict:
     """Give every campaign of the loaded catalogue a LiveHour row for each of the last `hours` hours, as the
-    export job would after that many hours of traffic on all of them, and the site's sums per hour."""
-    from models import CampaignStat, LiveHour, db, fill_live_site_hours
+    export job would after that many hours of traffic on all of them, the site's sums per hour, and the marks."""
+    from models import CampaignStat, LiveHour, db, fill_live_marks, fill_live_site_hours
 
     newest = datetime.utcnow().replace(minute=0, second=0, microsecond=0)
     started = time.perf_counter()
@@ -389,6 +400,7 @@ def fill_live_hours(hours) -> dict:
             f"(c.campaign_id {mod} 11) / 4.0, 50, 30 + c.campaign_id {mod} 20 FROM (SELECT DISTINCT campaign_id FROM campaignstat) AS c CROSS JOIN bench_hours AS h")
         db.execute_sql("DROP TABLE bench_hours")
     fill_live_site_hours()
+    fill_live_marks()
     campaigns = CampaignStat.select(CampaignStat.campaign_id).distinct().count()
     return {"campaigns": campaigns, "hours": hours, "rows": LiveHour.select().count(),
             "fill_seconds": round(time.perf_counter() - started, 1)}

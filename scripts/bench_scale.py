@@ -65,6 +65,7 @@ def main():
         elif step == "serving":
             figures = scale_steps.serving_growth(WORK)
         elif step == "dashboard":
+            scale_steps.make_source(WORK / "sources" / "catalogue", *SOURCES["catalogue"])  # once: a marker keeps it
             figures = scale_steps.dashboard_growth(WORK, postgres)
         elif step == "export":
             figures = scale_steps.export_throughput(WORK)

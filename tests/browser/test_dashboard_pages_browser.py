@@ -17,12 +17,13 @@ PAGES = {
     "campaign": "/admin/campaigns/4",
     "overview-7d": "/admin/?period=7d",
     "campaign-30d": "/admin/campaigns/4?period=30d",
+    "stats-live-7d": "/admin/campaigns?period=7d&sort=revenue_change&dir=desc",
     "ingests": "/admin/ingests",
     "duplicates": "/admin/duplicates",
     "live": "/admin/live/",
     "not-found": "/admin/campaigns/9999",
 }
-SCREENSHOTS = {"overview", "stats", "campaign"}
+SCREENSHOTS = {"overview", "stats", "campaign", "stats-live-7d"}
 # A publisher's page framing a banner with the snippet the dashboard hands out.
 PUBLISHER_PAGE = """<!doctype html><html lang="en"><head><title>A publisher's page</title></head><body><main>
 <h1>A publisher's page</h1>

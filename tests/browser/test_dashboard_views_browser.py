@@ -232,3 +232,29 @@ def test_period_picker_compares_the_last_7_days_and_a_typed_range(page, live_ser
     assert page.locator("#trend .previous-line").count() == 2  # both charts draw the period before
     page.goto(page.url)  # the URL alone shows the same view: it can be shared
     assert page.input_value("#period-from") == first.isoformat()
+
+
+def test_stats_table_live_view_for_the_last_7_days_sorts_by_the_change_from_the_keyboard(page, live_server, loaded):
+    from datetime import datetime, timedelta, timezone
+
+    from models import add_live_hours, db
+
+    hour = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    with db.atomic():
+        add_live_hours({(4, hour - timedelta(days=1)): [1000, 40, 4, 12.34], (5, hour - timedelta(days=2)): [500, 5, 1, 20.0],
+                        (4, hour - timedelta(days=8)): [800, 20, 2, 5.55], (5, hour - timedelta(days=9)): [500, 5, 1, 40.0]})
+    sign_in(page, live_server, "mel")
+    page.goto(live_server + "/admin/campaigns")
+    page.get_by_role("link", name="Live: last 7 days").click()
+    page.wait_for_url(re.compile(r"period=7d"))
+    assert page.inner_text("#campaign-table tr[data-campaign='4'] td:nth-child(2)") == "$12.34"
+    page.focus("#sort-revenue_change")
+    page.keyboard.press("Enter")  # a change's first sort is the highest first
+    wait_until(page, "document.querySelector('#table-status').textContent.startsWith('Sorted by revenue vs before, descending')")
+    assert page.evaluate("document.activeElement.id") == "sort-revenue_change"
+    campaigns = page.eval_on_selector_all("#campaign-table tbody tr", "rows => rows.map(r => r.dataset.campaign)")
+    assert campaigns[:2] == ["4", "5"]  # +122.3 % before −50.0 %
+    assert "period=7d" in page.url and "sort=revenue_change" in page.url
+    assert "period=7d" in page.get_attribute("#download-csv", "href")
+    page.get_by_role("link", name="Imported hour, per slot").click()
+    page.wait_for_selector("#filter-slot")
