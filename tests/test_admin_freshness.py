@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from webapp.freshness import GRACE, load_due_since
+from webapp.freshness import GRACE, export_due_since, load_due_since
 
 from test_admin import admin, html, loaded, manager, settings_overrides  # noqa: F401  (fixtures)
 from test_auth import users  # noqa: F401  (users is a fixture)
@@ -76,3 +76,31 @@ def test_freshness_warns_when_live_events_wait_too_long_to_be_counted(admin, loa
                    id=f"{int(old.timestamp() * 1000)}-0")
     text = html(admin.get("/admin/campaigns"))
     assert "Live figures may be out of date: the oldest live event not yet counted is 40 minutes old" in text
+
+
+@pytest.mark.parametrize("cron, oldest, now, due", [
+    ("*/5 * * * *", NOON + timedelta(minutes=1), NOON + timedelta(minutes=9), None),  # the 12:05 export is in its grace
+    ("*/5 * * * *", NOON + timedelta(minutes=1), NOON + timedelta(minutes=16), NOON + timedelta(minutes=5)),
+    ("0 * * * *", NOON + timedelta(minutes=1), NOON + timedelta(minutes=40), None),  # hourly: not due before 13:00
+    ("0 * * * *", NOON + timedelta(minutes=1), NOON + timedelta(minutes=71), NOON + timedelta(hours=1)),
+])
+def test_freshness_live_events_are_late_by_the_export_schedule_past_its_grace(cron, oldest, now, due):
+    assert export_due_since(oldest, cron, now) == due
+
+
+def test_freshness_an_hourly_export_is_not_called_late_after_40_minutes_but_after_its_hour(admin, loaded, app):  # noqa: F811
+    from jobs import runtime
+    from live.events import STREAM, encode, impression_event
+
+    settings = app.extensions["settings"]
+    app.extensions["settings"] = type(settings)(**{**settings.__dict__, "export_cron": "0 * * * *"})
+    ctx = runtime.context()
+    old = datetime(2026, 1, 1, 12, 1, tzinfo=timezone.utc)
+    ctx.redis.xadd(ctx.key(STREAM), {"e": encode(impression_event(old, 1, 1, 11, "v", 1, "hourly-1"))},
+                   id=f"{int(old.timestamp() * 1000)}-0")
+    app.config["CLOCK"] = lambda: old + timedelta(minutes=40)
+    assert "Live figures may be out of date" not in html(admin.get("/admin/campaigns"))
+    app.config["CLOCK"] = lambda: old + timedelta(minutes=70)
+    text = html(admin.get("/admin/campaigns"))
+    assert "Live figures may be out of date: the oldest live event not yet counted is 70 minutes old" in text
+    assert "an export was due at 13:00 UTC" in text

@@ -26,6 +26,13 @@ def load_due_since(last_started, cron: str, now: datetime, grace=GRACE):
     return due
 
 
+def export_due_since(oldest: datetime, cron: str, now: datetime, grace=GRACE):
+    """The scheduled export that should have counted an event of `oldest` (UTC, aware), when even its grace is past;
+    else None."""
+    due = oldest + timedelta(seconds=CronTab(cron).next(now=oldest, default_utc=True))
+    return due if now - grace > due else None
+
+
 def staleness() -> list:
     """What is late, as sentences for the layout's notice (empty when everything is on time)."""
     settings, now, said = current_app.extensions["settings"], utc_now(), []
@@ -43,9 +50,12 @@ def staleness() -> list:
             stream = stream_health(ctx.redis, ctx.key(STREAM), now)
         except RedisError:
             stream = None  # the live panel and /healthz say Redis is away
-        if stream and stream["export_behind"]:
-            said.append(f"Live figures may be out of date: the oldest live event not yet counted is "
-                        f"{_ago(timedelta(seconds=stream['oldest_seconds']))} old (they are counted every few minutes).")
+        if stream and stream["length"]:
+            age = timedelta(seconds=stream["oldest_seconds"])
+            due = export_due_since(now - age, settings.export_cron, now)
+            if due is not None:
+                said.append(f"Live figures may be out of date: the oldest live event not yet counted is {_ago(age)} old, "
+                            f"and an export was due at {due:%H:%M} UTC on {due:%d %b} to count it.")
     return said
 
 
