@@ -1,6 +1,5 @@
 """How the dashboard names and formats things: slots of the hour, metrics and their explanations, ratios, money."""
 
-import math
 import re
 
 import selection
@@ -99,15 +98,6 @@ def money_text(value, currency, places=2) -> str:
     sign = CURRENCY_SIGNS.get(currency)
     figure = f"{abs(value):,.{places}f}"
     return f"{'−' if value < 0 else ''}{sign}{figure}" if sign else f"{'−' if value < 0 else ''}{figure} {currency}"
-
-
-def nice_ceiling(value) -> float:
-    """The least of 1, 2, 2.5 and 5 times a power of ten at or above `value` (1 for nothing): a chart's axis
-    then ends, and halves, on round figures."""
-    if not value or value <= 0:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value * (1 - 1e-12))
 
 
 def change(value, reference):
