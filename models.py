@@ -756,6 +756,8 @@ def fill_live_marks(now=None) -> None:
         midnights = [midnight - timedelta(days=back) for back in range(MARK_DAYS_FILLED)]
         for at in sorted(set(hours + midnights), reverse=True):  # each from the one after it
             _mark(at)
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql("ANALYZE livemark")  # the planner's figures for the table just filled, before autovacuum's
 
 
 def live_totals_before(at, campaign_prefix=None) -> dict:
@@ -856,8 +858,11 @@ def _mark_at(at):
     if mark is None:
         return False if not LiveMark.select().exists() else None
     mark = _naive(mark)
-    if mark > at and LiveHour.select().where((LiveHour.hour >= at) & (LiveHour.hour < mark)).exists():
-        return None
+    if mark > at:
+        # MIN, not EXISTS over a range: the hour index answers it at once, however fresh the planner's statistics.
+        hour = LiveHour.select(fn.MIN(LiveHour.hour)).where(LiveHour.hour >= at).scalar()
+        if hour is not None and _naive(hour) < mark:
+            return None
     return mark
 
 

@@ -382,6 +382,8 @@ def dashboard_timings(url, repeat=7) -> dict:
 def fill_live_hours(hours) -> dict:
     """Give every campaign of the loaded catalogue a LiveHour row for each of the last `hours` hours, as the
     export job would after that many hours of traffic on all of them, the site's sums per hour, and the marks."""
+    from peewee import SqliteDatabase
+
     from models import CampaignStat, LiveHour, db, fill_live_marks, fill_live_site_hours
 
     newest = datetime.utcnow().replace(minute=0, second=0, microsecond=0)
@@ -401,9 +403,16 @@ def fill_live_hours(hours) -> dict:
         db.execute_sql("DROP TABLE bench_hours")
     fill_live_site_hours()
     fill_live_marks()
+    if not isinstance(db.obj, SqliteDatabase):
+        # 30 days of rows arrive here at once, where autovacuum would have analyzed them as they grew.
+        db.execute_sql("ANALYZE")
     campaigns = CampaignStat.select(CampaignStat.campaign_id).distinct().count()
     return {"campaigns": campaigns, "hours": hours, "rows": LiveHour.select().count(),
             "fill_seconds": round(time.perf_counter() - started, 1)}
+
+
+def _naive_hour(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite gives text
 
 
 def summed_trend_ms(days, repeat=5) -> float:
@@ -413,7 +422,8 @@ def summed_trend_ms(days, repeat=5) -> float:
 
     from models import LiveHour
 
-    until = datetime.utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    # From the newest hour filled, not the clock's: a run may cross an hour's start.
+    until = _naive_hour(LiveHour.select(fn.MAX(LiveHour.hour)).scalar()) + timedelta(hours=1)
     since = until - timedelta(days=days)
     query = (LiveHour.select(LiveHour.hour, fn.SUM(LiveHour.impressions), fn.SUM(LiveHour.clicks), fn.SUM(LiveHour.conversions),
                              fn.SUM(LiveHour.revenue))
