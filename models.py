@@ -75,6 +75,8 @@ def init_db(url: str, connect_timeout=None, query_timeout=None):
             if LiveMark in missing and LiveHour not in missing:
                 fill_live_marks()  # likewise for the marks
         add_missing_columns(ALL_MODELS)
+        for model in ALL_MODELS:  # and the indexes a model gained since (CREATE INDEX IF NOT EXISTS)
+            model._schema.create_indexes(safe=True)
     return database
 
 
@@ -236,7 +238,8 @@ class BannerStat(BaseModel):
     revenue = DoubleField()
 
     class Meta:
-        indexes = ((("quarter", "campaign_id", "banner_id"), True),)
+        # The campaign page reads one campaign's rows: without its own index, that read scans every campaign's.
+        indexes = ((("quarter", "campaign_id", "banner_id"), True), (("campaign_id",), False))
 
 
 class Plan(BaseModel):
