@@ -75,8 +75,7 @@ def init_db(url: str, connect_timeout=None, query_timeout=None):
             if LiveMark in missing and LiveHour not in missing:
                 fill_live_marks()  # likewise for the marks
         add_missing_columns(ALL_MODELS)
-        for model in ALL_MODELS:  # and the indexes a model gained since (CREATE INDEX IF NOT EXISTS)
-            model._schema.create_indexes(safe=True)
+        add_missing_indexes(ALL_MODELS)
     return database
 
 
@@ -167,6 +166,16 @@ def add_missing_columns(models) -> None:
             if field.column_name not in present:
                 migrator = migrator or SchemaMigrator.from_database(db.obj)
                 migrate(migrator.add_column(table, field.column_name, field))
+
+
+def add_missing_indexes(models) -> None:
+    """Create the indexes a model gained since its table was created, and only those: PostgreSQL asks for the
+    table's owner (and a lock on it) even for a CREATE INDEX IF NOT EXISTS of an index already there."""
+    for model in models:
+        present = {index.name for index in db.get_indexes(model._meta.table_name)}
+        for index in model._meta.fields_to_index():
+            if index._name not in present:
+                db.execute(model._schema._create_index(index, safe=True))
 
 
 class ExactDecimalField(TextField):
