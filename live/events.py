@@ -89,16 +89,24 @@ def decode(fields: dict) -> dict:
 
 def queue_event(pipe, ctx, event) -> None:
     """Queue XADD of `event` and its live-panel counters on `pipe` (a Redis pipeline)."""
-    pipe.xadd(ctx.key(STREAM), {"e": encode(event)}, maxlen=STREAM_MAXLEN, approximate=True)
+    for command in event_commands(ctx, event):
+        pipe.execute_command(*command)
+
+
+def event_commands(ctx, event) -> list:
+    """The Redis commands that record `event`: XADD to the stream, and the live panel's counter when it has one.
+    Each is (name, key, arguments...), the key always second."""
+    commands = [("XADD", ctx.key(STREAM), "MAXLEN", "~", STREAM_MAXLEN, "*", "e", encode(event))]
     if event["type"] in ("impression", "click"):
         bucket = ctx.key(f"live:{event['type']}s:{minute_of(event['ts'])}")
-        pipe.hincrby(bucket, event["c"], 1)
+        commands.append(("HINCRBY", bucket, event["c"], 1))
         if bucket not in _expiry_set:
             # Once per bucket and process is enough: the TTL only has to outlive the panel's hour.
             if len(_expiry_set) > 64:
                 _expiry_set.clear()
             _expiry_set.add(bucket)
-            pipe.expire(bucket, COUNTER_TTL)
+            commands.append(("EXPIRE", bucket, COUNTER_TTL))
+    return commands
 
 
 def minute_of(ts: float) -> int:

@@ -1,6 +1,7 @@
 """Visitors' rotations without server-side sessions: a vid (parameter, then cookie), its state in Redis."""
 
 import re
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -163,3 +164,75 @@ def test_visitors_cookieless_not_found_views_add_no_redis_keys(loaded, redis_ser
         assert client.get(f"/embed/{9000 + n}").status_code == 404
         assert client.get(f"/campaigns/x{n}").status_code == 404
     assert keys_under(redis_server, redis_prefix) == before
+
+
+@pytest.mark.parametrize("path", ["/campaigns/1", "/embed/1", "/api/decision?c=1"])
+def test_visitors_two_racing_views_of_one_visitor_never_show_the_same_banner(loaded, redis_server, redis_prefix,
+                                                                              database_url, path):
+    """Two tabs of one visitor loading at the same instant are two views of its rotation, one after the other:
+    never the same banner, each recorded once."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a view reads no database: one run is enough")
+    vid = "racing-visitor-0123456789abcdef"  # not minted here: stored from its first view
+    headers = {"Cookie": f"bs_vid={vid}", "Origin": "https://news.example"} if "decision" in path else {"Cookie": f"bs_vid={vid}"}
+    barrier = threading.Barrier(2)
+    clients = [loaded.test_client(use_cookies=False) for _ in range(2)]
+
+    def view(client, found, index):
+        barrier.wait()
+        response = client.get(path, headers=headers)
+        if "decision" in path:
+            assert response.status_code == 200, response.get_data(as_text=True)
+            found[index] = response.get_json()["slots"][0]["banner_id"]
+        else:
+            found[index] = banner_of(response)
+
+    views_before = redis_server.xlen(redis_prefix + "events") if redis_server.exists(redis_prefix + "events") else 0
+    shown = []
+    for _ in range(30):
+        found = [None, None]
+        threads = [threading.Thread(target=view, args=(clients[i], found, i)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert found[0] != found[1], f"both tabs showed banner {found[0]} (rounds so far: {shown})"
+        shown.append(tuple(found))
+    if "decision" not in path:  # a decision records its impressions by beacon, later
+        assert redis_server.xlen(redis_prefix + "events") - views_before == 60
+
+
+def test_visitors_view_whose_state_keeps_moving_is_saved_on_its_last_attempt(loaded, redis_server, redis_prefix,
+                                                                              database_url):
+    """A visitor hammering from many tabs: each save finds the state moved by another view, so the view picks again,
+    and its last attempt is saved whatever it finds, with its one impression."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a view reads no database: one run is enough")
+    import redis as redis_lib
+
+    from conftest import REDIS_URL
+    from webapp import visitors
+
+    raw = redis_lib.Redis.from_url(REDIS_URL)  # states are msgpack bytes
+    vid = "busy-visitor-0123456789abcdef"
+    client = loaded.test_client(use_cookies=False)
+    first = banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
+    store = loaded.extensions["visitors"]
+    [state_key] = [k for k in keys_under(redis_server, redis_prefix) if ":visitor:" in k]
+    real_save, saves = store.save_if_unchanged, []
+
+    def another_tab_saves_first(keys, args):  # the real script, after another view moved the state
+        raw.set(state_key, b"\x80" + bytes([len(saves)]))  # an empty msgpack map, different each time
+        saves.append(args[0])
+        return real_save(keys=keys, args=args)
+
+    store.save_if_unchanged = another_tab_saves_first
+    events = redis_server.xlen(redis_prefix + "events")
+    try:
+        second = banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
+    finally:
+        store.save_if_unchanged = real_save
+    assert saves == ["1"] * (visitors.ATTEMPTS - 1) + ["2"]
+    assert redis_server.xlen(redis_prefix + "events") == events + 1
+    assert second in BANNERS and raw.get(state_key)[:1] != b"\x80"  # the last attempt's state was kept
+    assert first in BANNERS

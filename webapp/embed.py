@@ -59,7 +59,15 @@ def frame(campaign_id):
     query = environ.get("QUERY_STRING", "")
     target = SNIPPET_QUERIES.get(query) or TARGETS.get(request.args.get("target", "top"), "_top")
     visitor = visitors.open_visitor(site)
-    banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)
+    banner_ids = [b for b, _ in banners]
+
+    def pick():
+        banner_id, impression_id = visitors.choose_banner(visitor, cid, banner_ids, _rng), new_impression_id()
+        visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
+                                                  snapshot.version, impression_id))
+        return banner_id, impression_id
+
+    banner_id, impression_id = visitors.in_turn(visitor, pick)
     key = ("embed", quarter, cid, banner_id, target)
     page = snapshot.pages.get(key)
     if page is None:
@@ -72,10 +80,6 @@ def frame(campaign_id):
             image_src=image_path(snapshot.pages, image_name),
             click_href=url_for("clicks.click", token=TOKEN_SLOT),
         )
-    impression_id = new_impression_id()
-    visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
-                                              snapshot.version, impression_id))
-    visitors.save(visitor)
     response = current_app.response_class(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
                                           headers=headers)
     visitors.set_cookie(response, visitor)

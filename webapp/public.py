@@ -45,7 +45,15 @@ def campaign(campaign_id):
             abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(quarter)} UTC).")
         abort(404, f"There is no campaign {cid}.")
     visitor = visitors.open_visitor()
-    banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)
+    banner_ids = [b for b, _ in banners]
+
+    def pick():
+        banner_id, impression_id = visitors.choose_banner(visitor, cid, banner_ids, _rng), new_impression_id()
+        visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
+                                                  snapshot.version, impression_id))
+        return banner_id, impression_id
+
+    banner_id, impression_id = visitors.in_turn(visitor, pick)
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
@@ -54,10 +62,6 @@ def campaign(campaign_id):
         page = snapshot.pages[key] = slot_page(
             snapshot.pages, cid, banner_id, dict(banners)[banner_id], quarter, url_for("clicks.click", token=TOKEN_SLOT),
         )
-    impression_id = new_impression_id()
-    visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
-                                              snapshot.version, impression_id))
-    visitors.save(visitor)
     # Never stored: a stored copy would replay a used click token and show a banner nobody counted.
     response = current_app.response_class(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
                                           headers=NOT_STORED)

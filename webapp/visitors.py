@@ -1,5 +1,6 @@
 """A visitor on the serving path: its vid (parameter, then cookie), its rotations read from Redis with one
-GET and saved with the request's events in one pipeline; while Redis is away, any banner and nothing kept.
+GET and saved with the request's events in one script call, only if no other view of the visitor saved first;
+while Redis is away, any banner and nothing kept.
 
 Visitors have no flask-session: a view that arrives without a vid is given a new one and leaves no key
 behind (visitor_state explains how its next view rebuilds what it was shown).
@@ -12,7 +13,7 @@ import msgspec
 
 from flask import current_app, request
 
-from live.events import queue_event, visitor_key
+from live.events import event_commands, queue_event, visitor_key
 from rotation import next_banner, remember
 from visitor_state import COOKIE, cycle_seed, first_state, is_minted, is_vid, new_vid, site_of, state_key
 from webapp.outage import REDIS_ERRORS
@@ -27,6 +28,7 @@ class Visitor:
     minted: bool  # made by this request: its first views are rebuilt, not stored
     from_cookie: bool
     rotations: dict | None
+    stored: bytes | None = None  # the state as read from Redis, which a save expects to find unchanged
     changed: bool = False
     events: list = field(default_factory=list)
 
@@ -40,6 +42,7 @@ class VisitorStore:
         self.client, self.events_client = client, events_client
         self.breaker, self.events_breaker = breaker, events_breaker
         self.prefix, self.lifetime_seconds = prefix, lifetime_seconds
+        self.save_if_unchanged = client.register_script(_SAVE_IF_UNCHANGED)
 
 
 def open_visitor(site=None) -> Visitor:
@@ -66,7 +69,7 @@ def open_visitor(site=None) -> Visitor:
     except REDIS_ERRORS as exc:
         store.breaker.record(exc)
         return visitor
-    visitor.rotations = _decode(stored)
+    visitor.rotations, visitor.stored = _decode(stored), stored
     return visitor
 
 
@@ -105,35 +108,78 @@ def pseudonym(visitor) -> str:
     return visitor_key(current_app.secret_key, f"{visitor.site}|{visitor.vid}")
 
 
-def save(visitor) -> None:
-    """Send the visitor's new state (a minted vid's first views excepted) and its events in one pipeline
-    when one Redis holds both, else one pipeline each."""
+# Two views of one visitor (two tabs) may read the same state: the second to save finds it moved and chooses
+# again from what the first saved, so the two show different banners. One call sets the state only if it is
+# the one read (or whatever it is, when ARGV[1] is 2) and sends the view's event commands with it.
+# KEYS: the state, then each command's key. ARGV: 0 (none was read), 1 (ARGV[2] was read) or 2; the new
+# state; its lifetime in seconds; then per command its argument count, name and arguments after the key.
+_SAVE_IF_UNCHANGED = """
+local current = redis.call('GET', KEYS[1])
+if (ARGV[1] == '1' and current ~= ARGV[2]) or (ARGV[1] == '0' and current) then
+  return {0, current}
+end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+local at = 5
+for k = 2, #KEYS do
+  local count = tonumber(ARGV[at])
+  redis.call(ARGV[at + 1], KEYS[k], unpack(ARGV, at + 2, at + 1 + count))
+  at = at + 2 + count
+end
+return {1}
+"""
+ATTEMPTS = 5  # a visitor's views racing each other, each saved in turn; the last attempt saves whatever
+
+
+def in_turn(visitor, pick):
+    """`pick()` (choose this view's banners, record their events), saved: when another view of the visitor saved
+    first, picked again from the state it left. Returns what the saved pick returned."""
+    for attempt in range(1, ATTEMPTS + 1):
+        picked = pick()
+        if save(visitor, unless_moved=attempt < ATTEMPTS):
+            return picked
+    raise AssertionError("unreachable: the last attempt always saves")
+
+
+def save(visitor, unless_moved=True) -> bool:
+    """Send the visitor's new state (a minted vid's first views excepted) and its events: with one script call when
+    one Redis holds both, else a call and a pipeline. False, with nothing sent and the visitor holding the state
+    found, when `unless_moved` and another view saved the visitor's state since it was read."""
     store, ctx = current_app.extensions["visitors"], current_app.extensions["runtime"]
     keep = visitor.changed and not visitor.minted and visitor.rotations is not None
-    pipes = []
+    events_apart = not keep or store.events_client is not store.client
     if keep:
-        pipe = store.client.pipeline(transaction=False)
-        pipe.set(store.prefix + state_key(current_app.secret_key, visitor.site, visitor.vid),
-                 msgspec.msgpack.encode(visitor.rotations), ex=store.lifetime_seconds)
-        pipes.append((pipe, store.breaker))
-    if visitor.events:
-        if store.events_client is store.client:
-            pipe = pipes[0][0] if keep else store.client.pipeline(transaction=False)
-            if not keep:
-                pipes.append((pipe, store.breaker))
+        commands = [] if events_apart else [c for event in visitor.events for c in event_commands(ctx, event)]
+        state = msgspec.msgpack.encode(visitor.rotations)
+        read = "2" if not unless_moved else "0" if visitor.stored is None else "1"
+        args = [read, visitor.stored or b"", state, store.lifetime_seconds]
+        for name, _, *rest in commands:
+            args += [len(rest), name, *rest]
+        try:
+            reply = store.save_if_unchanged(keys=[store.prefix + state_key(current_app.secret_key, visitor.site, visitor.vid),
+                                                  *(command[1] for command in commands)], args=args)
+        except REDIS_ERRORS as exc:
+            store.breaker.record(exc)
+            current_app.logger.debug("a visitor's state or events were not kept: %s", exc)
+            visitor.rotations = None  # the state's Redis is away: no cookie promises a rotation either
         else:
-            pipe = store.events_client.pipeline(transaction=False)
-            pipes.append((pipe, store.events_breaker))
+            if reply[0] == 0:
+                visitor.rotations, visitor.stored, visitor.events = _decode(reply[1]), reply[1], []
+                return False
+            visitor.stored = state
+    if visitor.events and events_apart:
+        client, breaker = (store.client, store.breaker) if store.events_client is store.client else (
+            store.events_client, store.events_breaker)
+        pipe = client.pipeline(transaction=False)
         for event in visitor.events:
             queue_event(pipe, ctx, event)
-    for pipe, breaker in pipes:
         try:
             pipe.execute()
         except REDIS_ERRORS as exc:
             breaker.record(exc)
-            current_app.logger.debug("a visitor's state or events were not kept: %s", exc)
+            current_app.logger.debug("a visitor's events were not kept: %s", exc)
             if breaker is store.breaker:
                 visitor.rotations = None  # the state's Redis is away: no cookie promises a rotation either
+    return True
 
 
 def set_cookie(response, visitor) -> None:
