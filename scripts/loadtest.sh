@@ -88,6 +88,9 @@ start_gunicorn() {
     pids+=($!)
     for _ in $(seq 100); do [ -S "$WORK/web.sock" ] && break; sleep 0.1; done
 }
+runpy_value() {  # runpy_value NAME: a setting of gunicorn's configuration as the web processes get it
+    "$PY" -c 'import runpy, sys; print(runpy.run_path(sys.argv[1])[sys.argv[2]])' "${GUNICORN_CONF:-gunicorn.conf.py}" "$1"
+}
 stop_gunicorn() {
     local pid; pid="$(cat "$WORK/gunicorn.pid")"
     kill "$pid"
@@ -147,6 +150,20 @@ LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-base
 cpu > "$WORK/cpu-2.json"
 # The cost of recording live events: the page with EVENTS_ENABLED=0, then with it on again, so
 # that a drift of the machine's speed during the runs does not pass for that cost.
+# The no-state baseline (bench/baseline_app.py): our page's bytes, a random banner, nobody remembered, no framework;
+# served by gunicorn with the same worker count and class, behind the same nginx.
+stop_gunicorn
+say "starting the no-state baseline app (bench/baseline_app.py) on $WORK/web.sock"
+rm -f "$WORK/web.sock"
+gunicorn --workers "$(runpy_value workers)" --worker-class "$(runpy_value worker_class)" --threads "$(runpy_value threads)" \
+    --keep-alive "$(runpy_value keepalive)" --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
+    --error-logfile "$WORK/baseline.log" 'bench.baseline_app:application' > /dev/null 2>&1 &
+for _ in $(seq 100); do [ -S "$WORK/web.sock" ] && break; sleep 0.1; done
+"${WRK[@]}" -d 5s "$BASE/" > /dev/null
+cpu > "$WORK/cpu-baseline-app-0.json"
+say "/campaigns/<id> of the no-state baseline: $CONNECTIONS connections, $DURATION s"
+"${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline-app.txt"
+cpu > "$WORK/cpu-baseline-app-1.json"
 for phase in noevents:0 events2:1; do
     stop_gunicorn
     start_gunicorn "${phase#*:}"
