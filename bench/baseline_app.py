@@ -38,16 +38,15 @@ def _pages():
         from flask import url_for
 
         click_href, cache = url_for("clicks.click", token=TOKEN_SLOT), {}
-        for (quarter, campaign_id), banners in plans.items():
-            pages[quarter, campaign_id] = [
+        for quarter, campaign_id in list(plans):
+            pages[quarter, campaign_id] = [  # plans.get gives (banner, image) pairs, as the slot view reads them
                 (banner_id, slot_page(cache, campaign_id, banner_id, image_name, quarter, click_href))
-                for banner_id, image_name in banners
+                for banner_id, image_name in plans.get((quarter, campaign_id))
             ]
     return app, pages
 
 
 _app, PAGES = _pages()
-_app.app_context().push()  # for good: click_token reads the secret of the current app (sync workers, one thread)
 
 
 def application(environ, start_response):
@@ -62,7 +61,8 @@ def application(environ, start_response):
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no such campaign in this slot of the hour"]
     banner_id, page = _rng.choice(choices)
-    token = click_token(int(match.group(1)), banner_id, quarter, new_impression_id())
+    with _app.app_context():  # click_token's key is the app's secret, as on our page (a few µs; any worker class)
+        token = click_token(int(match.group(1)), banner_id, quarter, new_impression_id())
     body = page.replace(TOKEN_SLOT, token, 1).encode()
     start_response("200 OK", _HEADERS + [("Content-Length", str(len(body)))])
     return [body]

@@ -155,7 +155,7 @@ cpu > "$WORK/cpu-2.json"
 stop_gunicorn
 say "starting the no-state baseline app (bench/baseline_app.py) on $WORK/web.sock"
 rm -f "$WORK/web.sock"
-gunicorn --workers "$(runpy_value workers)" --worker-class "$(runpy_value worker_class)" --threads "$(runpy_value threads)" \
+gunicorn -c /dev/null --workers "$(runpy_value workers)" --worker-class "$(runpy_value worker_class)" --threads "$(runpy_value threads)" \
     --keep-alive "$(runpy_value keepalive)" --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
     --error-logfile "$WORK/baseline.log" 'bench.baseline_app:application' > /dev/null 2>&1 &
 for _ in $(seq 100); do [ -S "$WORK/web.sock" ] && break; sleep 0.1; done
