@@ -7,10 +7,9 @@ import random
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
-from live.events import impression_event
 from selection import quarter_of
 from webapp import visitors
-from webapp.clicks import click_token, new_impression_id
+from webapp.clicks import click_token
 from webapp.clock import utc_now
 from webapp.formatting import slot_label
 from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, publisher_site
@@ -59,15 +58,7 @@ def frame(campaign_id):
     query = environ.get("QUERY_STRING", "")
     target = SNIPPET_QUERIES.get(query) or TARGETS.get(request.args.get("target", "top"), "_top")
     visitor = visitors.open_visitor(site)
-    banner_ids = [b for b, _ in banners]
-
-    def pick():
-        banner_id, impression_id = visitors.choose_banner(visitor, cid, banner_ids, _rng), new_impression_id()
-        visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
-                                                  snapshot.version, impression_id))
-        return banner_id, impression_id
-
-    banner_id, impression_id = visitors.in_turn(visitor, pick)
+    banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in banners], _rng, now, quarter, snapshot.version)
     key = ("embed", quarter, cid, banner_id, target)
     page = snapshot.pages.get(key)
     if page is None:

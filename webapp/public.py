@@ -4,8 +4,7 @@ import random
 
 from flask import Blueprint, abort, current_app, render_template, send_from_directory, url_for
 
-from webapp.clicks import click_token, new_impression_id
-from live.events import impression_event
+from webapp.clicks import click_token
 from selection import quarter_of
 from webapp import visitors
 from webapp.clock import utc_now
@@ -45,15 +44,7 @@ def campaign(campaign_id):
             abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(quarter)} UTC).")
         abort(404, f"There is no campaign {cid}.")
     visitor = visitors.open_visitor()
-    banner_ids = [b for b, _ in banners]
-
-    def pick():
-        banner_id, impression_id = visitors.choose_banner(visitor, cid, banner_ids, _rng), new_impression_id()
-        visitors.record(visitor, impression_event(now, quarter, cid, banner_id, visitors.pseudonym(visitor),
-                                                  snapshot.version, impression_id))
-        return banner_id, impression_id
-
-    banner_id, impression_id = visitors.in_turn(visitor, pick)
+    banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in banners], _rng, now, quarter, snapshot.version)
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:

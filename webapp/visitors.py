@@ -13,9 +13,10 @@ import msgspec
 
 from flask import current_app, request
 
-from live.events import event_commands, queue_event, visitor_key
+from live.events import event_commands, impression_event, queue_event, visitor_key
 from rotation import next_banner, remember
 from visitor_state import COOKIE, cycle_seed, first_state, is_minted, is_vid, new_vid, site_of, state_key
+from webapp.clicks import new_impression_id
 from webapp.outage import REDIS_ERRORS
 
 
@@ -138,6 +139,19 @@ def in_turn(visitor, pick):
         if save(visitor, unless_moved=attempt < ATTEMPTS):
             return picked
     raise AssertionError("unreachable: the last attempt always saves")
+
+
+def show(visitor, campaign_id: int, banner_ids, rng, now, quarter: int, data_version) -> tuple:
+    """A page's or a frame's view: the visitor's next banner of `banner_ids` with its impression recorded, saved in
+    turn; (banner_id, impression_id)."""
+
+    def pick():
+        banner_id, impression_id = choose_banner(visitor, campaign_id, banner_ids, rng), new_impression_id()
+        record(visitor, impression_event(now, quarter, campaign_id, banner_id, pseudonym(visitor), data_version,
+                                         impression_id))
+        return banner_id, impression_id
+
+    return in_turn(visitor, pick)
 
 
 def save(visitor, unless_moved=True) -> bool:
