@@ -74,7 +74,7 @@ def main():
         for _ in range(CALLS):
             call(wsgi, env)
         profile.disable()
-        pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+        pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "20")))
 
 
 if __name__ == "__main__":
