@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -149,6 +150,31 @@ def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plan
         for start in range(0, len(banners) - size + 1, size):
             assert sorted(banners[start:start + size]) == sorted(set(banners[start:start + size]))
             assert len(set(banners[start:start + size])) == size
+
+
+def test_stack_two_racing_views_of_one_visitor_on_two_workers_never_show_the_same_banner(stack, plans):
+    """Two tabs of one returning visitor, loading at once through nginx, each served by one of the two gunicorn
+    workers: two steps of the rotation, never the same banner."""
+    campaign = max((len(set(ids)), c) for (q, c), ids in plans.items() if q == 1)[1]
+    status, headers, _ = stack.get(f"/campaigns/{campaign}")
+    cookie = {"Cookie": headers["set-cookie"].split(";", 1)[0]}
+    assert stack.get(f"/campaigns/{campaign}", cookie)[0] == 200  # stored from here on (the first view is rebuilt)
+    barrier = threading.Barrier(2)
+
+    def view(found, index):
+        barrier.wait()
+        status, _, body = stack.get(f"/campaigns/{campaign}", cookie)
+        assert status == 200
+        found[index] = int(SLOT.search(body.decode()).group(4))
+
+    for round_number in range(30):
+        found = [None, None]
+        tabs = [threading.Thread(target=view, args=(found, i)) for i in range(2)]
+        for tab in tabs:
+            tab.start()
+        for tab in tabs:
+            tab.join()
+        assert found[0] != found[1], f"round {round_number}: both tabs showed banner {found[0]}"
 
 
 def test_stack_embed_frame_and_decision_through_nginx_are_frameable_and_cors(stack, plans):
