@@ -23,7 +23,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
-COPY config.py models.py selection.py rotation.py visitor_state.py gunicorn.conf.py ./
+COPY config.py models.py dashboard_queries.py selection.py rotation.py visitor_state.py gunicorn.conf.py ./
 COPY jobs ./jobs
 COPY webapp ./webapp
 COPY live ./live

@@ -70,7 +70,7 @@ def test_overview_charts_the_four_slots_on_one_scale_with_values(admin, loaded, 
 
 
 def test_overview_says_which_period_the_figures_cover(admin, loaded):  # noqa: F811
-    from models import last_loaded_at
+    from dashboard_queries import last_loaded_at
 
     text = html(admin.get("/admin/"))
     assert f"Figures from the imported data, loaded <time datetime=\"{last_loaded_at().isoformat()}Z\">" in text

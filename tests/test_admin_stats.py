@@ -112,7 +112,7 @@ def test_stats_table_campaign_filter_no_id_starts_with_shows_no_rows(admin, load
 
 
 def test_id_prefix_ranges_cover_each_length_up_to_the_largest_id():
-    from models import id_prefix_ranges
+    from dashboard_queries import id_prefix_ranges
 
     assert id_prefix_ranges(1, max_id=2000) == [(1, 1), (10, 19), (100, 199), (1000, 1999)]
     assert id_prefix_ranges(25, max_id=2600) == [(25, 25), (250, 259), (2500, 2599)]

@@ -17,7 +17,8 @@ from test_auth import users  # noqa: F401  (users is a fixture)
 def weeks(request, two_weeks):  # noqa: F811
     """The two weeks, read through marks at each bound ("marked", one query) or summed from the nearest marks
     (what a bound an export missed gets)."""
-    from models import db, fill_live_marks, live_period_rows
+    from models import db, fill_live_marks
+    from dashboard_queries import live_period_rows
     from test_admin_periods import NAIVE
     from webapp.trends import period_of
 

@@ -60,7 +60,7 @@ def test_campaign_stats_csv_at_8000_rows_streams_every_row_sorted(stats, manager
 
 @pytest.mark.parametrize("query", ["one campaign", "default order", "charts of a page"])
 def test_campaign_stats_queries_use_an_index_not_a_scan_on_sqlite(stats, query):
-    from models import campaign_stats, revenue_by_quarter
+    from dashboard_queries import campaign_stats, revenue_by_quarter
 
     if not db.obj.__class__.__name__.startswith("Sqlite"):
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")

@@ -13,7 +13,8 @@ HOUR = datetime(NOW.year, NOW.month, NOW.day, NOW.hour)
 
 def test_embed_rollup_counts_impressions_and_viewable_impressions_of_all_three_ways(settings_overrides, tmp_path):
     from live.export import export_events
-    from models import LiveHour, LiveSiteHour, live_viewability
+    from models import LiveHour, LiveSiteHour
+    from dashboard_queries import live_viewability
 
     app = make_app(settings_overrides, tmp_path)
     runtime.context(replace(runtime.context().settings, live_root=str(tmp_path / "feed")))
@@ -40,7 +41,8 @@ def test_embed_rollup_counts_impressions_and_viewable_impressions_of_all_three_w
 
 
 def test_embed_rollup_database_from_before_viewable_counts_gains_the_columns(database_url):
-    from models import LiveHour, LiveSiteHour, add_live_hours, db, init_db, live_viewability
+    from models import LiveHour, LiveSiteHour, add_live_hours, db, init_db
+    from dashboard_queries import live_viewability
 
     init_db(database_url)
     with db.connection_context():

@@ -47,7 +47,8 @@ def live_db(app):
 @given(batches=st.lists(st.tuples(batch, st.integers(0, 24 * 6)), min_size=1, max_size=5),
        asked=st.lists(st.integers(-2, 24 * 7), min_size=1, max_size=6))
 def test_live_totals_before_any_hour_equal_the_sum_of_the_hours_before_it(live_db, batches, asked):
-    from models import LiveHour, LiveMark, LiveSiteHour, add_live_hours, live_totals_before
+    from models import LiveHour, LiveMark, LiveSiteHour, add_live_hours
+    from dashboard_queries import live_totals_before
 
     for model in (LiveHour, LiveSiteHour, LiveMark):
         model.delete().execute()
@@ -61,7 +62,8 @@ def test_live_totals_before_any_hour_equal_the_sum_of_the_hours_before_it(live_d
 
 
 def test_live_totals_before_an_hour_keep_to_the_campaign_prefix(live_db):
-    from models import add_live_hours, live_totals_before
+    from models import add_live_hours
+    from dashboard_queries import live_totals_before
 
     with live_db.atomic():
         add_live_hours({(1, START): [5, 1, 0, 0.0], (12, START): [7, 2, 1, 3.0], (2, START): [9, 0, 0, 0.0]},
@@ -71,7 +73,8 @@ def test_live_totals_before_an_hour_keep_to_the_campaign_prefix(live_db):
 
 
 def test_fill_live_marks_makes_the_marks_of_a_database_from_before_them(live_db):
-    from models import LiveMark, add_live_hours, fill_live_marks, live_totals_before
+    from models import LiveMark, add_live_hours, fill_live_marks
+    from dashboard_queries import live_totals_before
 
     with live_db.atomic():
         add_live_hours({(1, START + h * HOUR): [1, 0, 0, 0.5] for h in range(72)}, now=START)
@@ -95,7 +98,8 @@ def test_an_hours_mark_is_dropped_after_two_days_and_a_midnights_is_kept(live_db
 
 
 def test_a_late_batch_adds_to_the_marks_after_its_hours_and_not_to_the_mark_of_its_own_hour(live_db):
-    from models import add_live_hours, live_totals_before
+    from models import add_live_hours
+    from dashboard_queries import live_totals_before
 
     with live_db.atomic():
         add_live_hours({(1, START): [1, 0, 0, 0.0]}, now=START + 5 * HOUR)  # marks the hour 5

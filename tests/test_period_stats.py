@@ -29,7 +29,8 @@ def figures(rows) -> list:
        sort=st.sampled_from(LIVE_COLUMNS), descending=st.booleans(), prefix=st.sampled_from([None, 1, 3]))
 def test_period_table_from_the_marks_at_its_bounds_equals_the_sums_from_the_nearest_marks(
         live_db, batches, later, args, sort, descending, prefix):  # noqa: F811
-    from models import LiveHour, LiveMark, LiveSiteHour, add_live_hours, fill_live_marks, live_period_rows
+    from models import LiveHour, LiveMark, LiveSiteHour, add_live_hours, fill_live_marks
+    from dashboard_queries import live_period_rows
 
     for model in (LiveHour, LiveSiteHour, LiveMark):
         model.delete().execute()

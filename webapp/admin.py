@@ -6,9 +6,10 @@ admin_ingests, on this blueprint.
 
 from flask import Blueprint, current_app, g, render_template, request, url_for
 
+from dashboard_queries import files_behind_served_data, last_loaded_at, quarter_totals
 import selection
 from webapp.live_panel import live_panel_context, live_since
-from models import IngestRun, files_behind_served_data, last_loaded_at, quarter_totals
+from models import IngestRun
 from webapp import charts, formatting, freshness
 from webapp.auth import login_required
 from webapp.clock import utc_now

@@ -2,9 +2,10 @@
 
 from flask import abort, redirect, render_template, request, url_for
 
+from dashboard_queries import banner_stats_of_campaign, banners_by_id, plans_of_campaign
 import selection
 from jobs.parsing import MAX_ID
-from models import CampaignStat, banner_stats_of_campaign, banners_by_id, plans_of_campaign
+from models import CampaignStat
 from webapp.admin import QUARTERS, bp
 from webapp.clock import utc_now
 from webapp.formatting import ratio, rpm

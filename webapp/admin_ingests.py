@@ -3,10 +3,9 @@
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from redis import RedisError
 
+from dashboard_queries import files_of_runs, last_loaded_at, latest_runs, served_source
 from jobs.ingest import IngestBusy, reap_abandoned_runs, request_ingest
-from models import (
-    ExportRun, IngestRun, files_of_runs, get_data_version, last_loaded_at, latest_runs, served_source, utcnow,
-)
+from models import ExportRun, IngestRun, get_data_version, utcnow
 from webapp.admin import bp
 from webapp.auth import admin_required, is_htmx_request
 from webapp.formatting import slot_words

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 from flask import current_app, render_template, request, stream_with_context, url_for
 
+from dashboard_queries import CAMPAIGN_STAT_COLUMNS, campaign_stat_totals, campaign_stats, hour_averages
 import selection
-from models import CAMPAIGN_STAT_COLUMNS, campaign_stat_totals, campaign_stats, hour_averages
 from webapp.admin import QUARTERS, bp
 from webapp.auth import is_htmx_request, shareable
 from webapp.clock import utc_now

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from models import live_period_rows, live_totals_before
+from dashboard_queries import live_period_rows, live_totals_before
 from webapp.formatting import change, ratio, rpm
 
 # The live view's columns, as the URL names them; each change is against the period before.

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from models import has_live_hours, live_hours
+from dashboard_queries import has_live_hours, live_hours
 from webapp.formatting import change
 from webapp.kpis import KPIS, figures
 

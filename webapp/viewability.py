@@ -1,6 +1,6 @@
 """Viewability of the live impressions over a trend's period: all impressions, those the JS tag measured, the viewable ones."""
 
-from models import live_viewability, viewable_rate
+from dashboard_queries import live_viewability, viewable_rate
 
 
 def viewability(trend, campaign_id=None) -> dict:
