@@ -50,6 +50,13 @@ def page(browser):
 
 
 @pytest.fixture
+def database_url(tmp_path):
+    """SQLite only: these tests drive what a person sees and does; every query the pages run is also tested on
+    PostgreSQL by the tests of the app over HTTP (tests/test_admin*.py), at half the cost of a second browser run."""
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
 def settings_overrides(settings_overrides, demo_source):
     return {**settings_overrides, "ingest_source": str(demo_source)}
 
