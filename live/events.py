@@ -109,6 +109,13 @@ def event_commands(ctx, event) -> list:
     return commands
 
 
+def not_sent(commands) -> None:
+    """event_commands() that were not sent after all: their counters' EXPIRE goes with the next ones instead."""
+    for name, key, *_ in commands:
+        if name == "EXPIRE":
+            _expiry_set.discard(key)
+
+
 def minute_of(ts: float) -> int:
     return int(float(ts) // 60)
 

@@ -236,3 +236,40 @@ def test_visitors_view_whose_state_keeps_moving_is_saved_on_its_last_attempt(loa
     assert redis_server.xlen(redis_prefix + "events") == events + 1
     assert second in BANNERS and raw.get(state_key)[:1] != b"\x80"  # the last attempt's state was kept
     assert first in BANNERS
+
+
+def test_visitors_view_saved_after_a_conflict_still_gives_its_minute_counter_an_expiry(loaded, redis_server, redis_prefix,
+                                                                                        database_url):
+    """The live panel's per-minute counter gets its EXPIRE once per process: a first attempt that lost to another tab
+    sent nothing, so the attempt that is saved must send the EXPIRE (else the counter never expires)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a view reads no database: one run is enough")
+    import redis as redis_lib
+
+    from conftest import REDIS_URL
+    from live import events
+
+    raw = redis_lib.Redis.from_url(REDIS_URL)
+    vid = "conflicted-visitor-0123456789abcdef"
+    client = loaded.test_client(use_cookies=False)
+    banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
+    [state_key] = [k for k in keys_under(redis_server, redis_prefix) if ":visitor:" in k]
+    [bucket] = [k for k in keys_under(redis_server, redis_prefix) if ":live:impressions:" in k]
+    redis_server.delete(bucket)
+    events._expiry_set.clear()  # as in a process that has not counted this minute yet
+    store = loaded.extensions["visitors"]
+    real_save, calls = store.save_if_unchanged, []
+
+    def another_tab_saves_first_once(keys, args):
+        if not calls:
+            raw.set(state_key, b"\x80")  # another view saved an (empty) state in between
+        calls.append(args[0])
+        return real_save(keys=keys, args=args)
+
+    store.save_if_unchanged = another_tab_saves_first_once
+    try:
+        banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
+    finally:
+        store.save_if_unchanged = real_save
+    assert calls == ["1", "1"]  # lost once, saved on the second attempt
+    assert int(redis_server.hget(bucket, "1")) == 1 and redis_server.ttl(bucket) > 0
