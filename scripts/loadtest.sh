@@ -148,8 +148,6 @@ fi
 say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
 LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
 cpu > "$WORK/cpu-2.json"
-# The cost of recording live events: the page with EVENTS_ENABLED=0, then with it on again, so
-# that a drift of the machine's speed during the runs does not pass for that cost.
 # The no-state baseline (bench/baseline_app.py): our page's bytes, a random banner, nobody remembered, no framework;
 # served by gunicorn with the same worker count and class, behind the same nginx.
 stop_gunicorn
@@ -164,6 +162,8 @@ cpu > "$WORK/cpu-baseline-app-0.json"
 say "/campaigns/<id> of the no-state baseline: $CONNECTIONS connections, $DURATION s"
 "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline-app.txt"
 cpu > "$WORK/cpu-baseline-app-1.json"
+# The cost of recording live events: the page with EVENTS_ENABLED=0, then with it on again, so
+# that a drift of the machine's speed during the runs does not pass for that cost.
 for phase in noevents:0 events2:1; do
     stop_gunicorn
     start_gunicorn "${phase#*:}"
