@@ -8,7 +8,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from live.events import derived_key, impression_event, queue_event, viewable_event
+from live.events import derived_key, expiries_sent, impression_event, queue_event, viewable_event
 
 # A beacon counts only this long after its decision: the once-only marks are kept as long, per minute
 # of issue in one set, so they cost a few bytes per impression for an hour, not a key per impression.
@@ -77,8 +77,9 @@ def record_beacon(client, ctx, kind, beacon, when, events_enabled=True) -> bool:
             event = viewable_event(when, beacon.quarter, beacon.campaign_id, beacon.banner_id, beacon.visitor,
                                    beacon.impression_id)
         pipe = client.pipeline(transaction=False)
-        queue_event(pipe, ctx, event)
+        queued = queue_event(pipe, ctx, event)
         pipe.execute()
+        expiries_sent(queued)
     return True
 
 

@@ -63,7 +63,7 @@ def conversion_event(now, quarter, campaign_id, banner_id, click_id, conversion_
     }
 
 
-_expiry_set = set()  # counter buckets this process has already given a TTL
+_expiry_set = set()  # counter buckets this process has already given a TTL (see expiries_sent)
 
 
 # Each event is one stream field of '|'-separated values, in this order after its type: one field
@@ -87,10 +87,13 @@ def decode(fields: dict) -> dict:
     return {"type": kind, **dict(zip(FIELDS[kind], values))}
 
 
-def queue_event(pipe, ctx, event) -> None:
-    """Queue XADD of `event` and its live-panel counters on `pipe` (a Redis pipeline)."""
-    for command in event_commands(ctx, event):
+def queue_event(pipe, ctx, event) -> list:
+    """Queue XADD of `event` and its live-panel counters on `pipe` (a Redis pipeline); returns the commands queued,
+    for expiries_sent() once the pipeline has been sent."""
+    commands = event_commands(ctx, event)
+    for command in commands:
         pipe.execute_command(*command)
+    return commands
 
 
 def event_commands(ctx, event) -> list:
@@ -101,19 +104,19 @@ def event_commands(ctx, event) -> list:
         bucket = ctx.key(f"live:{event['type']}s:{minute_of(event['ts'])}")
         commands.append(("HINCRBY", bucket, event["c"], 1))
         if bucket not in _expiry_set:
-            # Once per bucket and process is enough: the TTL only has to outlive the panel's hour.
-            if len(_expiry_set) > 64:
-                _expiry_set.clear()
-            _expiry_set.add(bucket)
             commands.append(("EXPIRE", bucket, COUNTER_TTL))
     return commands
 
 
-def not_sent(commands) -> None:
-    """event_commands() that were not sent after all: their counters' EXPIRE goes with the next ones instead."""
+def expiries_sent(commands) -> None:
+    """event_commands() that Redis has run: later events of their counters leave the EXPIRE out. Called only after a
+    send succeeded, so commands that never reached Redis (a failure, a lost race) leave it to the next ones."""
     for name, key, *_ in commands:
         if name == "EXPIRE":
-            _expiry_set.discard(key)
+            # Once per bucket and process is enough: the TTL only has to outlive the panel's hour.
+            if len(_expiry_set) > 64:
+                _expiry_set.clear()
+            _expiry_set.add(key)
 
 
 def minute_of(ts: float) -> int:

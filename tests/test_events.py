@@ -409,6 +409,31 @@ def test_served_page_links_through_a_click_token_that_counts_once(serving):
     assert clicks[0]["imp"] == impression["imp"] and clicks[0]["v"] == impression["v"]
 
 
+def test_events_whose_pipeline_never_reached_redis_leave_the_counter_expiry_to_the_next_ones(app):
+    """A minute's live counter gets its EXPIRE once per process: not when the pipeline that carried it failed,
+    else the next events of that minute count into a hash that never expires."""
+    import socket
+
+    import redis as redis_lib
+
+    from live import events
+
+    ctx = runtime.context()
+    events._expiry_set.clear()
+    event = impression_event(datetime.now(timezone.utc), 1, 7, 101, "v", 1, "imp-away")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    away = redis_lib.Redis(port=port, socket_connect_timeout=0.5).pipeline(transaction=False)
+    queue_event(away, ctx, event)
+    with pytest.raises(redis_lib.ConnectionError):
+        away.execute()
+    add_events([event])
+    bucket = ctx.key(f"live:impressions:{events.minute_of(event['ts'])}")
+    assert int(ctx.redis.hget(bucket, "7")) == 1
+    assert ctx.redis.ttl(bucket) > 0
+
+
 def test_served_views_record_nothing_when_events_are_off(serving):
     from dataclasses import replace
 

@@ -337,6 +337,32 @@ def test_sessions_live_in_the_session_redis_and_events_in_the_main_one(settings_
     private_redis.start()
 
 
+def test_main_redis_back_within_the_minute_gives_the_views_live_counter_its_expiry(settings_overrides, private_redis, redis_server,
+                                                                                  tmp_path):
+    """Views while the main Redis (events, counters) is away sent no EXPIRE for their minute's live counter: the first
+    view that reaches it again must send it, or that counter is never deleted. Visitors' state is in the session Redis."""
+    from live import events
+    from webapp import create_app
+
+    from conftest import REDIS_URL
+
+    if time.time() % 60 > 45:  # both views in one minute, else the second's counter is a new one and proves nothing
+        time.sleep(60.5 - time.time() % 60)
+    app = create_app({**settings_overrides, "redis_url": private_redis.url, "session_redis_url": REDIS_URL})
+    load_source(app, tmp_path)
+    client = app.test_client()
+    events._expiry_set.clear()
+    private_redis.stop()
+    assert client.get("/campaigns/1").status_code == 200
+    private_redis.start()
+    time.sleep(1.1)  # the breaker's retry time
+    assert client.get("/campaigns/1").status_code == 200
+    main = redis_lib_client(private_redis.url)
+    [bucket] = main.keys(settings_overrides["redis_prefix"] + "live:impressions:*")
+    assert main.hget(bucket, "1") == "1"
+    assert main.ttl(bucket) > 0
+
+
 def redis_lib_client(url):
     import redis as redis_lib
 

@@ -19,6 +19,7 @@ from live.events import (
     conversion_event,
     derived_key,
     next_live_id,
+    expiries_sent,
     queue_event,
     visitor_key,
 )
@@ -119,11 +120,13 @@ def _record_click(settings, campaign_id, banner_id, quarter, impression_id):
             log.info("click ignored: impression %s was clicked already", impression_id)
             return
         click_id = next_live_id(client, ctx.key("live:click_id"), FIRST_LIVE_CLICK_ID)
-        pipe = client.pipeline(transaction=False)
+        pipe, queued = client.pipeline(transaction=False), []
         if settings.events_enabled:
-            queue_event(pipe, ctx, click_event(utc_now(), quarter, campaign_id, banner_id, current_visitor(), impression_id, click_id))
+            queued = queue_event(pipe, ctx, click_event(utc_now(), quarter, campaign_id, banner_id, current_visitor(),
+                                                        impression_id, click_id))
         pipe.set(ctx.key(f"click:{click_id}"), f"{quarter},{campaign_id},{banner_id}", ex=CLICK_TTL)
         pipe.execute()
+        expiries_sent(queued)
     except REDIS_ERRORS as exc:
         breaker.record(exc)
         degraded.add("clicks_dropped")
@@ -222,8 +225,10 @@ def _answer_retry(stored, fingerprint, click_id):
 def _record_conversion(ctx, quarter, campaign_id, banner_id, click_id, revenue, advertiser) -> int:
     conversion_id = next_live_id(ctx.redis, ctx.key("live:conversion_id"), FIRST_LIVE_CONVERSION_ID)
     pipe = ctx.redis.pipeline(transaction=False)
-    queue_event(pipe, ctx, conversion_event(utc_now(), quarter, campaign_id, banner_id, click_id, conversion_id, revenue, advertiser))
+    queued = queue_event(pipe, ctx, conversion_event(utc_now(), quarter, campaign_id, banner_id, click_id, conversion_id,
+                                                     revenue, advertiser))
     pipe.execute()
+    expiries_sent(queued)
     return conversion_id
 
 

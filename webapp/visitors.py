@@ -13,7 +13,7 @@ import msgspec
 
 from flask import current_app, request
 
-from live.events import event_commands, impression_event, not_sent, queue_event, visitor_key
+from live.events import event_commands, expiries_sent, impression_event, queue_event, visitor_key
 from rotation import next_banner, remember
 from visitor_state import COOKIE, cycle_seed, first_state, is_minted, is_vid, new_vid, site_of, state_key
 from webapp.clicks import new_impression_id
@@ -174,24 +174,23 @@ def save(visitor, unless_moved=True) -> bool:
             reply = store.save_if_unchanged(keys=[store.prefix + state_key(current_app.secret_key, visitor.site, visitor.vid),
                                                   *(command[1] for command in commands)], args=args)
         except REDIS_ERRORS as exc:
-            not_sent(commands)
             store.breaker.record(exc)
             current_app.logger.debug("a visitor's state or events were not kept: %s", exc)
             visitor.rotations = None  # the state's Redis is away: no cookie promises a rotation either
         else:
             if reply[0] == 0:
-                not_sent(commands)
                 visitor.rotations, visitor.stored, visitor.events = _decode(reply[1]), reply[1], []
                 return False
             visitor.stored = state
+            expiries_sent(commands)
     if visitor.events and events_apart:
         client, breaker = (store.client, store.breaker) if store.events_client is store.client else (
             store.events_client, store.events_breaker)
         pipe = client.pipeline(transaction=False)
-        for event in visitor.events:
-            queue_event(pipe, ctx, event)
+        queued = [command for event in visitor.events for command in queue_event(pipe, ctx, event)]
         try:
             pipe.execute()
+            expiries_sent(queued)
         except REDIS_ERRORS as exc:
             breaker.record(exc)
             current_app.logger.debug("a visitor's events were not kept: %s", exc)
