@@ -249,8 +249,9 @@ def render_section(results) -> str:
         "",
         f"- Redis commands per page view: {calls / main['requests']:.2f} "
         f"({_command_split(before, after, main['requests'])}) in 2 round trips: the GET of the visitor's rotations, then "
-        "one pipeline with their SET (with expiry) and the impression event's XADD and HINCRBY (the live counter's EXPIRE "
-        "is sent once per minute bucket and process). The plan cache's "
+        "one script call (EVALSHA) that checks the state is still the one read (its GET) and runs the SET (with expiry) "
+        "and the impression event's XADD and HINCRBY (the live counter's EXPIRE is sent once per minute bucket and "
+        "process); Redis counts the commands a script runs. The plan cache's "
         "data-version check is once a second per process, not per request.",
         f"- Visitors (rotation states in Redis): {visitors}; each visited every campaign, the largest state there is.",
         f"- State payload (msgpack): {after['session_payload_bytes_avg']:.0f} bytes on average, "
