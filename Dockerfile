@@ -1,4 +1,4 @@
-# One image for every BannerService process: web (gunicorn), RQ worker, scheduler, one-shot jobs.
+# One image for every BannerService process: web (granian, webapp/serve.py), RQ worker, scheduler, one-shot jobs.
 # The base is the official Python image; scripts/docker-standins.sh builds a Debian stand-in for
 # machines without a registry (docker-compose.yml passes PYTHON_IMAGE through).
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -23,7 +23,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
-COPY config.py models.py dashboard_queries.py selection.py rotation.py visitor_state.py gunicorn.conf.py ./
+COPY config.py models.py dashboard_queries.py selection.py rotation.py visitor_state.py ./
 COPY jobs ./jobs
 COPY webapp ./webapp
 COPY live ./live
@@ -41,4 +41,4 @@ VOLUME /data
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
-CMD ["gunicorn", "-c", "gunicorn.conf.py"]
+CMD ["python", "-m", "webapp.serve"]

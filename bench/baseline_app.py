@@ -4,10 +4,10 @@ What a server of the brief without per-visitor guarantees does, done right: ever
 of the hour and its pages are made once per process from the same database (the same bytes as our page), and a
 view is a random banner of the current slot with a fresh click token. No Redis, no events, no rotation, no
 cookie, no framework on the request path: a bare WSGI callable, so there is no race to get wrong either.
-scripts/loadtest.sh serves it after its /ping run, with gunicorn behind the same nginx, to price what the
+scripts/loadtest.sh serves it after its /ping run, with granian behind the same nginx, to price what the
 guarantees cost: the state's round trips, the event, Flask.
 
-    gunicorn --workers 5 'bench.baseline_app:application'     (the environment of the app: DATABASE_URL, ...)
+    granian --interface wsgi --workers 3 bench.baseline_app:application     (the app's environment: DATABASE_URL, ...)
 """
 
 import random

@@ -192,11 +192,11 @@ def render_section(results) -> str:
         "",
         f"- When: {results['when']}",
         f"- Machine: {results['cores']} cores ({results['cpu_model']}), {results['memory']}; wrk, nginx, "
-        "gunicorn and Redis all on this machine, talking over loopback.",
+        "granian (the web process) and Redis all on this machine, talking over loopback.",
         f"- Other load: CPUs {results['busy_before']}% busy just before the runs (0 on an idle machine); "
         f"load average before/after {results['load_before']} / {results['load_after']}.",
-        f"- Stack: nginx {results['nginx_version']} ({results['nginx_workers']} workers) → gunicorn "
-        f"({results['web_workers']} {results['worker_class']} workers, unix socket) → Redis {results['redis_version']} "
+        f"- Stack: nginx {results['nginx_version']} ({results['nginx_workers']} workers) → granian "
+        f"({results['web_workers']} workers of {results['web_threads']} Python thread(s), unix socket) → Redis {results['redis_version']} "
         f"({results['redis_transport']}); database {results['database']}; demo data, {len(results['campaigns'])} campaigns.",
         f"- Command: `{results['command']}` ({results['duration']} s per run, {results['connections']} connections, "
         f"{results['threads']} wrk threads{', Redis over a unix socket' if 'unix' in results['redis_transport'] else ''}).",
@@ -226,7 +226,7 @@ def render_section(results) -> str:
         lines += [
             "",
             f"The embeds against the page: {len(rounds)} rounds, each the three runs back to back "
-            f"({results['round_seconds']} s each, the order rotating from round to round), on the gunicorn of "
+            f"({results['round_seconds']} s each, the order rotating from round to round), on the web process of "
             "the second page run:",
             "",
             "| round | page req/min | iframe req/min | decision req/min | iframe / page | decision / page "

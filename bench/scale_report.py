@@ -155,7 +155,7 @@ def loadtest_section(lt, charts, img) -> list:
            f"`scripts/loadtest.sh {lt['seconds']}` with `LOADTEST_PAGE_ONLY=1`, once on the demo data (50 campaigns) and once "
            f"on `catalogue` (10,000 campaigns), each stack measured steady and then while the data version moved every "
            f"{lt['reload_every']} s (every web process reloading all its plans; `LOADTEST_DURING`).", "",
-           "| campaigns | run | views/min | p50 ms | p99 ms | errors | CPU µs per view: gunicorn / nginx / Redis |",
+           "| campaigns | run | views/min | p50 ms | p99 ms | errors | CPU µs per view: web process / nginx / Redis |",
            "|---:|---|---:|---:|---:|---:|---|"]
     for name in ("50", "10000"):
         for kind in ("steady", "reloading"):
@@ -170,7 +170,7 @@ def loadtest_section(lt, charts, img) -> list:
                 f"- p99 while reloading / steady p99 at 10,000 campaigns: **{b['reloading']['p99_ms'] / b['steady']['p99_ms']:.2f}** (goal ≤ 2); "
                 f"at 50: {a['reloading']['p99_ms'] / a['steady']['p99_ms']:.2f}."]
         if "cpu_us" in a["steady"] and "cpu_us" in b["steady"]:
-            out.append(f"- gunicorn CPU per view at 10,000 / at 50 campaigns: **{b['steady']['cpu_us']['app'] / a['steady']['cpu_us']['app']:.2f}**. "
+            out.append(f"- web process CPU per view at 10,000 / at 50 campaigns: **{b['steady']['cpu_us']['app'] / a['steady']['cpu_us']['app']:.2f}**. "
                        "At 10,000 campaigns a process keeps only a third of a quarter's ~60,000 slot pages (`PAGES_MAX`), "
                        "so most views build their page; webapp/slots.py fills a skeleton rendered once (a few µs) "
                        "rather than rendering the template (~75 µs).")
@@ -179,7 +179,7 @@ def loadtest_section(lt, charts, img) -> list:
                    f"{a['reloading']['per_minute'] / a['steady']['per_minute']:.2f}): every process reloads 40,000 plans "
                    "(off the request thread, but sharing its process's CPU and GIL), then parses each plan and builds each "
                    "page again on first use. Real loads come every 12 hours (`INGEST_CRON`), not every 2 s.")
-        out.append("- wrk, nginx, gunicorn and Redis share the machine's cores in these runs, and the stacks differ from the "
+        out.append("- wrk, nginx, the web process and Redis share the machine's cores in these runs, and the stacks differ from the "
                    "Load test section's: compare rates only within this table.")
     out += ["", f"![page rate against campaigns]({img}/{charts['loadtest']})" if "loadtest" in charts else "", ""]
     return out

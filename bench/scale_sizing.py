@@ -18,7 +18,7 @@ def guide(r) -> list:
     if cpu:
         web = cpu["app"] + cpu["nginx"]
         per_core = 60e6 / web
-        out += [f"- **Visitors per minute → web cores.** At 10,000 campaigns a page view cost {cpu['app']} µs of gunicorn "
+        out += [f"- **Visitors per minute → web cores.** At 10,000 campaigns a page view cost {cpu['app']} µs of web-process "
                 f"CPU and {cpu['nginx']} µs of nginx (load test above; CPU time, which a busy machine inflates less than "
                 f"the rates): one core serves about **{per_core:,.0f} views/min**. Web cores ≈ peak views per minute × "
                 f"views per visitor / {per_core:,.0f}, plus one for headroom and the reloads."]

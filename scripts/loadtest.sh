@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test of the production stack on loopback: nginx -> gunicorn -> Redis, on the demo data.
+# Load test of the production stack on loopback: nginx -> the web process (granian) -> Redis, on the demo data.
 # Drives /campaigns/<id> with wrk (returning visitors, own cookies, all campaigns), then /ping on the
 # same stack, then the embeds against the page in interleaved rounds (/campaigns/<id>, /embed/<id> with the
 # cookie, /api/decision with each visitor's vid, in a rotating order; LOADTEST_EMBED_ROUNDS rounds of
@@ -7,11 +7,11 @@
 #
 # Usage: scripts/loadtest.sh [DURATION_SECONDS] [CONNECTIONS]   (defaults 30 and 64)
 # Environment: WRK_THREADS (= CONNECTIONS: one connection per wrk thread, so one visitor per
-#   connection; fewer threads share their visitors among their connections), WEB_WORKERS (gunicorn.conf.py's default), NGINX_WORKERS (auto),
+#   connection; fewer threads share their visitors among their connections), WEB_WORKERS and WEB_THREADS (webapp/serve.py's defaults), NGINX_WORKERS (auto),
 #   LOADTEST_DATABASE_URL (default: SQLite in the run folder), LOADTEST_PORT (8089),
 #   LOADTEST_REDIS_PORT (6392), LOADTEST_REDIS=unix (app to Redis over a unix socket; default tcp),
-#   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), LOADTEST_EMBED_ROUNDS (10), GUNICORN_CONF (a
-#   config file with profiling hooks), LOADTEST_WRITE=0 to leave docs/performance.md alone,
+#   LOADTEST_QUIET_WAIT (120: seconds to wait for other work to calm down), LOADTEST_EMBED_ROUNDS (10),
+#   LOADTEST_WRITE=0 to leave docs/performance.md alone,
 #   LOADTEST_SOURCE (a source directory to load instead of the demo data), LOADTEST_PAGE_ONLY=1 (only
 #   the page run: no /ping or events-off runs, no report; scripts/bench_scale.py reads the wrk files),
 #   LOADTEST_DURING (page-only: a command run in the background during a second page run).
@@ -42,7 +42,7 @@ chmod 755 "$WORK" "$WORK/instance"
 pids=()
 cleanup() {
     [ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
-    [ -f "$WORK/gunicorn.pid" ] && kill "$(cat "$WORK/gunicorn.pid")" 2>/dev/null || true
+    [ -f "$WORK/web.pid" ] && kill "$(cat "$WORK/web.pid")" 2>/dev/null || true
     [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
 }
@@ -79,24 +79,23 @@ SOURCE="${LOADTEST_SOURCE:-$WORK/demo}"
 flask --app webapp ingest "$SOURCE" > "$WORK/ingest.log" 2>&1
 "$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-empty.json"
 
-start_gunicorn() {
-    # start_gunicorn EVENTS_ENABLED: the web processes, with live-event recording on (1) or off (0).
-    say "starting gunicorn on $WORK/web.sock (EVENTS_ENABLED=$1)"
+start_web() {
+    # start_web EVENTS_ENABLED: the web process (webapp/serve.py), with live-event recording on (1) or off (0).
+    say "starting the web process on $WORK/web.sock (EVENTS_ENABLED=$1)"
     rm -f "$WORK/web.sock"
-    EVENTS_ENABLED="$1" gunicorn -c "${GUNICORN_CONF:-gunicorn.conf.py}" --bind "unix:$WORK/web.sock" \
-        --pid "$WORK/gunicorn.pid" --error-logfile "$WORK/gunicorn.log" > /dev/null 2>&1 &
+    EVENTS_ENABLED="$1" "$PY" -m webapp.serve --bind "unix:$WORK/web.sock" --pid "$WORK/web.pid" > "$WORK/web.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do [ -S "$WORK/web.sock" ] && break; sleep 0.1; done
 }
-runpy_value() {  # runpy_value NAME: a setting of gunicorn's configuration as the web processes get it
-    "$PY" -c 'import runpy, sys; print(runpy.run_path(sys.argv[1])[sys.argv[2]])' "${GUNICORN_CONF:-gunicorn.conf.py}" "$1"
+server_option() {  # server_option NAME: a setting of the web process as webapp/serve.py reads it from the environment
+    "$PY" -c 'import sys; from webapp.serve import server_options; print(server_options()[sys.argv[1]])' "$1"
 }
-stop_gunicorn() {
-    local pid; pid="$(cat "$WORK/gunicorn.pid")"
+stop_web() {
+    local pid; pid="$(cat "$WORK/web.pid")"
     kill "$pid"
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
-start_gunicorn 1
+start_web 1
 
 say "starting nginx on 127.0.0.1:$PORT"
 LISTEN="127.0.0.1:$PORT" APP_UPSTREAM="unix:$WORK/web.sock" IMAGE_DIR="$IMAGE_DIR" RUN_DIR="$WORK/nginx" \
@@ -127,7 +126,7 @@ while BUSY="$("$PY" bench/loadtest.py busy)" && [ "$BUSY" -ge 20 ] && [ "$SECOND
     sleep 3
 done
 
-cpu() { "$PY" bench/loadtest.py cpu nginx="$WORK/nginx/nginx.pid" app="$WORK/gunicorn.pid" redis="$WORK/redis.pid"; }
+cpu() { "$PY" bench/loadtest.py cpu nginx="$WORK/nginx/nginx.pid" app="$WORK/web.pid" redis="$WORK/redis.pid"; }
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" bench/loadtest.py redis "$REDIS_URL" "$REDIS_PREFIX" > "$WORK/redis-before.json"
 cpu > "$WORK/cpu-0.json"
@@ -149,13 +148,13 @@ say "/ping (the trivial baseline): $CONNECTIONS connections, $DURATION s"
 LOADTEST_PATH=/ping "${WRK[@]}" -d "${DURATION}s" "$BASE/" | tee "$WORK/wrk-baseline.txt"
 cpu > "$WORK/cpu-2.json"
 # The no-state baseline (bench/baseline_app.py): our page's bytes, a random banner, nobody remembered, no framework;
-# served by gunicorn with the same worker count and class, behind the same nginx.
-stop_gunicorn
+# served by granian with the web process's workers and threads, behind the same nginx.
+stop_web
 say "starting the no-state baseline app (bench/baseline_app.py) on $WORK/web.sock"
 rm -f "$WORK/web.sock"
-gunicorn -c /dev/null --workers "$(runpy_value workers)" --worker-class "$(runpy_value worker_class)" --threads "$(runpy_value threads)" \
-    --keep-alive "$(runpy_value keepalive)" --bind "unix:$WORK/web.sock" --pid "$WORK/gunicorn.pid" \
-    --error-logfile "$WORK/baseline.log" 'bench.baseline_app:application' > /dev/null 2>&1 &
+"$VENV/bin/granian" --interface wsgi --uds "$WORK/web.sock" --uds-permissions 666 --workers "$(server_option workers)" \
+    --blocking-threads "$(server_option blocking_threads)" --pid-file "$WORK/web.pid" --no-log \
+    'bench.baseline_app:application' > "$WORK/baseline.log" 2>&1 &
 for _ in $(seq 100); do [ -S "$WORK/web.sock" ] && break; sleep 0.1; done
 "${WRK[@]}" -d 5s "$BASE/" > /dev/null
 cpu > "$WORK/cpu-baseline-app-0.json"
@@ -165,8 +164,8 @@ cpu > "$WORK/cpu-baseline-app-1.json"
 # The cost of recording live events: the page with EVENTS_ENABLED=0, then with it on again, so
 # that a drift of the machine's speed during the runs does not pass for that cost.
 for phase in noevents:0 events2:1; do
-    stop_gunicorn
-    start_gunicorn "${phase#*:}"
+    stop_web
+    start_web "${phase#*:}"
     curl -fs -o /dev/null "$BASE/healthz"
     "${WRK[@]}" -d 5s "$BASE/" > /dev/null
     cpu > "$WORK/cpu-${phase%%:*}-0.json"
@@ -198,8 +197,7 @@ export LT_CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs
 export LT_MEMORY="$(free -g | awk '/Mem:/ {print $2 " GiB"}')"
 export LT_LOAD_BEFORE="$LOAD_BEFORE" LT_LOAD_AFTER="$LOAD_AFTER" LT_BUSY_BEFORE="$BUSY"
 export LT_NGINX_VERSION="$(nginx -v 2>&1 | cut -d/ -f2)" LT_NGINX_WORKERS="$(pgrep -c -P "$(cat "$WORK/nginx/nginx.pid")")"
-export LT_WEB_WORKERS="$(pgrep -c -P "$(cat "$WORK/gunicorn.pid")")"
-export LT_WORKER_CLASS="$("$PY" -c 'import runpy; print(runpy.run_path("gunicorn.conf.py")["worker_class"])')"
+export LT_WEB_WORKERS="$(pgrep -c -P "$(cat "$WORK/web.pid")")" LT_WEB_THREADS="$(server_option blocking_threads)"
 export LT_REDIS_VERSION="$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')" LT_REDIS_TRANSPORT="$REDIS_TRANSPORT"
 export LT_DATABASE="${DATABASE_URL%%:*}" LT_CAMPAIGNS="$CAMPAIGNS" LT_THREADS="$THREADS"
 export LT_CONNECTIONS="$CONNECTIONS" LT_DURATION="$DURATION" LT_ROUNDS="$ROUNDS" LT_ROUND_SECONDS="$ROUND_SECONDS" LT_SESSION_MINUTES="$SESSION_LIFETIME_MINUTES"

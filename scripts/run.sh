@@ -48,6 +48,6 @@ rq worker --url "$REDIS_URL" "$QUEUE_NAME" > "$RUN_DIR/worker.log" 2>&1 & pids+=
 flask --app webapp scheduler --interval 10 > "$RUN_DIR/scheduler.log" 2>&1 & pids+=($!)
 say "worker and scheduler logs: $RUN_DIR/worker.log, $RUN_DIR/scheduler.log"
 say "serving on http://127.0.0.1:$PORT  (try http://127.0.0.1:$PORT/campaigns/1)"
-gunicorn -c gunicorn.conf.py --bind "127.0.0.1:$PORT" &
+python -m webapp.serve --bind "127.0.0.1:$PORT" &
 pids+=($!)
 wait "${pids[-1]}"

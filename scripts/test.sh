@@ -22,7 +22,7 @@ if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
 fi
 export AXE_JS="$AXE_DIR/node_modules/axe-core/axe.min.js"
 [ -f "$AXE_JS" ] || say "no axe-core: the accessibility scans fail in CI (CI=true) and are skipped elsewhere"
-# tests/test_stack.py runs the real nginx in front of gunicorn.
+# tests/test_stack.py runs the real nginx in front of the web process (granian).
 apt_install nginx || say "no nginx: the stack tests fail in CI (CI=true) and are skipped elsewhere"
 # The fault tests and tests/test_quickstart.py start redis-servers of their own.
 apt_install redis-server || say "no redis-server: the tests that start a Redis of their own cannot run"

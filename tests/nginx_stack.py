@@ -1,4 +1,5 @@
-"""nginx, rendered from the project's template, in front of a gunicorn subprocess: started for a test module, always stopped."""
+"""nginx, rendered from the project's template, in front of the web process (webapp.serve): started for a test module,
+always stopped."""
 
 import http.client
 import os
@@ -51,17 +52,16 @@ def wait_for(check, what, seconds=20):
 
 
 @contextmanager
-def nginx_and_gunicorn(work: Path, env: dict, tls=None):
-    """(port, the values nginx.conf was rendered with) of nginx → gunicorn run with `env` in `work`.
+def nginx_and_web(work: Path, env: dict, tls=None):
+    """(port, the values nginx.conf was rendered with) of nginx → the web process run with `env` in `work`.
 
     With `tls` (a tests/tls.py TestCA) nginx listens with HTTPS only, on its certificate.
     Afterwards both are stopped and the keys under env's REDIS_PREFIX deleted, whatever happened.
     """
     nginx = require_program("nginx")
-    bin_dir = Path(sys.executable).parent
     sock = work / "web.sock"
-    gunicorn = subprocess.Popen([bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"unix:{sock}"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "wb"))
+    web = subprocess.Popen([sys.executable, "-m", "webapp.serve", "--bind", f"unix:{sock}"], cwd=ROOT, env=env,
+                           stdout=open(work / "web.log", "wb"), stderr=subprocess.STDOUT)
     port = free_port()
     run_dir = work / "nginx"
     values = render_file(run_dir / "nginx.conf", {
@@ -75,12 +75,12 @@ def nginx_and_gunicorn(work: Path, env: dict, tls=None):
     server = subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
                               stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"))
     try:
-        wait_for(lambda: _status(port, "/ping", tls) == 200, "nginx and gunicorn")
+        wait_for(lambda: _status(port, "/ping", tls) == 200, "nginx and the web process")
         yield port, values
     finally:
-        for process in (server, gunicorn):
+        for process in (server, web):
             process.send_signal(signal.SIGTERM)
-        for process in (server, gunicorn):
+        for process in (server, web):
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

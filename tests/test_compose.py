@@ -183,13 +183,13 @@ def test_compose_runs_only_commands_the_app_has(compose, app):
 
 def test_dockerfile_copies_what_the_processes_import():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for module in ("config.py", "models.py", "selection.py", "rotation.py", "gunicorn.conf.py"):
+    for module in ("config.py", "models.py", "selection.py", "rotation.py"):
         assert module in dockerfile
     for package in ("jobs", "webapp", "live"):
         assert f"COPY {package} ./{package}" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored and "instance" in ignored
-    top_level = {p.stem for p in ROOT.glob("*.py") if p.name != "gunicorn.conf.py"}
+    top_level = {p.stem for p in ROOT.glob("*.py")}
     copied = set(re.findall(r"(\w+)\.py", dockerfile))
     assert top_level <= copied, f"modules the image lacks: {top_level - copied}"
 

@@ -1,6 +1,6 @@
 """Stores that hang instead of refusing: a private PostgreSQL cluster whose every process is SIGSTOPped, and a
 private Redis under CLIENT PAUSE. The slot and clicks answer from memory within seconds, /healthz and the
-dashboard say so quickly, a gunicorn worker started meanwhile serves at once, and all recovers by itself."""
+dashboard say so quickly, a web worker started meanwhile serves at once, and all recovers by itself."""
 
 import http.client
 import json
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from nginx_stack import nginx_and_gunicorn, wait_for
+from nginx_stack import nginx_and_web, wait_for
 from private_postgres import postgres_cluster  # noqa: F401  (a fixture)
 from test_outages import CLICK_HREF, Served, load_source, redis_app  # noqa: F401  (redis_app: a fixture)
 
@@ -176,12 +176,12 @@ def test_frozen_postgresql_query_on_an_open_connection_fails_at_the_deadline_and
         assert get_data_version() > 0  # a new connection, once the server answers again
 
 
-def _gunicorn_workers() -> list[int]:
-    """Pids of the workers of the gunicorn master this test process started (they may retitle themselves)."""
+def _web_workers() -> list[int]:
+    """Pids of the workers of the web process this test process started (granian titles them after webapp:create_app)."""
     parents = {}
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"gunicorn" in (entry / "cmdline").read_bytes():
+            if entry.name.isdigit() and b"webapp" in (entry / "cmdline").read_bytes():
                 parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
@@ -190,21 +190,21 @@ def _gunicorn_workers() -> list[int]:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_frozen_postgresql_gunicorn_worker_started_meanwhile_serves_the_slot_and_clicks_at_once(
+def test_frozen_postgresql_web_worker_started_meanwhile_serves_the_slot_and_clicks_at_once(
         cluster_database, postgres_cluster, settings_overrides, worker_env, tmp_path):  # noqa: F811
     loaded_app(settings_overrides, cluster_database, tmp_path)
     env = {**worker_env, "DATABASE_URL": cluster_database, "WEB_WORKERS": "1", "WEB_THREADS": "1",
            "DATABASE_CONNECT_TIMEOUT": str(DEADLINE), "DATABASE_QUERY_TIMEOUT": str(DEADLINE)}
     work = tmp_path / "stack"
     work.mkdir()
-    with nginx_and_gunicorn(work, env) as (port, _):
+    with nginx_and_web(work, env) as (port, _):
         get = lambda path: http_get(port, path)  # noqa: E731
         assert get("/campaigns/1")[0] == 200
-        (worker,) = _gunicorn_workers()
+        (worker,) = _web_workers()
         postgres_cluster.freeze()
         try:
-            os.kill(worker, signal.SIGKILL)  # as gunicorn does to a worker past its timeout
-            wait_for(lambda: _gunicorn_workers() not in ([], [worker]), "a new gunicorn worker")
+            os.kill(worker, signal.SIGKILL)  # a worker that crashed, or was killed by the OOM killer
+            wait_for(lambda: _web_workers() not in ([], [worker]), "a new web worker")
             slowest, href = click_until_banner_11(get)
             assert slowest < QUICK, f"a view took {slowest:.1f} s"
             seconds, (status, headers, _) = timed(lambda: get(href))
@@ -214,7 +214,8 @@ def test_frozen_postgresql_gunicorn_worker_started_meanwhile_serves_the_slot_and
         finally:
             postgres_cluster.thaw()
         wait_for(lambda: get("/healthz")[0] == 200, "/healthz to answer 200 after the database resumed")
-        assert "Worker failed to boot" not in (work / "gunicorn.log").read_text()
+        log = (work / "web.log").read_text()
+        assert "Traceback" not in log and "Respawning worker-1" in log, log
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # a Redis fault: one database is enough

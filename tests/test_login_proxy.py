@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REDIS_URL, ROOT
-from nginx_stack import nginx_and_gunicorn, require_program
+from nginx_stack import nginx_and_web, require_program
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -65,7 +65,7 @@ def _stack(work, trusted_proxy_count):
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "flask", "--app", "webapp", "users", "create", "ada", "--role", "admin"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-    with nginx_and_gunicorn(work, env) as (port, _):
+    with nginx_and_web(work, env) as (port, _):
         yield port
 
 

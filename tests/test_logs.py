@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import REDIS_URL, ROOT
 from jobs.logs import FORMAT, MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, PER_SECOND, FloodFilter, LineFormatter
-from nginx_stack import nginx_and_gunicorn, require_program
+from nginx_stack import nginx_and_web, require_program
 from test_login_proxy import CSRF, Browser
 
 # A record starts with its timestamp; a traceback's lines are indented.
@@ -120,7 +120,7 @@ def stack(tmp_path_factory):
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "flask", "--app", "webapp", "users", "create", "ada", "--role", "admin"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
-    with nginx_and_gunicorn(work, env) as (port, _):
+    with nginx_and_web(work, env) as (port, _):
         yield port, log_file
 
 

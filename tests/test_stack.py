@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REDIS_URL, ROOT, _database_params
-from nginx_stack import nginx_and_gunicorn, require_program, wait_for
+from nginx_stack import nginx_and_web, require_program, wait_for
 
 SLOT = re.compile(r'data-campaign-id="(\d+)" data-quarter="(\d)".*?<img src="([^"]+)" data-banner-id="(\d+)"', re.S)
 
@@ -61,7 +61,7 @@ def stack(request, tmp_path_factory, demo_source):
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "flask", "--app", "webapp", "ingest", str(demo_source)],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    with nginx_and_gunicorn(work, env) as (port, values):
+    with nginx_and_web(work, env) as (port, values):
         running = Stack(port, work, env)
         running.values = values
         wait_for(lambda: running.get("/healthz")[0] == 200, "the stack's /healthz")

@@ -1,1 +1,1 @@
-"""Browser tests: Playwright driving Debian's Chromium against a live gunicorn."""
+"""Browser tests: Playwright driving Debian's Chromium against a live web process (webapp.serve)."""

@@ -1,4 +1,4 @@
-"""A live dashboard (gunicorn + the demo data) and Debian's Chromium driven by Playwright."""
+"""A live dashboard (the web process + the demo data) and Debian's Chromium driven by Playwright."""
 
 import os
 import socket
@@ -76,17 +76,16 @@ def loaded(app, demo_source):
 
 @pytest.fixture
 def live_server(app, users, server_env, tmp_path):  # noqa: F811
-    """gunicorn serving this test's deployment; yields its base URL."""
+    """The web process (webapp.serve) serving this test's deployment; yields its base URL."""
     port = _free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
+    log = open(tmp_path / "web.log", "wb")
     process = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--threads", "4", "webapp:create_app()"],
-        env=server_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "webapp.serve", "--bind", f"127.0.0.1:{port}"],
+        env={**server_env, "WEB_WORKERS": "2", "WEB_THREADS": "4"}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(base + "/login", process, tmp_path / "gunicorn.log")
+        _wait_until_up(base + "/login", process, tmp_path / "web.log")
         yield base
     finally:
         process.terminate()
@@ -131,10 +130,10 @@ def _wait_until_up(url, process, log_path, seconds=30):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log_path.read_text()}")
+            raise RuntimeError(f"the web process exited: {log_path.read_text()}")
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within {seconds} s: {log_path.read_text()}")
+    raise RuntimeError(f"the web process did not answer within {seconds} s: {log_path.read_text()}")

@@ -20,7 +20,7 @@ import pytest
 from browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from browser.embed_sites import AD_HOST, PUBLISHERS, SiteServer, chromium_args, third_party_cookie_preferences
 from conftest import REDIS_URL, ROOT
-from nginx_stack import nginx_and_gunicorn, require_program
+from nginx_stack import nginx_and_web, require_program
 from tls import make_ca
 
 pytestmark = pytest.mark.browser
@@ -36,7 +36,7 @@ def tls(tmp_path_factory):
 
 
 class AdServer:
-    """The ad server as publishers reach it: https://ads.test:<port> (nginx → gunicorn, demo data)."""
+    """The ad server as publishers reach it: https://ads.test:<port> (nginx → the web process, demo data)."""
 
     def __init__(self, port, env, tls):
         self.port, self.env, self.tls = port, env, tls
@@ -55,7 +55,7 @@ class AdServer:
 
 @contextmanager
 def running_ad_server(work, demo_source, tls, **settings):
-    """nginx with TLS in front of gunicorn (2 workers) on the demo data, SQLite, a Redis prefix of its own."""
+    """nginx with TLS in front of the web process (2 workers) on the demo data, SQLite, a Redis prefix of its own."""
     require_program("nginx")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
     env = dict(os.environ)
@@ -67,7 +67,7 @@ def running_ad_server(work, demo_source, tls, **settings):
     })
     subprocess.run([Path(sys.executable).parent / "flask", "--app", "webapp", "ingest", str(demo_source)],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    with nginx_and_gunicorn(work, env, tls=tls) as (port, _):
+    with nginx_and_web(work, env, tls=tls) as (port, _):
         yield AdServer(port, env, tls)
 
 
