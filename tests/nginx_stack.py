@@ -110,3 +110,28 @@ def _status(port, path, tls=None) -> int:
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def web_masters(work=None) -> list[int]:
+    """Pids of the web processes this test process started (with their socket under `work`, when given)."""
+    return sorted(pid for pid, (parent, cmdline) in _processes().items()
+                  if parent == os.getpid() and b"webapp" in cmdline and (work is None or str(work).encode() in cmdline))
+
+
+def web_workers(work=None) -> list[int]:
+    """Pids of those web processes' workers (granian titles them after the master: webapp:create_app)."""
+    masters = set(web_masters(work))
+    return sorted(pid for pid, (parent, _) in _processes().items() if parent in masters)
+
+
+def _processes() -> dict:
+    """{pid: (parent pid, command line)} of the processes now running."""
+    processes = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                processes[int(entry.name)] = (parent, (entry / "cmdline").read_bytes())
+        except OSError:
+            continue
+    return processes

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from nginx_stack import nginx_and_web, wait_for
+from nginx_stack import nginx_and_web, wait_for, web_workers
 from private_postgres import postgres_cluster  # noqa: F401  (a fixture)
 from test_outages import CLICK_HREF, Served, load_source, redis_app  # noqa: F401  (redis_app: a fixture)
 
@@ -176,19 +176,6 @@ def test_frozen_postgresql_query_on_an_open_connection_fails_at_the_deadline_and
         assert get_data_version() > 0  # a new connection, once the server answers again
 
 
-def _web_workers() -> list[int]:
-    """Pids of the workers of the web process this test process started (granian titles them after webapp:create_app)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"webapp" in (entry / "cmdline").read_bytes():
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-    masters = {pid for pid, parent in parents.items() if parent == os.getpid()}
-    return sorted(pid for pid, parent in parents.items() if parent in masters)
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_frozen_postgresql_web_worker_started_meanwhile_serves_the_slot_and_clicks_at_once(
         cluster_database, postgres_cluster, settings_overrides, worker_env, tmp_path):  # noqa: F811
@@ -200,11 +187,11 @@ def test_frozen_postgresql_web_worker_started_meanwhile_serves_the_slot_and_clic
     with nginx_and_web(work, env) as (port, _):
         get = lambda path: http_get(port, path)  # noqa: E731
         assert get("/campaigns/1")[0] == 200
-        (worker,) = _web_workers()
+        (worker,) = web_workers()
         postgres_cluster.freeze()
         try:
             os.kill(worker, signal.SIGKILL)  # a worker that crashed, or was killed by the OOM killer
-            wait_for(lambda: _web_workers() not in ([], [worker]), "a new web worker")
+            wait_for(lambda: web_workers() not in ([], [worker]), "a new web worker")
             slowest, href = click_until_banner_11(get)
             assert slowest < QUICK, f"a view took {slowest:.1f} s"
             seconds, (status, headers, _) = timed(lambda: get(href))

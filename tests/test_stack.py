@@ -1,10 +1,11 @@
-"""The production stack for real: nginx from nginx.conf in front of a gunicorn subprocess, on the demo data."""
+"""The production stack for real: nginx from nginx.conf in front of the web process (webapp.serve), on the demo data."""
 
 import gzip
 import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REDIS_URL, ROOT, _database_params
-from nginx_stack import nginx_and_web, require_program, wait_for
+from nginx_stack import nginx_and_web, require_program, wait_for, web_masters, web_workers
 
 SLOT = re.compile(r'data-campaign-id="(\d+)" data-quarter="(\d)".*?<img src="([^"]+)" data-banner-id="(\d+)"', re.S)
 
@@ -38,7 +39,7 @@ class Stack:
 
 @pytest.fixture(scope="module", params=_database_params())
 def stack(request, tmp_path_factory, demo_source):
-    """nginx → gunicorn (2 workers) → Redis on the demo data, in SQLite and (when set) PostgreSQL."""
+    """nginx → the web process (2 workers) → Redis on the demo data, in SQLite and (when set) PostgreSQL."""
     require_program("nginx")
     work = tmp_path_factory.mktemp("stack")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
@@ -232,6 +233,30 @@ def test_stack_access_log_has_request_and_upstream_times(stack):
         return re.search(r'"GET /ping HTTP/1.1" 200 .* rt=\d+\.\d{3} urt=\d+\.\d{3}', log)
 
     wait_for(logged, "the access log to be flushed", seconds=5)
+
+
+def test_stack_sighup_replaces_every_worker_while_views_keep_being_answered(stack):
+    """A graceful reload (SIGHUP to the web process, as after a deploy of settings): new workers start before the old
+    ones stop, and no view in between fails."""
+    (master,) = web_masters(stack.work)
+    before = web_workers(stack.work)
+    assert len(before) == 2
+    statuses, stop = [], threading.Event()
+
+    def view_until_stopped():
+        while not stop.is_set():
+            statuses.append(stack.get("/campaigns/1")[0])
+
+    viewer = threading.Thread(target=view_until_stopped)
+    viewer.start()
+    try:
+        os.kill(master, signal.SIGHUP)
+        wait_for(lambda: len(set(web_workers(stack.work)) - set(before)) == 2 and len(web_workers(stack.work)) == 2,
+                 "both workers replaced", seconds=30)
+    finally:
+        stop.set()
+        viewer.join()
+    assert len(statuses) > 10 and set(statuses) == {200}, statuses
 
 
 def test_hot_path_campaign_page_runs_no_sql(app, client, tmp_path, monkeypatch):

@@ -60,6 +60,7 @@ def main(argv=None):
     multiprocessing.set_start_method("fork", force=True)
     app.extensions["plans"].preload()
     server = Granian("webapp:create_app", **server_options(bind=args.bind, pid_file=args.pid))
+    server.on_reload(app.extensions["plans"].preload)  # SIGHUP: the new workers start with the current plans
     server.serve(target_loader=lambda _target: app)
 
 
