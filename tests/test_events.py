@@ -668,7 +668,7 @@ def test_click_head_request_redirects_without_using_up_the_click(app, client, to
 
 
 def test_conversions_api_chunked_body_over_64_kb_is_413(client, api_key):
-    """A body without Content-Length (chunked, as gunicorn hands it on) is cut at 64 KB while it is read."""
+    """A body without Content-Length (chunked, as the web server hands it on) is cut at 64 KB while it is read."""
     body = ('{"click_id": 1, "revenue": 1, "pad": "' + "x" * 100_000 + '"}').encode()
     response = client.post("/api/conversions", input_stream=io.BytesIO(body), content_type="application/json",
                            headers={"Authorization": f"Bearer {api_key}", "Transfer-Encoding": "chunked"},

@@ -1,4 +1,4 @@
-"""Sign-in behind the shipped nginx (rendered from the project's template) in front of gunicorn:
+"""Sign-in behind the shipped nginx (rendered from the project's template) in front of the web process:
 clients are told apart by the address nginx forwards, and one client's failures lock nobody else out."""
 
 import http.client
@@ -50,7 +50,7 @@ class Browser:
 
 @contextmanager
 def _stack(work, trusted_proxy_count):
-    """nginx → gunicorn on SQLite with admin `ada`; TRUSTED_PROXY_COUNT as given (None: unset)."""
+    """nginx → the web process on SQLite with admin `ada`; TRUSTED_PROXY_COUNT as given (None: unset)."""
     require_program("nginx")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
     env = {k: v for k, v in os.environ.items() if k != "TRUSTED_PROXY_COUNT"}
@@ -71,14 +71,14 @@ def _stack(work, trusted_proxy_count):
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
-    """nginx → gunicorn with TRUSTED_PROXY_COUNT=1, as docker-compose runs it."""
+    """nginx → the web process with TRUSTED_PROXY_COUNT=1, as docker-compose runs it."""
     with _stack(tmp_path_factory.mktemp("proxied"), "1") as port:
         yield port
 
 
 @pytest.fixture(scope="module")
 def proxied_by_default(tmp_path_factory):
-    """nginx → gunicorn on a unix socket without TRUSTED_PROXY_COUNT: the README's commands outside Docker."""
+    """nginx → the web process on a unix socket without TRUSTED_PROXY_COUNT: the README's commands outside Docker."""
     with _stack(tmp_path_factory.mktemp("default"), None) as port:
         yield port
 

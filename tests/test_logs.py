@@ -105,7 +105,7 @@ def test_log_unhandled_error_with_a_newline_in_the_path_stays_one_record(app, cl
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """nginx → gunicorn with three workers, all writing one log file, as the README runs them."""
+    """nginx → the web process with three workers, all writing one log file, as the README runs them."""
     require_program("nginx")
     work = tmp_path_factory.mktemp("logs")
     prefix = f"bstest:{uuid.uuid4().hex[:12]}:"
@@ -130,7 +130,7 @@ def _post_login(browser, username):
     return browser.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})[0]
 
 
-def test_log_flood_of_1mb_usernames_through_gunicorn_keeps_earlier_records(stack):
+def test_log_flood_of_1mb_usernames_through_the_web_process_keeps_earlier_records(stack):
     port, log_file = stack
     assert Browser(port, "127.0.0.7").login("ada", "ada-secret-1")[0] == 302
     attacker = Browser(port, "127.0.0.8")
@@ -151,7 +151,7 @@ def test_log_file_moved_away_by_logrotate_is_reopened_by_every_worker(stack):
     log_file.rename(rotated)  # what logrotate does; nothing else in the app rotates the file
     size = rotated.stat().st_size
     names = [f"after-rotation-{n}" for n in range(30)]
-    for n, name in enumerate(names):  # new connections: gunicorn's three workers share them out
+    for n, name in enumerate(names):  # new connections: the three workers share them out
         assert _post_login(Browser(port, f"127.0.0.{10 + n}"), name) == 401
         time.sleep(0.12)  # under the flood filter's 10 of a message a second, even if one worker gets them all
     assert rotated.stat().st_size == size  # no worker kept writing to the old file

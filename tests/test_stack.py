@@ -154,7 +154,7 @@ def test_stack_campaign_rotation_is_kept_by_the_cookie_through_nginx(stack, plan
 
 
 def test_stack_two_racing_views_of_one_visitor_on_two_workers_never_show_the_same_banner(stack, plans):
-    """Two tabs of one returning visitor, loading at once through nginx, each served by one of the two gunicorn
+    """Two tabs of one returning visitor, loading at once through nginx, each served by one of the two web
     workers: two steps of the rotation, never the same banner."""
     campaign = max((len(set(ids)), c) for (q, c), ids in plans.items() if q == 1)[1]
     status, headers, _ = stack.get(f"/campaigns/{campaign}")

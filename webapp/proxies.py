@@ -23,7 +23,7 @@ def install(app, trusted_proxy_count):
 
 
 def is_local_peer(remote_addr) -> bool:
-    """True for a unix socket peer (gunicorn gives it an empty address) or a loopback address."""
+    """True for a unix socket peer (granian, like gunicorn, gives it an empty address) or a loopback address."""
     if not remote_addr:
         return True
     try:
