@@ -30,7 +30,8 @@ def _warnings(settings_overrides):
     return [line for line in path.read_text().splitlines() if "a proxy this app does not trust" in line] if path.exists() else []
 
 
-@pytest.mark.parametrize("peer", ["", "127.0.0.1", "::1"])  # "": the web process on a unix socket, as the README runs it
+# "": the web process on a unix socket, as the README runs it; "::ffff:127.0.0.1": a local nginx to BIND=[::]:PORT
+@pytest.mark.parametrize("peer", ["", "127.0.0.1", "::1", "::ffff:127.0.0.1"])
 def test_proxies_by_default_one_proxy_on_this_machine_is_trusted(seen, peer):
     assert seen({}, peer) == CLIENT
     # One proxy: only the entry it appended counts, not what the client wrote before it.

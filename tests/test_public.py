@@ -196,6 +196,38 @@ def test_plan_cache_loads_from_the_database_when_redis_is_down(loaded):
     assert snapshot.version > 0 and (1, 1) in snapshot.plans
 
 
+def test_plan_cache_preload_of_loaded_plans_refreshes_them_without_starting_a_thread(loaded):
+    """The web process's master preloads again on SIGHUP, just before it forks new workers: a reloader thread started
+    there could hold the reload lock at the fork, and the child would wait on it for ever."""
+    from models import bump_data_version
+    from webapp.serving import PlanCache
+
+    ctx = loaded.extensions["runtime"]
+    cache = PlanCache(ctx.redis, ctx.key("data_version"), refresh_seconds=0)
+    with loaded.app_context():
+        assert cache.preload() and cache._reloader is None
+        first = cache._snapshot.version
+        bump_data_version()
+        ctx.redis.delete(ctx.key("data_version"))
+        cache._database_checked_at = float("-inf")
+        assert cache.preload() and cache._reloader is None
+        assert cache._snapshot.version > first  # loaded by preload itself, in this thread
+
+
+def test_plan_cache_forked_child_can_take_the_locks_its_parent_held_at_the_fork(loaded):
+    """A worker forked while the master's reloader held the reload lock gets fresh locks, not a held copy."""
+    import os
+
+    cache = loaded.extensions["plans"]
+    with cache._reload_lock, cache._wanted:
+        pid = os.fork()
+        if pid == 0:
+            took = cache._reload_lock.acquire(timeout=2) and cache._wanted.acquire(timeout=2)
+            os._exit(0 if took else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_campaign_page_id_of_thousands_of_digits_is_404_not_500(client, loaded):
     response = client.get("/campaigns/" + "9" * 5000)
     assert response.status_code == 404 and "There is no campaign" in response.get_data(as_text=True)

@@ -1,7 +1,13 @@
 """The web process's settings (webapp/serve.py): what granian is started with, from the environment."""
 
 import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
 
 from webapp.serve import server_options
 
@@ -31,3 +37,17 @@ def test_serve_reads_bind_workers_threads_lifetime_and_access_log_from_the_envir
 
 def test_serve_command_line_bind_wins_over_the_environment():
     assert server_options({"BIND": "0.0.0.0:8000"}, bind="127.0.0.1:8123")["port"] == 8123
+
+
+@pytest.mark.parametrize("name, value, says", [("WEB_WORKER_LIFETIME", "30", "at least 60"),
+                                               ("LOG_LEVEL", "loud", "one of critical")])
+def test_serve_refuses_settings_granian_would_refuse_before_building_the_app(name, value, says):
+    with pytest.raises(ValueError, match=says):
+        server_options({name: value})
+    started = subprocess.run([sys.executable, "-m", "webapp.serve"], cwd=ROOT, env={"PATH": "/usr/bin", name: value},
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2 and says in started.stderr
+
+
+def test_serve_empty_log_level_is_info():
+    assert server_options({"LOG_LEVEL": ""})["log_level"].value == "info"

@@ -27,9 +27,11 @@ def is_local_peer(remote_addr) -> bool:
     if not remote_addr:
         return True
     try:
-        return ipaddress.ip_address(remote_addr).is_loopback
+        address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return False
+    # An IPv4 peer of a socket listening on IPv6 ([::]) arrives as ::ffff:127.0.0.1, which is_loopback rejects.
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 class WarnUntrustedForwarding:

@@ -4,6 +4,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from models import db, get_data_version, load_serving_plans
@@ -44,6 +45,9 @@ class Snapshot:
     pages: dict = field(default_factory=BoundedPages)
 
 
+_caches = weakref.WeakSet()  # every PlanCache of the process, for os.register_at_fork below
+
+
 class PlanCache:
     """Plans held by a web process; a request reads a snapshot and never queries the database.
 
@@ -65,6 +69,13 @@ class PlanCache:
         self._wanted = threading.Condition()
         self._requested = self._done = 0
         self._reloader, self._reloader_pid = None, None
+        _caches.add(self)
+
+    def _after_fork(self):
+        """In a forked child: locks of its own (the parent's reloader may have held them at the fork), no reloader."""
+        self._reload_lock, self._wanted = threading.Lock(), threading.Condition()
+        self._requested = self._done = 0
+        self._reloader, self._reloader_pid = None, None
 
     def snapshot(self) -> Snapshot:
         if not self._snapshot.plans:
@@ -82,7 +93,9 @@ class PlanCache:
         """Load the plans outside any request (a server's master, before it forks its workers);
         False, logged, when the database does not let us."""
         try:
-            self.snapshot()
+            # In this thread, under the lock: a reloader thread started here could hold the lock at a fork.
+            with self._reload_lock:
+                self._refresh(first=not self._snapshot.plans)
             return True
         except Exception:
             log.warning("plans could not be loaded before the workers start; each will load them itself", exc_info=True)
@@ -168,3 +181,11 @@ class PlanCache:
             log.warning("cannot publish the data version to Redis", exc_info=True)
         campaigns = frozenset(campaign for _, campaign in plans)
         return Snapshot(version, plans, campaigns, landings=plans.landings)
+
+
+def _after_fork_in_child():
+    for cache in list(_caches):
+        cache._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,77 @@
+"""The web process (python -m webapp.serve) as an operator runs it: it starts over what a killed one left behind,
+and its workers do not outlive it."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from nginx_stack import nginx_and_web, require_program, wait_for, web_masters, web_workers
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the database plays no part here
+
+
+@pytest.fixture
+def web_env(worker_env, tmp_path):
+    require_program("nginx")
+    return {**worker_env, "INSTANCE_DIR": str(tmp_path / "instance"), "WEB_WORKERS": "2"}
+
+
+def test_web_process_starts_over_the_stale_socket_a_killed_one_left(web_env, tmp_path):
+    work = tmp_path / "stack"
+    work.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(work / "web.sock"))  # bound, never listened on, closed: the file stays, as after a SIGKILL
+    stale.close()
+    with nginx_and_web(work, web_env) as (port, _):
+        assert _status(port, "/ping") == 200
+
+
+def test_web_process_refuses_to_start_over_a_socket_another_one_serves(web_env, tmp_path):
+    work = tmp_path / "stack"
+    work.mkdir()
+    with nginx_and_web(work, web_env) as (port, _):
+        second = subprocess.run([sys.executable, "-m", "webapp.serve", "--bind", f"unix:{work / 'web.sock'}"],
+                                cwd=ROOT, env=web_env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "in use" in second.stderr + second.stdout
+        assert _status(port, "/ping") == 200  # the first one still serves on it
+
+
+def test_web_process_workers_exit_when_it_is_killed(web_env, tmp_path):
+    work = tmp_path / "stack"
+    work.mkdir()
+    with nginx_and_web(work, web_env) as (port, _):
+        (master,) = web_masters(work)
+        workers = web_workers(work)
+        assert len(workers) == 2
+        os.kill(master, signal.SIGKILL)
+        try:
+            wait_for(lambda: not any(_alive(pid) for pid in workers), "the workers of a killed web process to exit",
+                     seconds=10)
+        finally:
+            for pid in filter(_alive, workers):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _status(port, path) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
