@@ -40,7 +40,7 @@ def server_options(environ=os.environ, bind=None, pid_file=None) -> dict:
         # A worker that dies (a crash, a kill) is replaced at once; it inherits the app and its plans.
         "respawn_failed_workers": True,
         "respawn_interval": 1.0,
-        # Replace each worker after this long, at different moments, so a slow leak cannot grow without bound.
+        # Replace each worker after this long (one by one, a second apart), so a slow leak cannot grow without bound.
         "workers_lifetime": lifetime,
         "workers_kill_timeout": 20,  # seconds a stopping worker has to finish its requests
         "log_level": LogLevels(level),
