@@ -58,6 +58,32 @@ def test_web_process_workers_exit_when_it_is_killed(web_env, tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_web_process_recycles_its_workers_after_their_lifetime_while_views_keep_being_answered(web_env, tmp_path):
+    """WEB_WORKER_LIFETIME (granian's minimum, 60 s): every worker is replaced, new before old, no view fails."""
+    import threading
+
+    work = tmp_path / "stack"
+    work.mkdir()
+    with nginx_and_web(work, {**web_env, "WEB_WORKER_LIFETIME": "60"}) as (port, _):
+        before = web_workers(work)
+        statuses, stop = [], threading.Event()
+
+        def view_until_stopped():
+            while not stop.is_set():
+                statuses.append(_status(port, "/ping"))
+                time.sleep(0.02)
+
+        viewer = threading.Thread(target=view_until_stopped)
+        viewer.start()
+        try:
+            wait_for(lambda: not set(web_workers(work)) & set(before) and len(web_workers(work)) == 2,
+                     "both workers recycled", seconds=90)
+        finally:
+            stop.set()
+            viewer.join()
+    assert len(statuses) > 100 and set(statuses) == {200}, sorted(set(statuses))
+
+
 def _alive(pid) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
