@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from granian import Granian
@@ -104,6 +105,8 @@ def remove_stale_socket(path: Path) -> None:
 def exit_with_parent(master: int) -> None:
     """Have the kernel stop this worker (SIGTERM) when the master dies, even by SIGKILL: an orphaned worker would
     go on answering on the socket, with settings and plans nobody manages any more."""
+    if not sys.platform.startswith("linux"):  # prctl(2) is Linux's; elsewhere the supervisor must stop them
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != master:  # the master died before the line above
