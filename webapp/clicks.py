@@ -18,8 +18,8 @@ from live.events import (
     click_event,
     conversion_event,
     derived_key,
-    next_live_id,
     expiries_sent,
+    next_live_id,
     queue_event,
     visitor_key,
 )
