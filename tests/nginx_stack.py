@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,7 +76,7 @@ def nginx_and_web(work: Path, env: dict, tls=None):
     server = subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
                               stdout=subprocess.DEVNULL, stderr=open(work / "nginx.stderr", "wb"))
     try:
-        wait_for(lambda: _status(port, "/ping", tls) == 200, "nginx and the web process")
+        wait_for(lambda: status(port, "/ping", tls) == 200, "nginx and the web process")
         yield port, values
     finally:
         for process in (server, web):
@@ -100,7 +101,7 @@ def _enable_tls(conf: Path, tls):
     conf.write_text(text)
 
 
-def _status(port, path, tls=None) -> int:
+def status(port, path, tls=None) -> int:
     if tls is None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     else:
@@ -135,3 +136,22 @@ def _processes() -> dict:
         except OSError:
             continue
     return processes
+
+
+def statuses_during(get_status, wait):
+    """The statuses of requests made one after another, by `get_status()`, for as long as `wait()` runs."""
+    statuses, stop = [], threading.Event()
+
+    def request_until_stopped():
+        while not stop.is_set():
+            statuses.append(get_status())
+            time.sleep(0.02)
+
+    requester = threading.Thread(target=request_until_stopped)
+    requester.start()
+    try:
+        wait()
+    finally:
+        stop.set()
+        requester.join()
+    return statuses

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REDIS_URL, ROOT, _database_params
-from nginx_stack import nginx_and_web, require_program, wait_for, web_masters, web_workers
+from nginx_stack import nginx_and_web, require_program, statuses_during, wait_for, web_masters, web_workers
 
 SLOT = re.compile(r'data-campaign-id="(\d+)" data-quarter="(\d)".*?<img src="([^"]+)" data-banner-id="(\d+)"', re.S)
 
@@ -241,21 +241,13 @@ def test_stack_sighup_replaces_every_worker_while_views_keep_being_answered(stac
     (master,) = web_masters(stack.work)
     before = web_workers(stack.work)
     assert len(before) == 2
-    statuses, stop = [], threading.Event()
 
-    def view_until_stopped():
-        while not stop.is_set():
-            statuses.append(stack.get("/campaigns/1")[0])
-
-    viewer = threading.Thread(target=view_until_stopped)
-    viewer.start()
-    try:
+    def reload():
         os.kill(master, signal.SIGHUP)
         wait_for(lambda: len(set(web_workers(stack.work)) - set(before)) == 2 and len(web_workers(stack.work)) == 2,
                  "both workers replaced", seconds=30)
-    finally:
-        stop.set()
-        viewer.join()
+
+    statuses = statuses_during(lambda: stack.get("/campaigns/1")[0], reload)
     assert len(statuses) > 10 and set(statuses) == {200}, statuses
 
 

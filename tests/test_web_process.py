@@ -6,12 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conftest import ROOT
-from nginx_stack import nginx_and_web, require_program, wait_for, web_masters, web_workers
+from nginx_stack import nginx_and_web, require_program, status, statuses_during, wait_for, web_masters, web_workers
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the database plays no part here
 
@@ -29,7 +28,7 @@ def test_web_process_starts_over_the_stale_socket_a_killed_one_left(web_env, tmp
     stale.bind(str(work / "web.sock"))  # bound, never listened on, closed: the file stays, as after a SIGKILL
     stale.close()
     with nginx_and_web(work, web_env) as (port, _):
-        assert _status(port, "/ping") == 200
+        assert status(port, "/ping") == 200
 
 
 def test_web_process_refuses_to_start_over_a_socket_another_one_serves(web_env, tmp_path):
@@ -39,7 +38,7 @@ def test_web_process_refuses_to_start_over_a_socket_another_one_serves(web_env, 
         second = subprocess.run([sys.executable, "-m", "webapp.serve", "--bind", f"unix:{work / 'web.sock'}"],
                                 cwd=ROOT, env=web_env, capture_output=True, text=True, timeout=60)
         assert second.returncode != 0 and "in use" in second.stderr + second.stdout
-        assert _status(port, "/ping") == 200  # the first one still serves on it
+        assert status(port, "/ping") == 200  # the first one still serves on it
 
 
 def test_web_process_workers_exit_when_it_is_killed(web_env, tmp_path):
@@ -60,27 +59,13 @@ def test_web_process_workers_exit_when_it_is_killed(web_env, tmp_path):
 
 def test_web_process_recycles_its_workers_after_their_lifetime_while_views_keep_being_answered(web_env, tmp_path):
     """WEB_WORKER_LIFETIME (granian's minimum, 60 s): every worker is replaced, new before old, no view fails."""
-    import threading
-
     work = tmp_path / "stack"
     work.mkdir()
     with nginx_and_web(work, {**web_env, "WEB_WORKER_LIFETIME": "60"}) as (port, _):
         before = web_workers(work)
-        statuses, stop = [], threading.Event()
-
-        def view_until_stopped():
-            while not stop.is_set():
-                statuses.append(_status(port, "/ping"))
-                time.sleep(0.02)
-
-        viewer = threading.Thread(target=view_until_stopped)
-        viewer.start()
-        try:
-            wait_for(lambda: not set(web_workers(work)) & set(before) and len(web_workers(work)) == 2,
-                     "both workers recycled", seconds=90)
-        finally:
-            stop.set()
-            viewer.join()
+        statuses = statuses_during(lambda: status(port, "/ping"), lambda: wait_for(
+            lambda: not set(web_workers(work)) & set(before) and len(web_workers(work)) == 2,
+            "both workers recycled", seconds=90))
     assert len(statuses) > 100 and set(statuses) == {200}, sorted(set(statuses))
 
 
@@ -90,14 +75,3 @@ def _alive(pid) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def _status(port, path) -> int:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    finally:
-        conn.close()

@@ -64,15 +64,12 @@ class PlanCache:
         self.refresh_seconds, self.clock = refresh_seconds, clock
         self._snapshot = Snapshot(version=-1)
         self._checked_at = float("-inf")
-        self._reload_lock = threading.Lock()
         self._database_checked_at = float("-inf")
-        self._wanted = threading.Condition()
-        self._requested = self._done = 0
-        self._reloader, self._reloader_pid = None, None
+        self._after_fork()
         _caches.add(self)
 
     def _after_fork(self):
-        """In a forked child: locks of its own (the parent's reloader may have held them at the fork), no reloader."""
+        """Locks of this process's own (in a forked child, the parent's reloader may have held them), no reloader yet."""
         self._reload_lock, self._wanted = threading.Lock(), threading.Condition()
         self._requested = self._done = 0
         self._reloader, self._reloader_pid = None, None
