@@ -84,17 +84,18 @@ def redis_stats(url, prefix) -> dict:
     import redis
 
     client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(f"{prefix}visitor:*", count=1000))  # visitors' rotations (msgpack)
+    keys = list(client.scan_iter(f"{prefix}visitor:*", count=1000))  # visitors' rotations (a hash each)
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.strlen(key)
+            pipe.hgetall(key)
         for key in keys:
             pipe.memory_usage(key, samples=0)
         for key in keys:
             pipe.ttl(key)
         values = pipe.execute()
     n = len(keys)
-    lengths, usages, ttls = values[:n], values[n:2 * n], values[2 * n:]
+    lengths = [sum(len(field) + len(value) for field, value in fields.items()) for fields in values[:n]]
+    usages, ttls = values[n:2 * n], values[2 * n:]
     info = client.info()
     commands = client.info("commandstats")
     stream = f"{prefix}events"
@@ -248,13 +249,13 @@ def render_section(results) -> str:
         "### Sessions and Redis",
         "",
         f"- Redis commands per page view: {calls / main['requests']:.2f} "
-        f"({_command_split(before, after, main['requests'])}) in 2 round trips: the GET of the visitor's rotations, then "
-        "one script call (EVALSHA) that checks the state is still the one read (its GET) and runs the SET (with expiry) "
-        "and the impression event's XADD and HINCRBY (the live counter's EXPIRE is sent once per minute bucket and "
-        "process); Redis counts the commands a script runs. The plan cache's "
+        f"({_command_split(before, after, main['requests'])}) in one round trip: one script call (EVALSHA, "
+        "webapp/rotation_step.lua) that reads the visitor's rotation of the campaign (HGET), takes its step, keeps it "
+        "(HINCRBY of the visitor's tick, HSET, EXPIRE) and runs the impression event's XADD and HINCRBY (the live "
+        "counter's EXPIRE is sent once per minute bucket and process); Redis counts the commands a script runs. The plan cache's "
         "data-version check is once a second per process, not per request.",
         f"- Visitors (rotation states in Redis): {visitors}; each visited every campaign, the largest state there is.",
-        f"- State payload (msgpack): {after['session_payload_bytes_avg']:.0f} bytes on average, "
+        f"- State payload (the hash's fields and values): {after['session_payload_bytes_avg']:.0f} bytes on average, "
         f"{after['session_payload_bytes_max']} at most; key {after['session_key_bytes']:.0f} bytes.",
         f"- Redis memory per visitor: {after['session_memory_usage_avg']:.0f} bytes (`MEMORY USAGE` of a state key, "
         "key and overhead included), so 100,000 visitors active within the session lifetime hold about "

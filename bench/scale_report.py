@@ -140,8 +140,8 @@ def serving_section(s) -> list:
 
 def session_section(s, charts, img) -> list:
     out = ["### Sessions", "", stamp(s),
-           "Bytes of a visitor's session (flask-session's msgpack, the `r` rotations) after visiting N campaigns once "
-           "each, with today's rule (the 64 most recently seen campaigns) and without any bound:", "",
+           "Bytes of a visitor's rotations in Redis (`MEMORY USAGE` of its hash, key and overhead included) after "
+           "visiting N campaigns once each, with today's rule (the 64 most recently seen campaigns) and without any bound:", "",
            "| campaigns visited | bounded (bytes) | unbounded (bytes) |", "|---:|---:|---:|"]
     for p in s["points"]:
         out.append(f"| {p['campaigns']:,} | {p['bounded']:,} | {p['unbounded']:,} |")
@@ -259,7 +259,7 @@ def draw_charts(r, folder) -> dict:
         points = r["session"]["points"]
         ax.plot([p["campaigns"] for p in points], [p["unbounded"] for p in points], marker="o", label="without a bound")
         ax.plot([p["campaigns"] for p in points], [p["bounded"] for p in points], marker="o", label="64 most recent")
-        ax.set(xscale="log", yscale="log", xlabel="campaigns visited", ylabel="session bytes", title="A visitor's session")
+        ax.set(xscale="log", yscale="log", xlabel="campaigns visited", ylabel="bytes in Redis", title="A visitor's rotations")
         ax.axhline(2048, color="grey", linestyle="--", linewidth=1, label="2 KB")
         ax.grid(True, alpha=0.3)
         ax.legend()

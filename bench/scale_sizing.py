@@ -2,9 +2,7 @@
 
 import os
 
-# From the load test section of docs/performance.md (scripts/loadtest.sh): Redis bytes a session key
-# costs beyond its payload (key, entry, expiry), and bytes per live-stream entry.
-REDIS_OVERHEAD_PER_SESSION = 204
+# From the load test section of docs/performance.md (scripts/loadtest.sh): bytes per live-stream entry.
 STREAM_BYTES_PER_EVENT = 101
 STREAM_CAP = 5_000_000
 
@@ -26,9 +24,9 @@ def guide(r) -> list:
         out += [f"- **Visitors per minute → web cores.** {_page_rate(r):,.0f} views/min on {cores} shared cores."]
     session = _session_bytes(r)
     if session:
-        per_visitor = session + REDIS_OVERHEAD_PER_SESSION
-        out += [f"- **Concurrent visitors → session Redis memory.** A session is at most {session:,} bytes of payload "
-                f"(64 campaigns held) plus ~{REDIS_OVERHEAD_PER_SESSION} bytes of Redis overhead: **{per_visitor / 1024:.1f} KB per "
+        per_visitor = session
+        out += [f"- **Concurrent visitors → session Redis memory.** A visitor's rotations take at most {session:,} bytes "
+                f"in Redis (64 campaigns held, key and overhead included): **{per_visitor / 1024:.1f} KB per "
                 f"visitor active within `SESSION_LIFETIME_MINUTES`**, so 1 million such visitors need about "
                 f"{per_visitor * 1e6 / 2**30:.1f} GiB (most visitors see few campaigns and cost far less)."]
     export = r.get("export", {}).get("events_per_second")

@@ -501,26 +501,31 @@ def rollup_throughput(encoded) -> dict:
 # --- sessions ---------------------------------------------------------------------------------
 
 def session_bytes() -> dict:
-    """Session bytes (flask-session's msgpack) after visiting N campaigns once each, bounded and not."""
+    """Bytes of a visitor's rotations in Redis (MEMORY USAGE of its hash) after visiting N campaigns once each, with the
+    bound the script keeps (MAX_ROTATIONS) and without it (a bound no visitor reaches)."""
     import random
 
-    import msgspec
+    import redis
 
-    from rotation import next_banner, remember
+    from rotation import MAX_ROTATIONS
+    from webapp.visitors import ROTATION_STEP, rotation_set
 
-    rng = random.Random(1)
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    step, rng = client.register_script(ROTATION_STEP), random.Random(1)
+    keys = {"bounded": "bench:scale:visitor:bounded", "unbounded": "bench:scale:visitor:unbounded"}
+    client.delete(*keys.values())
     points = (1, 10, 50, 64, 100, 1_000, 10_000)
-    bounded, unbounded, figures = {}, {}, {"points": []}
-    for campaign in range(1, max(points) + 1):
-        banners = {100_000 + campaign * 10 + i for i in range(10)}
-        _, state = next_banner(banners, None, rng)
-        remember(bounded, str(campaign), state)
-        unbounded[str(campaign)] = state
-        if campaign in points:
-            figures["points"].append({
-                "campaigns": campaign, "bounded": len(msgspec.msgpack.encode({"r": bounded})),
-                "unbounded": len(msgspec.msgpack.encode({"r": unbounded})),
-            })
+    figures = {"points": []}
+    try:
+        for campaign in range(1, max(points) + 1):
+            banners = rotation_set(tuple(100_000 + campaign * 10 + i for i in range(10)))
+            for name, most in (("bounded", MAX_ROTATIONS), ("unbounded", 10**9)):
+                step(keys=[keys[name]], args=[3600, most, 1, campaign, *banners, rng.getrandbits(32), ""])
+            if campaign in points:
+                figures["points"].append({"campaigns": campaign, **{name: client.memory_usage(key, samples=0)
+                                                                  for name, key in keys.items()}})
+    finally:
+        client.delete(*keys.values())
     return figures
 
 

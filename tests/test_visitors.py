@@ -202,74 +202,34 @@ def test_visitors_two_racing_views_of_one_visitor_never_show_the_same_banner(loa
         assert redis_server.xlen(redis_prefix + "events") - views_before == 60
 
 
-def test_visitors_view_whose_state_keeps_moving_is_saved_on_its_last_attempt(loaded, redis_server, redis_prefix,
-                                                                              database_url):
-    """A visitor hammering from many tabs: each save finds the state moved by another view, so the view picks again,
-    and its last attempt is saved whatever it finds, with its one impression."""
+def test_visitors_returning_view_is_one_redis_call_with_its_state_and_impression(loaded, redis_server, redis_prefix,
+                                                                                  database_url, monkeypatch):
+    """A returning visitor's page view reads its rotation, advances it, keeps it and records the impression and the
+    live counter (with its expiry) in one round trip to Redis."""
     if not database_url.startswith("sqlite"):
         pytest.skip("a view reads no database: one run is enough")
-    import redis as redis_lib
+    from live import events
+    from redis.connection import Connection
 
-    from conftest import REDIS_URL
-    from webapp import visitors
-
-    raw = redis_lib.Redis.from_url(REDIS_URL)  # states are msgpack bytes
-    vid = "busy-visitor-0123456789abcdef"
+    vid = "one-trip-visitor-0123456789abcdef"
     client = loaded.test_client(use_cookies=False)
     first = banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
-    store = loaded.extensions["visitors"]
-    [state_key] = [k for k in keys_under(redis_server, redis_prefix) if ":visitor:" in k]
-    real_save, saves = store.save_if_unchanged, []
-
-    def another_tab_saves_first(keys, args):  # the real script, after another view moved the state
-        raw.set(state_key, b"\x80" + bytes([len(saves)]))  # an empty msgpack map, different each time
-        saves.append(args[0])
-        return real_save(keys=keys, args=args)
-
-    store.save_if_unchanged = another_tab_saves_first
-    events = redis_server.xlen(redis_prefix + "events")
-    try:
-        second = banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
-    finally:
-        store.save_if_unchanged = real_save
-    assert saves == ["1"] * (visitors.ATTEMPTS - 1) + ["2"]
-    assert redis_server.xlen(redis_prefix + "events") == events + 1
-    assert second in BANNERS and raw.get(state_key)[:1] != b"\x80"  # the last attempt's state was kept
-    assert first in BANNERS
-
-
-def test_visitors_view_saved_after_a_conflict_still_gives_its_minute_counter_an_expiry(loaded, redis_server, redis_prefix,
-                                                                                        database_url):
-    """The live panel's per-minute counter gets its EXPIRE once per process: a first attempt that lost to another tab
-    sent nothing, so the attempt that is saved must send the EXPIRE (else the counter never expires)."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("a view reads no database: one run is enough")
-    import redis as redis_lib
-
-    from conftest import REDIS_URL
-    from live import events
-
-    raw = redis_lib.Redis.from_url(REDIS_URL)
-    vid = "conflicted-visitor-0123456789abcdef"
-    client = loaded.test_client(use_cookies=False)
-    banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
-    [state_key] = [k for k in keys_under(redis_server, redis_prefix) if ":visitor:" in k]
     [bucket] = [k for k in keys_under(redis_server, redis_prefix) if ":live:impressions:" in k]
     redis_server.delete(bucket)
     events._expiry_set.clear()  # as in a process that has not counted this minute yet
-    store = loaded.extensions["visitors"]
-    real_save, calls = store.save_if_unchanged, []
+    pool = loaded.extensions["visitors"].client.connection_pool
+    sent, real_send = [], Connection.send_packed_command
 
-    def another_tab_saves_first_once(keys, args):
-        if not calls:
-            raw.set(state_key, b"\x80")  # another view saved an (empty) state in between
-        calls.append(args[0])
-        return real_save(keys=keys, args=args)
+    def counting_send(connection, *args, **kwargs):
+        sent.append(connection)
+        return real_send(connection, *args, **kwargs)
 
-    store.save_if_unchanged = another_tab_saves_first_once
-    try:
-        banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
-    finally:
-        store.save_if_unchanged = real_save
-    assert calls == ["1", "1"]  # lost once, saved on the second attempt
+    monkeypatch.setattr(Connection, "send_packed_command", counting_send)
+    stream_before = redis_server.xlen(redis_prefix + "events")
+    second = banner_of(client.get("/campaigns/1", headers={"Cookie": f"bs_vid={vid}"}))
+    monkeypatch.undo()
+    visitors_connections = set(pool._available_connections) | set(pool._in_use_connections)
+    assert sum(connection in visitors_connections for connection in sent) == 1  # the plan cache's checks use another
+    assert second != first
+    assert redis_server.xlen(redis_prefix + "events") == stream_before + 1
     assert int(redis_server.hget(bucket, "1")) == 1 and redis_server.ttl(bucket) > 0

@@ -61,31 +61,30 @@ def decision():
     who, issued, secret = visitors.pseudonym(visitor), time.time(), current_app.secret_key
     host = f"{request.scheme}://{request.host}"  # the absolute URLs' scheme and host, as url_for(_external=True) has them
 
-    def pick():
-        slots = []
-        for raw in asked:
-            cid = campaign_id_of(raw)
-            banners = snapshot.plans.get((quarter, cid)) if cid is not None else None
-            if not banners:
-                slots.append({"campaign_id": cid if cid is not None else raw[:30], "error": "no banner"})
-                continue
-            banner_id = visitors.choose_banner(visitor, cid, [b for b, _ in banners], _rng)
-            image_name = dict(banners)[banner_id]
-            impression_id = new_impression_id()
-            token = beacon_token(secret, cid, banner_id, quarter, impression_id, snapshot.version, who, issued)
-            width, height = banner_size(snapshot.pages, image_name)
-            slots.append({
-                "campaign_id": cid, "banner_id": banner_id, "width": width, "height": height,
-                "alt": banner_alt(cid, banner_id, image_name),
-                "image_url": host + image_path(snapshot.pages, image_name),
-                "click_url": host + _path("clicks.click", click_token(cid, banner_id, quarter, impression_id)),
-                "impression_id": impression_id,
-                "impression_url": host + _path("api.impression", token),
-                "viewable_url": host + _path("api.viewable", token),
-            })
-        return slots
-
-    slots = visitors.in_turn(visitor, pick)
+    wanted = [(raw, cid, snapshot.plans.get((quarter, cid)) if cid is not None else None)
+              for raw, cid in ((raw, campaign_id_of(raw)) for raw in asked)]
+    # One step of every asked rotation at once (a campaign asked twice takes two).
+    chosen = iter(visitors.next_banners(visitor, [(cid, [b for b, _ in banners]) for _, cid, banners in wanted if banners],
+                                        _rng))
+    slots = []
+    for raw, cid, banners in wanted:
+        if not banners:
+            slots.append({"campaign_id": cid if cid is not None else raw[:30], "error": "no banner"})
+            continue
+        banner_id = next(chosen)
+        image_name = dict(banners)[banner_id]
+        impression_id = new_impression_id()
+        token = beacon_token(secret, cid, banner_id, quarter, impression_id, snapshot.version, who, issued)
+        width, height = banner_size(snapshot.pages, image_name)
+        slots.append({
+            "campaign_id": cid, "banner_id": banner_id, "width": width, "height": height,
+            "alt": banner_alt(cid, banner_id, image_name),
+            "image_url": host + image_path(snapshot.pages, image_name),
+            "click_url": host + _path("clicks.click", click_token(cid, banner_id, quarter, impression_id)),
+            "impression_id": impression_id,
+            "impression_url": host + _path("api.impression", token),
+            "viewable_url": host + _path("api.viewable", token),
+        })
     # msgspec encodes it at a tenth of jsonify's cost (keys in the order written, not sorted).
     return current_app.response_class(msgspec.json.encode({"vid": visitor.vid, "slots": slots}), mimetype="application/json")
 
