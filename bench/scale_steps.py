@@ -518,9 +518,9 @@ def session_bytes() -> dict:
     figures = {"points": []}
     try:
         for campaign in range(1, max(points) + 1):
-            banners = rotation_set(tuple(100_000 + campaign * 10 + i for i in range(10)))
+            key, banners = rotation_set(tuple(100_000 + campaign * 10 + i for i in range(10)))
             for name, most in (("bounded", MAX_ROTATIONS), ("unbounded", 10**9)):
-                step(keys=[keys[name]], args=[3600, most, 1, campaign, *banners, rng.getrandbits(32), ""])
+                step(keys=[keys[name]], args=[3600, most, 1, campaign, key, rng.getrandbits(32), "", *banners])
             if campaign in points:
                 figures["points"].append({"campaigns": campaign, **{name: client.memory_usage(key, samples=0)
                                                                   for name, key in keys.items()}})

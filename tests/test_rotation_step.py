@@ -32,7 +32,8 @@ def run_step(step, key, slots, commands=(), most=MAX_ROTATIONS):
     client, script = step
     args = [LIFETIME, most, len(slots)]
     for campaign, banners, seed, minted in slots:
-        args += [campaign, *rotation_set(tuple(banners)), seed, minted]
+        fingerprint, ordered = rotation_set(tuple(banners))
+        args += [campaign, fingerprint, seed, minted, *ordered]
     for name, _, *rest in commands:
         args += [len(rest), name, *rest]
     return [int(b) for b in script(keys=[key, *(c[1] for c in commands)], args=args)]

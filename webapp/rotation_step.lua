@@ -6,52 +6,44 @@
 --   unsigned ints) then the last banner's id in decimal, and "#" -> the last tick given (the campaign seen longest
 --   ago is dropped past the bound); KEYS[2..]: each event command's key.
 -- ARGV: lifetime in seconds, the most campaigns kept, the number of slots; per slot: the campaign, its set key,
---   its banners ("id:code" by ascending id, space-separated), 32 random bits, and the seed of a minted vid's
---   first cycle or ""; then per event command: its argument count, its name and its arguments after the key,
+--   32 random bits, the seed of a minted vid's first cycle or "", the number of banners, then each banner's id and
+--   code by ascending id; then per event command: its argument count, its name and its arguments after the key,
 --   where "\1" stands for the first slot's banner.
 -- Returns each slot's banner id.
 local M32 = 4294967296
 local SEED_TRIES = 64
+local MAX_BANNERS = 1048576 -- 2^20: a cycle's sort key (rank * 2^20 + index) stays exact below 2^52
+local bxor, rshift, sort, floor = bit.bxor, bit.rshift, table.sort, math.floor
 
 local function mul(a, b) -- (a * b) mod 2^32, exact in doubles: no product passes 2^49
   local a_lo = a % 65536
-  local a_hi = (a - a_lo) / 65536
-  return (a_lo * b + ((a_hi * (b % 65536)) % 65536) * 65536) % M32
-end
-
-local function xor(a, b)
-  return bit.bxor(a, b) % M32
+  return (a_lo * b + (((a - a_lo) / 65536 * (b % 65536)) % 65536) * 65536) % M32
 end
 
 local function mix(x) -- rotation.mix: MurmurHash3's 32-bit finaliser
-  x = xor(x, bit.rshift(x, 16))
+  x = bxor(x, rshift(x, 16)) % M32
   x = mul(x, 0x85EBCA6B)
-  x = xor(x, bit.rshift(x, 13))
+  x = bxor(x, rshift(x, 13)) % M32
   x = mul(x, 0xC2B2AE35)
-  return xor(x, bit.rshift(x, 16))
+  return bxor(x, rshift(x, 16)) % M32
 end
 
-local function parse_banners(text)
+local function read_banners(at, count) -- the slot's count ids and codes from ARGV[at]: id, code, id, code...
   local ids, codes = {}, {}
-  for id, code in string.gmatch(text, '(%d+):(%d+)') do
-    ids[#ids + 1] = id
-    codes[#codes + 1] = tonumber(code)
+  for i = 1, count do
+    ids[i] = ARGV[at + 2 * i - 2]
+    codes[i] = tonumber(ARGV[at + 2 * i - 1])
   end
   return ids, codes
 end
 
 local function permutation(ids, codes, seed) -- rotation.permutation: ids ordered by mix(code ^ mix(seed)), then index
-  local base, ranks, order = mix(seed), {}, {}
+  local base, order, cycle = mix(seed), {}, {}
   for i = 1, #ids do
-    ranks[i] = mix(xor(codes[i], base))
-    order[i] = i
+    order[i] = mix(bxor(codes[i], base) % M32) * MAX_BANNERS + i -- one number per banner: sorted without a comparator
   end
-  table.sort(order, function(a, b)
-    if ranks[a] ~= ranks[b] then return ranks[a] < ranks[b] end
-    return a < b
-  end)
-  local cycle = {}
-  for i = 1, #order do cycle[i] = ids[order[i]] end
+  sort(order)
+  for i = 1, #order do cycle[i] = ids[order[i] % MAX_BANNERS] end
   return cycle
 end
 
@@ -113,9 +105,10 @@ end
 local visitor, lifetime, most, slots = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local tick, shown, at = nil, {}, 4
 for s = 1, slots do
-  local campaign, key, first, minted = ARGV[at], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 3]), ARGV[at + 4]
-  local ids, codes = parse_banners(ARGV[at + 2])
-  at = at + 5
+  local campaign, key, first, minted, count = ARGV[at], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), ARGV[at + 3],
+    tonumber(ARGV[at + 4])
+  local ids, codes = read_banners(at + 5, count)
+  at = at + 5 + 2 * count
   local stored = redis.pcall('HGET', visitor, campaign)
   if type(stored) == 'table' and stored.err then
     upgrade(visitor)

@@ -94,8 +94,8 @@ def _step(visitor, slots, rng, commands):
     args = [store.lifetime_seconds, MAX_ROTATIONS, len(slots)]
     for campaign_id, banner_ids in slots:
         key, banners = rotation_set(tuple(banner_ids))
-        args += [campaign_id, key, banners, rng.getrandbits(32),
-                 cycle_seed(secret, visitor.site, visitor.vid, campaign_id) if minted else ""]
+        args += [campaign_id, key, rng.getrandbits(32),
+                 cycle_seed(secret, visitor.site, visitor.vid, campaign_id) if minted else "", *banners]
     for name, _, *rest in commands:
         args += [len(rest), name, *rest]
     try:
@@ -111,8 +111,10 @@ def _step(visitor, slots, rng, commands):
 
 @functools.lru_cache(maxsize=20_000)
 def rotation_set(banner_ids: tuple) -> tuple:
-    """A banner set as the script reads it: (set_key, "id:code ..." by ascending id)."""
-    return set_key(banner_ids), " ".join(f"{banner}:{code(banner)}" for banner in sorted(set(banner_ids)))
+    """A banner set as the script reads it: (set_key, (the number of banners, then each one's id and code by ascending
+    id))."""
+    ordered = sorted(set(banner_ids))
+    return set_key(ordered), (len(ordered), *(value for banner in ordered for value in (banner, code(banner))))
 
 
 def _first_view(visitor, campaign_id: int, banner_ids, rng) -> int:
