@@ -3,6 +3,7 @@
 import os
 import threading
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,19 @@ def worker_env(settings_overrides):
     env.update({env_name: str(settings_overrides[name]) for name, env_name in names.items()})
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+def serve_rows(app, root, impressions: str):
+    """Ingest `impressions` rows (banner_id,campaign_id) into every quarter, have the plans checked on the next view,
+    and stop the app's clock at 12:03:30 (quarter 1); returns the app."""
+    from jobs.ingest import run_ingest
+
+    source = write_source(root, {q: {"impressions": impressions} for q in (1, 2, 3, 4)})
+    with app.app_context():
+        run_ingest(str(source), trigger="cli")
+    app.extensions["plans"].invalidate()
+    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 3, 30, tzinfo=timezone.utc)
+    return app
 
 
 def write_source(root, quarters, images=None):

@@ -170,3 +170,13 @@ def test_rotation_step_runs_the_event_commands_with_the_banner_it_chose(step, re
     [(_, fields)] = step[0].xrange(stream)
     assert fields == {b"e": f"impression|c=1|b={banner}|end".encode()}
     assert step[0].hget(counter, "1") == b"1" and 0 < step[0].ttl(counter) <= 60
+
+
+def test_rotation_step_goes_on_past_a_damaged_tick_or_a_key_of_another_type(step, redis_prefix):
+    key = redis_prefix + "visitor:damaged"
+    step[0].hset(key, mapping={"#": "not a number", "1": b"short"})
+    assert run_step(step, key, [(1, [1, 2], 3, "")])[0] in (1, 2)
+    assert step[0].hget(key, "#") == b"1"
+    step[0].delete(key)
+    step[0].rpush(key, "a list")
+    assert run_step(step, key, [(1, [1, 2], 3, "")])[0] in (1, 2) and step[0].type(key) == b"hash"

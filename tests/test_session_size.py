@@ -1,11 +1,10 @@
 """A visitor's rotation state in Redis stays small whatever they visit: the 64 most recent campaigns only."""
 
 import re
-from datetime import datetime, timezone
 
 import pytest
 
-from conftest import write_source
+from conftest import serve_rows
 from rotation import MAX_ROTATIONS
 
 BANNER = re.compile(r'<img[^>]*data-banner-id="(\d+)"')
@@ -21,14 +20,7 @@ def banner_of(response):
 def many_campaigns(app, tmp_path):
     """CAMPAIGNS campaigns in quarter 1, each with five banners of its own, ids past 16 bits."""
     rows = "".join(f"{100_000 + c * 10 + b},{c}\n" for c in range(1, CAMPAIGNS + 1) for b in range(5))
-    source = write_source(tmp_path / "src", {q: {"impressions": rows} for q in (1, 2, 3, 4)})
-    from jobs.ingest import run_ingest
-
-    with app.app_context():
-        run_ingest(str(source), trigger="cli")
-    app.extensions["plans"].invalidate()
-    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 3, 30, tzinfo=timezone.utc)
-    return app
+    return serve_rows(app, tmp_path / "src", rows)
 
 
 def state_of(client, app):

@@ -2,11 +2,10 @@
 
 import re
 import threading
-from datetime import datetime, timezone
 
 import pytest
 
-from conftest import write_source
+from conftest import serve_rows, write_source
 
 BANNER = re.compile(r'<img[^>]*data-banner-id="(\d+)"')
 BANNERS = list(range(11, 16))
@@ -28,14 +27,7 @@ def assert_rotation(shown, banners=BANNERS):
 def loaded(app, tmp_path):
     """Campaign 1 serves banners 11-15 and campaign 2 banners 41-43, in every quarter."""
     rows = "".join(f"{b},1\n" for b in BANNERS) + "".join(f"{b},2\n" for b in (41, 42, 43))
-    source = write_source(tmp_path / "src", {q: {"impressions": rows} for q in (1, 2, 3, 4)})
-    from jobs.ingest import run_ingest
-
-    with app.app_context():
-        run_ingest(str(source), trigger="cli")
-    app.extensions["plans"].invalidate()
-    app.config["CLOCK"] = lambda: datetime(2026, 1, 1, 12, 3, 30, tzinfo=timezone.utc)
-    return app
+    return serve_rows(app, tmp_path / "src", rows)
 
 
 def keys_under(redis_server, prefix):

@@ -57,7 +57,7 @@ def decision():
     snapshot = current_app.extensions["plans"].snapshot()
     now = utc_now()
     quarter = quarter_of(now)
-    visitor = visitors.open_visitor(site)
+    visitor = visitors.open_visitor(request, site)
     who, issued, secret = visitors.pseudonym(visitor), time.time(), current_app.secret_key
     host = f"{request.scheme}://{request.host}"  # the absolute URLs' scheme and host, as url_for(_external=True) has them
 

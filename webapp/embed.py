@@ -57,7 +57,7 @@ def frame(campaign_id):
         return "", 200, headers
     query = environ.get("QUERY_STRING", "")
     target = SNIPPET_QUERIES.get(query) or TARGETS.get(request.args.get("target", "top"), "_top")
-    visitor = visitors.open_visitor(site)
+    visitor = visitors.open_visitor(request, site)
     banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in banners], _rng, now, quarter, snapshot.version)
     key = ("embed", quarter, cid, banner_id, target)
     page = snapshot.pages.get(key)

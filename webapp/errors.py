@@ -15,6 +15,7 @@ CONTENT_SECURITY_POLICY = (
 # own frame-ancestors from EMBED_ALLOWED_SITES), and the embeds' JSON API answers data, not a page anyone
 # could frame: none of them gets the dashboard's page policy. Every other page is never framed.
 WITHOUT_PAGE_POLICY = ("public", "embed", "api")
+REFERRER_POLICY = ("Referrer-Policy", "strict-origin-when-cross-origin")
 
 
 def unavailable(what="A service this page needs", outage="is unavailable"):
@@ -72,7 +73,7 @@ def install(app):
 
     @app.after_request
     def security_headers(response):
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault(*REFERRER_POLICY)
         if request.blueprint not in WITHOUT_PAGE_POLICY:
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

@@ -1,21 +1,26 @@
 """The visitor's side: a campaign's ad slot, banner images, and the campaign index."""
 
 import random
+from dataclasses import dataclass
+from datetime import datetime
 
-from flask import Blueprint, abort, current_app, render_template, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
 from webapp.clicks import click_token
 from selection import quarter_of
 from webapp import visitors
 from webapp.clock import utc_now
 from webapp.formatting import slot_label
-from webapp.slots import slot_page
+from webapp.errors import REFERRER_POLICY
+from webapp.serving import Snapshot
+from webapp.slots import can_fill, slot_page
 
 bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
 TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
-NOT_STORED = {"Cache-Control": "no-store"}
+# Never stored; the Referrer-Policy every response gets (webapp/errors.py), here for the view answered before Flask too.
+SLOT_HEADERS = {"Cache-Control": "no-store", REFERRER_POLICY[0]: REFERRER_POLICY[1]}
 
 
 @bp.get("/")
@@ -35,29 +40,74 @@ def campaign(campaign_id):
     if len(campaign_id.lstrip("0")) > 19:  # beyond any 64-bit id (and before int() has to read it)
         abort(404, f"There is no campaign {campaign_id[:30]}.")
     cid = int(campaign_id)
+    slot = open_slot(cid, request)
+    if slot is None:
+        snapshot = current_app.extensions["plans"].snapshot()
+        if cid in snapshot.campaigns:
+            abort(404, f"Campaign {cid} has no banners in this slot of the hour "
+                       f"({slot_label(quarter_of(utc_now()))} UTC).")
+        abort(404, f"There is no campaign {cid}.")
+    return show_slot(slot, request)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a slot page view serves from: the plan of the campaign this quarter, and its click link's stand-in."""
+
+    campaign_id: int
+    snapshot: Snapshot
+    now: datetime
+    quarter: int
+    banners: tuple
+    click_href: str
+
+
+def open_slot(campaign_id: int, req, rendered_only=False):
+    """The slot of `campaign_id` now; None when it has no banners this quarter, or (`rendered_only`) when a page of
+    it would have to be rendered from the template first (webapp/direct.py then leaves the view to Flask)."""
     snapshot = current_app.extensions["plans"].snapshot()
     now = utc_now()
     quarter = quarter_of(now)
-    banners = snapshot.plans.get((quarter, cid))
+    banners = snapshot.plans.get((quarter, campaign_id))
     if not banners:
-        if cid in snapshot.campaigns:
-            abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(quarter)} UTC).")
-        abort(404, f"There is no campaign {cid}.")
-    visitor = visitors.open_visitor()
-    banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in banners], _rng, now, quarter, snapshot.version)
+        return None
+    href = _click_href(req.script_root)
+    if rendered_only and not can_fill(snapshot.pages, banners, href):
+        return None
+    return Slot(campaign_id, snapshot, now, quarter, banners, href)
+
+
+def show_slot(slot, req):
+    """The view: the visitor's next banner of the slot, its impression recorded, its page with a fresh click token."""
+    cid, snapshot, quarter = slot.campaign_id, slot.snapshot, slot.quarter
+    visitor = visitors.open_visitor(req)
+    banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in slot.banners], _rng, slot.now, quarter,
+                                             snapshot.version)
     key = (quarter, cid, banner_id)
     page = snapshot.pages.get(key)
     if page is None:
         # The page depends only on the key (the click token is put in per view), so each
         # process renders it once per data version.
-        page = snapshot.pages[key] = slot_page(
-            snapshot.pages, cid, banner_id, dict(banners)[banner_id], quarter, url_for("clicks.click", token=TOKEN_SLOT),
-        )
+        page = snapshot.pages[key] = slot_page(snapshot.pages, cid, banner_id, dict(slot.banners)[banner_id], quarter,
+                                               slot.click_href)
     # Never stored: a stored copy would replay a used click token and show a banner nobody counted.
     response = current_app.response_class(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
-                                          headers=NOT_STORED)
+                                          headers=SLOT_HEADERS)
     visitors.set_cookie(response, visitor)
     return response
+
+
+_click_hrefs = {}
+
+
+def _click_href(script_root: str) -> str:
+    """url_for("clicks.click", token=TOKEN_SLOT) for requests under `script_root`, built once per root (no request
+    context needed)."""
+    href = _click_hrefs.get(script_root)
+    if href is None:
+        adapter = current_app.url_map.bind("localhost", script_name=script_root or "/")
+        href = _click_hrefs[script_root] = adapter.build("clicks.click", {"token": TOKEN_SLOT})
+    return href
 
 
 @bp.get("/images/<path:name>")

@@ -120,7 +120,13 @@ for s = 1, slots do
     state = {key, permutation(ids, codes, seed)[1], seed, 1}
   end
   local banner, new = next_banner(ids, codes, key, state, first)
-  tick = tick or redis.call('HINCRBY', visitor, '#', 1)
+  if not tick then
+    tick = redis.pcall('HINCRBY', visitor, '#', 1)
+    if type(tick) == 'table' then -- a tick that is not a number (written by hand): start counting again
+      redis.call('HSET', visitor, '#', 1)
+      tick = 1
+    end
+  end
   local added = redis.call('HSET', visitor, campaign, write_state(new, tick))
   if added == 1 and redis.call('HLEN', visitor) > most + 1 then
     local all, oldest, oldest_tick = redis.call('HGETALL', visitor), nil, nil

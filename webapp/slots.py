@@ -9,6 +9,12 @@ from flask import render_template
 CAMPAIGN, BANNER, IMAGE, QUARTER = "0slotcampaign0", "0slotbanner0", "0slotimage0", "0slotquarter0"
 
 
+def can_fill(cache, banners, click_href) -> bool:
+    """Whether slot_page can build any page of `banners` ((banner_id, image_name) pairs) from skeletons in `cache`,
+    rendering no template."""
+    return all(("skeleton", bool(image_name), click_href) in cache for _, image_name in banners)
+
+
 def slot_page(cache, campaign_id, banner_id, image_name, quarter, click_href) -> str:
     """public/campaign.html for one banner, as render_template would give it, in a few µs instead of ~75.
 

@@ -9,7 +9,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import current_app, request
+from flask import current_app
 
 from live.events import event_commands, expiries_sent, impression_event, queue_event, visitor_key
 from rotation import MAX_ROTATIONS, code, next_banner, set_key
@@ -30,6 +30,7 @@ class Visitor:
     minted: bool  # made by this request: its first views are rebuilt, not stored
     from_cookie: bool
     kept: bool
+    secure: bool  # asked over HTTPS (request.is_secure: through ProxyFix, the proxy's X-Forwarded-Proto)
     first_views: dict = field(default_factory=dict)  # a minted vid's rotations within this request
 
 
@@ -45,20 +46,20 @@ class VisitorStore:
         self.step = client.register_script(ROTATION_STEP)
 
 
-def open_visitor(site=None) -> Visitor:
-    """This request's visitor: `vid` parameter, else the cookie, else a new vid; its rotations on `site`
+def open_visitor(req, site=None) -> Visitor:
+    """The visitor of request `req`: its `vid` parameter, else the cookie, else a new vid; its rotations on `site`
     (default: the request's Origin, '' for our own pages)."""
     store, secret = current_app.extensions["visitors"], current_app.secret_key
-    site = site_of(request.headers.get("Origin")) if site is None else site
+    site = site_of(req.headers.get("Origin")) if site is None else site
     # A vid parameter is rare (the JS tag's decisions, publishers' servers): a query without one is not parsed.
-    vid = request.args.get("vid") if "vid=" in request.environ.get("QUERY_STRING", "") else None
+    vid = req.args.get("vid") if "vid=" in req.environ.get("QUERY_STRING", "") else None
     from_cookie = False
     if not is_vid(vid):
-        vid, from_cookie = request.cookies.get(COOKIE), True
+        vid, from_cookie = req.cookies.get(COOKIE), True
     minted = not is_vid(vid)
     if minted:
         vid, from_cookie = new_vid(secret, site), False
-    return Visitor(vid, site, minted, from_cookie, kept=not store.breaker.is_open())
+    return Visitor(vid, site, minted, from_cookie, kept=not store.breaker.is_open(), secure=req.is_secure)
 
 
 def next_banners(visitor, slots, rng, event_of=None) -> list:
@@ -179,8 +180,7 @@ def set_cookie(response, visitor) -> None:
     if not visitor.kept or not (visitor.minted or visitor.from_cookie):
         return
     store, settings = current_app.extensions["visitors"], current_app.extensions["settings"]
-    # request.is_secure sees X-Forwarded-Proto through ProxyFix when the proxy is trusted.
-    secure = request.is_secure or settings.session_cookie_secure
+    secure = visitor.secure or settings.session_cookie_secure
     # A vid is url-safe characters only (is_vid), so it needs no quoting.
     response.headers.add("Set-Cookie", COOKIE + "=" + visitor.vid + _cookie_attributes(store.lifetime_seconds, secure))
 
