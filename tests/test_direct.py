@@ -1,4 +1,5 @@
-"""The slot page answered before Flask (webapp/direct.py): the same response as Flask's view, and Flask's for the rest."""
+"""The slot's views answered before Flask (webapp/direct.py): the same responses as Flask's views, and Flask's for the
+rest."""
 
 import re
 from pathlib import Path
@@ -122,3 +123,72 @@ def test_direct_slot_answers_an_error_of_the_step_as_flasks_view_does(settings_o
     assert answers[True].status_code == answers[False].status_code == 500
     assert comparable(answers[True]) == comparable(answers[False])
     assert Path(settings_overrides["log_file"]).read_text().count("Exception on /campaigns/1 [GET]") == 2
+
+
+
+# --- the embeds --------------------------------------------------------------------------------------------------
+
+EMBED_VID = "direct-embed-visitor-0123456789ab"
+TOKENS = re.compile(r'(/click/|/api/impressions/|/api/viewable/)[^"]+')
+IMPRESSION_ID = re.compile(r'"impression_id":"[0-9a-f]+"')
+SHOWN = re.compile(r'data-banner-id="(\d+)"|"banner_id":(\d+)')
+EMBED_VIEWS = {"page": "/campaigns/1", "frame": "/embed/1?target=blank",
+               "decision": f"/api/decision?c=1&c=404&vid={EMBED_VID}"}
+
+
+def normalized(response) -> tuple:
+    """A response with what differs from view to view (tokens, impression ids) taken out."""
+    headers = sorted((name, value) for name, value in response.headers.items() if name != "Content-Length")
+    body = IMPRESSION_ID.sub('"impression_id":"I"', TOKENS.sub(r"\1T", response.get_data(as_text=True)))
+    return response.status_code, headers, body
+
+
+@pytest.mark.parametrize("restricted", [False, True], ids=["any-site", "allowed-sites"])
+@pytest.mark.parametrize("kind", EMBED_VIEWS)
+def test_direct_embed_views_answer_what_flasks_views_answer(settings_overrides, tmp_path, monkeypatch, kind, restricted,
+                                                             database_url):
+    """The page, the frame and the decision, over HTTPS behind the proxy, from a publisher's page: for each banner
+    shown, the same status, headers (CORS, frame-ancestors, cookie) and body from both paths; warm views never reach
+    Flask."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a slot view reads no database: one run is enough")
+    from test_embed_api import make_app
+
+    app = make_app(settings_overrides, tmp_path, **({"embed_allowed_sites": "https://allowed.example"} if restricted else {}))
+    app.config["TESTING"] = False
+    direct, calls = app.extensions["direct"], []
+    flask_app = direct.wsgi_app
+    monkeypatch.setattr(direct, "wsgi_app", lambda environ, start: calls.append(environ["PATH_INFO"]) or flask_app(environ, start))
+    client = app.test_client(use_cookies=False)
+    headers = {"Cookie": f"bs_vid={EMBED_VID}", "X-Forwarded-Proto": "https", "Origin": "https://allowed.example",
+               "Referer": "https://allowed.example/article"}
+    by_banner = {}
+    for enabled in (False, True, False):  # Flask first: it renders what the direct path needs
+        direct.enabled, calls[:] = enabled, []
+        for _ in range(12):
+            response = client.get(EMBED_VIEWS[kind], headers=headers)
+            shown = next(g for g in SHOWN.search(response.get_data(as_text=True)).groups() if g)
+            by_banner.setdefault(enabled, {})[shown] = normalized(response)
+        if enabled:
+            assert calls == []
+    assert sorted(by_banner[True]) == sorted(by_banner[False]) == [str(b) for b in range(11, 16)]
+    assert by_banner[True] == by_banner[False]
+
+
+@pytest.mark.parametrize("path", ["/embed/1", "/embed/404", "/embed/x", "/api/decision?c=1", "/api/decision",
+                                  "/api/decision/"])
+def test_direct_embed_refusals_and_404s_are_flasks(settings_overrides, tmp_path, monkeypatch, path, database_url):
+    """A site off the list, an unknown campaign, a decision asking nothing: Flask answers, as it did before."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("a slot view reads no database: one run is enough")
+    from test_embed_api import make_app
+
+    app = make_app(settings_overrides, tmp_path, embed_allowed_sites="https://allowed.example")
+    direct, calls = app.extensions["direct"], []
+    flask_app = direct.wsgi_app
+    monkeypatch.setattr(direct, "wsgi_app", lambda environ, start: calls.append(environ["PATH_INFO"]) or flask_app(environ, start))
+    client = app.test_client(use_cookies=False)
+    client.get("/embed/1", headers={"Referer": "https://allowed.example/a"})  # warm: its document is rendered
+    calls.clear()
+    response = client.get(path, headers={"Origin": "https://elsewhere.example", "Referer": "https://elsewhere.example/a"})
+    assert response.status_code in (400, 403, 404) and calls == [path.split("?")[0]]

@@ -10,7 +10,7 @@ from config import INSTANCE_DIR, load_settings
 from jobs import runtime
 from models import db
 from webapp import errors, proxies, sessions
-from webapp.direct import DirectSlot
+from webapp.direct import Direct
 from webapp.visitors import VisitorStore
 from webapp.outage import Breaker, DegradedCounts
 from webapp.serving import PlanCache
@@ -26,8 +26,8 @@ def create_app(overrides=None):
     settings = load_settings(**(overrides or {}))
     ctx = runtime.context(settings)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
-    # Inside the proxy fix, so that the slot answered before Flask sees the forwarded scheme too.
-    app.wsgi_app = app.extensions["direct"] = DirectSlot(app, app.wsgi_app)
+    # Inside the proxy fix, so that the views answered before Flask see the forwarded scheme too.
+    app.wsgi_app = app.extensions["direct"] = Direct(app, app.wsgi_app)
     proxies.install(app, settings.trusted_proxy_count)
     events_redis = runtime.redis_client(settings.redis_url, socket_timeout=VISITOR_REDIS_TIMEOUT, retries=0,
                                         decode_responses=True)

@@ -6,7 +6,7 @@ import time
 
 import msgspec
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 
 from live.beacons import BeaconExpired, BeaconForged, beacon_token, read_beacon_token, record_beacon
 from selection import quarter_of
@@ -15,7 +15,8 @@ from webapp import visitors
 from webapp.clicks import click_token, new_impression_id
 from webapp.clock import utc_now
 from webapp.outage import REDIS_ERRORS
-from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, publisher_site
+from webapp.errors import REFERRER_POLICY
+from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, path_for, publisher_site
 
 bp = Blueprint("api", __name__)
 
@@ -25,10 +26,10 @@ TOKEN_SLOT = "0clicktoken0"  # stands in a URL template where each decision's to
 
 
 @bp.after_request
-def cors_headers(response):
+def cors_headers(response, req=None):
     """CORS for the JSON API: the allowed Origin (any, when no list is set); never cached by anyone."""
     allowed = current_app.extensions["settings"].allowed_sites()
-    origin = request.headers.get("Origin") if allowed else None
+    origin = (request if req is None else req).headers.get("Origin") if allowed else None
     response.headers.extend(_cors_headers(origin if site_of(origin) in allowed else None, bool(allowed)))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -44,49 +45,76 @@ def _cors_headers(allowed_origin, restricted: bool) -> tuple:
 @bp.get("/api/decision")
 def decision():
     """The next banner of the visitor's rotation for each campaign asked (`c=` or `campaign=`, repeated), as JSON."""
-    site, allowed = publisher_site(current_app.extensions["settings"].allowed_sites())
+    answer = decision_answer(request)
+    return answer() if callable(answer) else answer
+
+
+def decision_answer(req):
+    """What the decision answers `req`: a refusal or a HEAD's answer at once, else the view to run, which moves the
+    rotations (webapp/direct.py runs it before Flask; the others it leaves to Flask's view)."""
+    site, allowed = publisher_site(current_app.extensions["settings"].allowed_sites(), req)
     if not allowed:
         return jsonify(error="this site is not allowed to embed banners"), 403
-    asked = request.args.getlist("c") + request.args.getlist("campaign")
+    asked = req.args.getlist("c") + req.args.getlist("campaign")
     if not asked:
         return jsonify(error="name at least one campaign: /api/decision?c=<campaign id>"), 400
     if len(asked) > MAX_SLOTS:
         return jsonify(error=f"at most {MAX_SLOTS} campaigns in one decision"), 400
-    if request.method == "HEAD":
+    if req.method == "HEAD":
         return "", 200, {"Content-Type": "application/json"}  # asks for nothing: no rotation moves
     snapshot = current_app.extensions["plans"].snapshot()
     now = utc_now()
     quarter = quarter_of(now)
-    visitor = visitors.open_visitor(request, site)
-    who, issued, secret = visitors.pseudonym(visitor), time.time(), current_app.secret_key
-    host = f"{request.scheme}://{request.host}"  # the absolute URLs' scheme and host, as url_for(_external=True) has them
-
+    # The absolute URLs' scheme and host, as url_for(_external=True) has them.
+    host, root = f"{req.scheme}://{req.host}", req.script_root
     wanted = [(raw, cid, snapshot.plans.get((quarter, cid)) if cid is not None else None)
               for raw, cid in ((raw, campaign_id_of(raw)) for raw in asked)]
-    # One step of every asked rotation at once (a campaign asked twice takes two).
-    chosen = iter(visitors.next_banners(visitor, [(cid, [b for b, _ in banners]) for _, cid, banners in wanted if banners],
-                                        _rng))
-    slots = []
-    for raw, cid, banners in wanted:
-        if not banners:
-            slots.append({"campaign_id": cid if cid is not None else raw[:30], "error": "no banner"})
-            continue
-        banner_id = next(chosen)
-        image_name = dict(banners)[banner_id]
-        impression_id = new_impression_id()
-        token = beacon_token(secret, cid, banner_id, quarter, impression_id, snapshot.version, who, issued)
-        width, height = banner_size(snapshot.pages, image_name)
-        slots.append({
-            "campaign_id": cid, "banner_id": banner_id, "width": width, "height": height,
-            "alt": banner_alt(cid, banner_id, image_name),
-            "image_url": host + image_path(snapshot.pages, image_name),
-            "click_url": host + _path("clicks.click", click_token(cid, banner_id, quarter, impression_id)),
-            "impression_id": impression_id,
-            "impression_url": host + _path("api.impression", token),
-            "viewable_url": host + _path("api.viewable", token),
-        })
-    # msgspec encodes it at a tenth of jsonify's cost (keys in the order written, not sorted).
-    return current_app.response_class(msgspec.json.encode({"vid": visitor.vid, "slots": slots}), mimetype="application/json")
+
+    def view():
+        visitor = visitors.open_visitor(req, site)
+        who, issued, secret = visitors.pseudonym(visitor), time.time(), current_app.secret_key
+        # One step of every asked rotation at once (a campaign asked twice takes two).
+        chosen = iter(visitors.next_banners(visitor, [(cid, [b for b, _ in banners]) for _, cid, banners in wanted if banners],
+                                            _rng))
+        slots = []
+        for raw, cid, banners in wanted:
+            if not banners:
+                slots.append({"campaign_id": cid if cid is not None else raw[:30], "error": "no banner"})
+                continue
+            banner_id = next(chosen)
+            image_name = dict(banners)[banner_id]
+            impression_id = new_impression_id()
+            token = beacon_token(secret, cid, banner_id, quarter, impression_id, snapshot.version, who, issued)
+            width, height = banner_size(snapshot.pages, image_name)
+            slots.append({
+                "campaign_id": cid, "banner_id": banner_id, "width": width, "height": height,
+                "alt": banner_alt(cid, banner_id, image_name),
+                "image_url": host + image_path(snapshot.pages, image_name, root),
+                "click_url": host + _path("clicks.click", root, click_token(cid, banner_id, quarter, impression_id)),
+                "impression_id": impression_id,
+                "impression_url": host + _path("api.impression", root, token),
+                "viewable_url": host + _path("api.viewable", root, token),
+            })
+        # msgspec encodes it at a tenth of jsonify's cost (keys in the order written, not sorted).
+        return current_app.response_class(msgspec.json.encode({"vid": visitor.vid, "slots": slots}),
+                                          mimetype="application/json")
+
+    return view
+
+
+def direct(req, rest: str):
+    """webapp/direct.py's view of /api/decision: the decision's view to run (with the headers this blueprint's and
+    the app's after_request hooks add), or None for Flask's view to answer."""
+    answer = decision_answer(req) if rest == "" else None
+    if not callable(answer):
+        return None
+
+    def view():
+        response = cors_headers(answer(), req)
+        response.headers.setdefault(*REFERRER_POLICY)
+        return response
+
+    return view
 
 
 @bp.post("/api/impressions/<token>")
@@ -124,10 +152,10 @@ def _beacon(kind, token):
 _paths = {}
 
 
-def _path(endpoint, token) -> str:
-    """url_for(endpoint, token=token)'s path: url_for once per endpoint and script root, then the token put in."""
-    key = (endpoint, request.script_root)
+def _path(endpoint, script_root, token) -> str:
+    """url_for(endpoint, token=token)'s path: built once per endpoint and script root, then the token put in."""
+    key = (endpoint, script_root)
     template = _paths.get(key)
     if template is None:
-        template = _paths[key] = url_for(endpoint, token=TOKEN_SLOT)
+        template = _paths[key] = path_for(endpoint, script_root, token=TOKEN_SLOT)
     return template.replace(TOKEN_SLOT, token, 1)

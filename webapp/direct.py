@@ -1,16 +1,18 @@
-"""The slot page answered before Flask's request machinery: GET /campaigns/<id> with a plan and its page skeleton
-at hand gets the response Flask's view would give (webapp/public.py builds both), without the request context,
-routing and response hooks around it; every other request, and any slot view it cannot answer, goes on to Flask."""
+"""The ad slot's views answered before Flask's request machinery: a GET of the slot page, the iframe document or
+the JSON decision that its view can answer gets the response Flask's view would give (the view modules build both),
+without the request context, routing and hooks around it; every other request, and any view that cannot be
+answered so (a refusal, a 404, a page to render first), goes on to Flask."""
 
 from werkzeug.wrappers import Request
 
-from webapp import public
+from webapp import api, embed, public
 from webapp.outage import DATABASE_ERRORS, REDIS_ERRORS
 
-PREFIX = "/campaigns/"
+# Path prefix -> the view module's direct(req, rest of the path): None, or the view to run.
+ROUTES = (("/campaigns/", public.direct), ("/embed/", embed.direct), ("/api/decision", api.direct))
 
 
-class DirectSlot:
+class Direct:
     """WSGI middleware in front of `app.wsgi_app` (and behind the proxy fix, which it needs for is_secure)."""
 
     def __init__(self, app, wsgi_app):
@@ -18,24 +20,29 @@ class DirectSlot:
         self.enabled = True  # tests turn it off to compare with Flask's own answer
 
     def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if self.enabled and path.startswith(PREFIX) and environ.get("REQUEST_METHOD") == "GET":
-            digits = path[len(PREFIX):]
-            # The view's own checks, in the same words: anything else (a 404, a number past 64 bits) is Flask's.
-            if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 19:
-                with self.app.app_context():
-                    req = Request(environ)
-                    try:
-                        slot = public.open_slot(int(digits), req, rendered_only=True)
-                    except (*DATABASE_ERRORS, *REDIS_ERRORS):
-                        slot = None  # no plans could be loaded: Flask's view answers with its 503 page
-                    if slot is not None:
-                        try:
-                            response = public.show_slot(slot, req)
-                        except Exception as exc:  # the rotation may have moved: answer as Flask would, not again
-                            response = self._flask_error(environ, exc)
-                        return response(environ, start_response)
+        if self.enabled and environ.get("REQUEST_METHOD") == "GET":
+            path = environ.get("PATH_INFO", "")
+            for prefix, route in ROUTES:
+                if path.startswith(prefix):
+                    with self.app.app_context():
+                        response = self._answer(environ, route, path[len(prefix):])
+                        if response is not None:
+                            return response(environ, start_response)
+                    break
         return self.wsgi_app(environ, start_response)
+
+    def _answer(self, environ, route, rest):
+        req = Request(environ)
+        try:
+            view = route(req, rest)
+        except (*DATABASE_ERRORS, *REDIS_ERRORS):
+            return None  # no plans could be loaded: Flask's view answers with its 503 page
+        if view is None:
+            return None
+        try:
+            return view()
+        except Exception as exc:  # the rotation may have moved: answer as Flask would, not run the view again
+            return self._flask_error(environ, exc)
 
     def _flask_error(self, environ, exc):
         """What Flask answers when its view raises `exc`: its handler's response (a store away: the 503 page), else its

@@ -5,14 +5,16 @@ import functools
 import hashlib
 import random
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from selection import quarter_of
 from webapp import visitors
 from webapp.clicks import click_token
 from webapp.clock import utc_now
 from webapp.formatting import slot_label
-from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, publisher_site
+from webapp.errors import REFERRER_POLICY
+from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, path_for, publisher_site
 
 bp = Blueprint("embed", __name__)
 
@@ -35,10 +37,17 @@ DOCUMENT_POLICY = (f"default-src 'none'; img-src 'self' data:; style-src 'sha256
 @bp.get("/embed/<campaign_id>")
 def frame(campaign_id):
     """The iframe document: the next banner of the visitor's rotation, its impression recorded as it is served."""
+    answer = frame_answer(request, campaign_id)
+    return answer() if callable(answer) else answer
+
+
+def frame_answer(req, campaign_id):
+    """What the frame answers `req`: a refusal or a HEAD's answer at once (a 404 is raised), else the view to run,
+    which moves the rotation (webapp/direct.py runs it before Flask; the others it leaves to Flask's view)."""
     allowed = current_app.extensions["settings"].allowed_sites()
     headers = _frame_headers(allowed)
-    environ = request.environ  # read directly: asked on every view
-    site, may_embed = publisher_site(allowed, environ)
+    environ = req.environ  # read directly: asked on every view
+    site, may_embed = publisher_site(allowed, req)
     if allowed and not site and environ.get("HTTP_SEC_FETCH_SITE") in ("cross-site", "same-site"):
         may_embed = False  # framed by another site that sent no Referer: it cannot be checked against the list
     if not may_embed:
@@ -56,31 +65,46 @@ def frame(campaign_id):
         # A link checker or a prefetch: nobody sees a banner, so no rotation moves and no impression counts.
         return "", 200, headers
     query = environ.get("QUERY_STRING", "")
-    target = SNIPPET_QUERIES.get(query) or TARGETS.get(request.args.get("target", "top"), "_top")
-    visitor = visitors.open_visitor(request, site)
-    banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in banners], _rng, now, quarter, snapshot.version)
-    key = ("embed", quarter, cid, banner_id, target)
-    page = snapshot.pages.get(key)
-    if page is None:
-        # Like the slot page: rendered once per process and data version, the click token put in per view.
-        image_name = dict(banners)[banner_id]
-        width, height = banner_size(snapshot.pages, image_name)
-        page = snapshot.pages[key] = render_template(
-            "public/embed.html", policy=DOCUMENT_POLICY, style=FRAME_STYLE, campaign_id=cid, banner_id=banner_id, quarter=quarter,
-            target=target, width=width, height=height, alt=banner_alt(cid, banner_id, image_name),
-            image_src=image_path(snapshot.pages, image_name),
-            click_href=url_for("clicks.click", token=TOKEN_SLOT),
-        )
-    response = current_app.response_class(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
-                                          headers=headers)
-    visitors.set_cookie(response, visitor)
-    return response
+    target = SNIPPET_QUERIES.get(query) or TARGETS.get(req.args.get("target", "top"), "_top")
+
+    def view():
+        visitor = visitors.open_visitor(req, site)
+        banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in banners], _rng, now, quarter,
+                                                 snapshot.version)
+        key = ("embed", quarter, cid, banner_id, target)
+        page = snapshot.pages.get(key)
+        if page is None:
+            # Like the slot page: rendered once per process and data version, the click token put in per view.
+            image_name = dict(banners)[banner_id]
+            width, height = banner_size(snapshot.pages, image_name)
+            page = snapshot.pages[key] = render_template(
+                "public/embed.html", policy=DOCUMENT_POLICY, style=FRAME_STYLE, campaign_id=cid, banner_id=banner_id,
+                quarter=quarter, target=target, width=width, height=height, alt=banner_alt(cid, banner_id, image_name),
+                image_src=image_path(snapshot.pages, image_name, req.script_root),
+                click_href=path_for("clicks.click", req.script_root, token=TOKEN_SLOT),
+            )
+        response = current_app.response_class(
+            page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1), headers=headers)
+        visitors.set_cookie(response, visitor)
+        return response
+
+    return view
+
+
+def direct(req, rest: str):
+    """webapp/direct.py's view of /embed/<rest>: the frame's view to run, or None for Flask's view to answer."""
+    try:
+        answer = frame_answer(req, rest)
+    except HTTPException:  # a 404: Flask's page says why
+        return None
+    return answer if callable(answer) else None
 
 
 @functools.lru_cache(maxsize=8)
 def _frame_headers(allowed: frozenset) -> tuple:
     """Never stored; framed only by the allowed sites (any, when none are listed)."""
-    headers = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"))
+    # The Referrer-Policy every response gets (webapp/errors.py), here for the frame answered before Flask too.
+    headers = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"), REFERRER_POLICY)
     if allowed:
         headers += (("Content-Security-Policy", "frame-ancestors 'self' " + " ".join(sorted(allowed))),)
     return headers

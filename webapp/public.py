@@ -13,6 +13,7 @@ from webapp.clock import utc_now
 from webapp.formatting import slot_label
 from webapp.errors import REFERRER_POLICY
 from webapp.serving import Snapshot
+from webapp.publishers import path_for
 from webapp.slots import can_fill, slot_page
 
 bp = Blueprint("public", __name__)
@@ -101,13 +102,20 @@ _click_hrefs = {}
 
 
 def _click_href(script_root: str) -> str:
-    """url_for("clicks.click", token=TOKEN_SLOT) for requests under `script_root`, built once per root (no request
-    context needed)."""
+    """The click link with the token's stand-in, for requests under `script_root` (built once per root)."""
     href = _click_hrefs.get(script_root)
     if href is None:
-        adapter = current_app.url_map.bind("localhost", script_name=script_root or "/")
-        href = _click_hrefs[script_root] = adapter.build("clicks.click", {"token": TOKEN_SLOT})
+        href = _click_hrefs[script_root] = path_for("clicks.click", script_root, token=TOKEN_SLOT)
     return href
+
+
+def direct(req, rest: str):
+    """webapp/direct.py's view of /campaigns/<rest>: the slot's response, or None for Flask's view to answer."""
+    # The view's own checks: anything else (a 404, a number past 64 bits) is Flask's.
+    if not (rest.isascii() and rest.isdigit() and len(rest.lstrip("0")) <= 19):
+        return None
+    slot = open_slot(int(rest), req, rendered_only=True)
+    return None if slot is None else lambda: show_slot(slot, req)
 
 
 @bp.get("/images/<path:name>")

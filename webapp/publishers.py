@@ -7,24 +7,25 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from flask import current_app, request, url_for
+from flask import current_app, request
 
 from visitor_state import site_of
 
 DEFAULT_SIZE = (300, 250)  # the banner's size when its image's is not known
 
 
-def publisher_site(allowed: frozenset, environ=None):
-    """(site, may embed): the site asking (its Origin, else its Referer's origin, else ''), and whether it is
-    one of the `allowed` sites (any, when none are listed).
+def publisher_site(allowed: frozenset, req=None):
+    """(site, may embed): the site asking `req` (default: the request; its Origin, else its Referer's origin, else
+    ''), and whether it is one of the `allowed` sites (any, when none are listed).
 
     A request naming no site (a publisher's server, an app) is allowed: only browsers say where they are."""
-    environ = request.environ if environ is None else environ  # read directly: asked on every embed request
+    req = request if req is None else req
+    environ = req.environ  # read directly: asked on every embed request
     origin = environ.get("HTTP_ORIGIN")
     site = site_of(origin) if origin else _site_of_referer(environ.get("HTTP_REFERER"))
     if not allowed or not site or site in allowed:
         return site, True
-    return site, site == request.host_url.rstrip("/").lower()  # our own pages (the admin's preview)
+    return site, site == req.host_url.rstrip("/").lower()  # our own pages (the admin's preview)
 
 
 def banner_alt(campaign_id, banner_id, image_name) -> str:
@@ -49,14 +50,21 @@ def banner_size(cache, image_name) -> tuple:
     return size
 
 
-def image_path(cache, image_name) -> str:
-    """The path of the banner's image (of the placeholder when it has none), made once per process and data version."""
-    key = ("image_path", request.script_root, image_name)
+def image_path(cache, image_name, script_root: str) -> str:
+    """The path of the banner's image (of the placeholder when it has none) under `script_root`, made once per
+    process and data version."""
+    key = ("image_path", script_root, image_name)
     path = cache.get(key)
     if path is None:
-        path = cache[key] = (url_for("public.image", name=image_name) if image_name
-                             else url_for("static", filename="placeholder.svg"))
+        path = cache[key] = (path_for("public.image", script_root, name=image_name) if image_name
+                             else path_for("static", script_root, filename="placeholder.svg"))
     return path
+
+
+def path_for(endpoint, script_root: str, **values) -> str:
+    """url_for(endpoint, **values) for a request under `script_root`, built without a request context (the views
+    answered before Flask have none)."""
+    return current_app.url_map.bind("localhost", script_name=script_root or "/").build(endpoint, values)
 
 
 @functools.lru_cache(maxsize=4096)  # asked on every frame view, with the same few ids
