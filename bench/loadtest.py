@@ -260,7 +260,7 @@ def render_section(results) -> str:
         f"- Redis memory per visitor: {after['session_memory_usage_avg']:.0f} bytes (`MEMORY USAGE` of a state key, "
         "key and overhead included), so 100,000 visitors active within the session lifetime hold about "
         f"{after['session_memory_usage_avg'] * 100_000 / 2**20:.0f} MiB.",
-        f"- Not per visitor but per page view: the live-events stream (impressions, written in the same pipeline as "
+        f"- Not per visitor but per page view: the live-events stream (impressions, written by the same script call as "
         f"the state) held {after['events_stream_entries']:,} entries in {after['events_stream_bytes'] / 2**20:.1f} MiB "
         f"at the end (~{after['events_stream_bytes'] / max(after['events_stream_entries'], 1):.0f} bytes each); the stream "
         f"is capped at 5,000,000 entries (live/events.py). Redis `used_memory`: {results['redis_empty']['used_memory']:,} bytes after ingest, "
