@@ -12,9 +12,9 @@ from conftest import ROOT
 from webapp.serve import server_options
 
 
-def test_serve_defaults_one_python_thread_per_worker_and_a_worker_more_than_the_cores():
+def test_serve_defaults_one_python_thread_per_worker_and_a_worker_per_core():
     options = server_options({})
-    assert options["workers"] == multiprocessing.cpu_count() + 1
+    assert options["workers"] == multiprocessing.cpu_count()
     assert options["blocking_threads"] == 1
     assert (options["address"], options["port"]) == ("127.0.0.1", 8000)
     assert options["respawn_failed_workers"] is True and options["workers_lifetime"] is None
