@@ -25,14 +25,22 @@ MAX_SLOTS = 20  # campaigns in one decision: a page's slots, not a crawl of the 
 TOKEN_SLOT = "0clicktoken0"  # stands in a URL template where each decision's token goes
 
 
+JSON_HEADERS = (("Content-Type", "application/json"),)
+
+
 @bp.after_request
-def cors_headers(response, req=None):
+def cors_headers(response):
     """CORS for the JSON API: the allowed Origin (any, when no list is set); never cached by anyone."""
-    allowed = current_app.extensions["settings"].allowed_sites()
-    origin = (request if req is None else req).headers.get("Origin") if allowed else None
-    response.headers.extend(_cors_headers(origin if site_of(origin) in allowed else None, bool(allowed)))
+    response.headers.extend(_answer_headers(request)[:-1])
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _answer_headers(req) -> tuple:
+    """The CORS headers of an answer to `req`, and Cache-Control: no-store (last)."""
+    allowed = current_app.extensions["settings"].allowed_sites()
+    origin = req.headers.get("Origin") if allowed else None
+    return _cors_headers(origin if site_of(origin) in allowed else None, bool(allowed)) + (("Cache-Control", "no-store"),)
 
 
 @functools.lru_cache(maxsize=64)
@@ -46,12 +54,15 @@ def _cors_headers(allowed_origin, restricted: bool) -> tuple:
 def decision():
     """The next banner of the visitor's rotation for each campaign asked (`c=` or `campaign=`, repeated), as JSON."""
     answer = decision_answer(request)
-    return answer() if callable(answer) else answer
+    if not callable(answer):
+        return answer
+    body, headers = answer()
+    return current_app.response_class(body, headers=headers)  # cors_headers adds the CORS ones
 
 
 def decision_answer(req):
     """What the decision answers `req`: a refusal or a HEAD's answer at once, else the view to run, which moves the
-    rotations (webapp/direct.py runs it before Flask; the others it leaves to Flask's view)."""
+    rotations and gives (body, headers) (webapp/direct.py runs it before Flask; the others it leaves to Flask's view)."""
     site, allowed = publisher_site(current_app.extensions["settings"].allowed_sites(), req)
     if not allowed:
         return jsonify(error="this site is not allowed to embed banners"), 403
@@ -96,8 +107,7 @@ def decision_answer(req):
                 "viewable_url": host + _path("api.viewable", root, token),
             })
         # msgspec encodes it at a tenth of jsonify's cost (keys in the order written, not sorted).
-        return current_app.response_class(msgspec.json.encode({"vid": visitor.vid, "slots": slots}),
-                                          mimetype="application/json")
+        return msgspec.json.encode({"vid": visitor.vid, "slots": slots}), JSON_HEADERS
 
     return view
 
@@ -110,9 +120,8 @@ def direct(req, rest: str):
         return None
 
     def view():
-        response = cors_headers(answer(), req)
-        response.headers.setdefault(*REFERRER_POLICY)
-        return response
+        body, headers = answer()
+        return body, headers + _answer_headers(req) + (REFERRER_POLICY,)
 
     return view
 

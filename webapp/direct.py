@@ -25,13 +25,14 @@ class Direct:
             for prefix, route in ROUTES:
                 if path.startswith(prefix):
                     with self.app.app_context():
-                        response = self._answer(environ, route, path[len(prefix):])
-                        if response is not None:
-                            return response(environ, start_response)
+                        answer = self._answer(environ, route, path[len(prefix):])
+                        if answer is not None:
+                            return answer(environ, start_response)
                     break
         return self.wsgi_app(environ, start_response)
 
     def _answer(self, environ, route, rest):
+        """The WSGI answer of the direct view, or None to leave the request to Flask."""
         req = Request(environ)
         try:
             view = route(req, rest)
@@ -40,9 +41,10 @@ class Direct:
         if view is None:
             return None
         try:
-            return view()
+            body, headers = view()
         except Exception as exc:  # the rotation may have moved: answer as Flask would, not run the view again
             return self._flask_error(environ, exc)
+        return _sent(body.encode() if isinstance(body, str) else body, headers)
 
     def _flask_error(self, environ, exc):
         """What Flask answers when its view raises `exc`: its handler's response (a store away: the 503 page), else its
@@ -52,3 +54,13 @@ class Direct:
                 return self.app.finalize_request(self.app.handle_user_exception(exc))
             except Exception as unhandled:
                 return self.app.handle_exception(unhandled)
+
+
+def _sent(data: bytes, headers):
+    """A 200 of `data` with `headers` (they name its Content-Type), as a WSGI app: what werkzeug's Response would send."""
+
+    def answer(environ, start_response):
+        start_response("200 OK", [*headers, ("Content-Length", str(len(data)))])
+        return [data]
+
+    return answer

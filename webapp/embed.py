@@ -38,12 +38,16 @@ DOCUMENT_POLICY = (f"default-src 'none'; img-src 'self' data:; style-src 'sha256
 def frame(campaign_id):
     """The iframe document: the next banner of the visitor's rotation, its impression recorded as it is served."""
     answer = frame_answer(request, campaign_id)
-    return answer() if callable(answer) else answer
+    if not callable(answer):
+        return answer
+    body, headers = answer()
+    return current_app.response_class(body, headers=headers)
 
 
 def frame_answer(req, campaign_id):
     """What the frame answers `req`: a refusal or a HEAD's answer at once (a 404 is raised), else the view to run,
-    which moves the rotation (webapp/direct.py runs it before Flask; the others it leaves to Flask's view)."""
+    which moves the rotation and gives (body, headers) (webapp/direct.py runs it before Flask; the others it leaves to
+    Flask's view)."""
     allowed = current_app.extensions["settings"].allowed_sites()
     headers = _frame_headers(allowed)
     environ = req.environ  # read directly: asked on every view
@@ -83,10 +87,8 @@ def frame_answer(req, campaign_id):
                 image_src=image_path(snapshot.pages, image_name, req.script_root),
                 click_href=path_for("clicks.click", req.script_root, token=TOKEN_SLOT),
             )
-        response = current_app.response_class(
-            page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1), headers=headers)
-        visitors.set_cookie(response, visitor)
-        return response
+        return (page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
+                headers + visitors.cookie_headers(visitor))
 
     return view
 

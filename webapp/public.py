@@ -21,7 +21,7 @@ bp = Blueprint("public", __name__)
 _rng = random.SystemRandom()
 TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
 # Never stored; the Referrer-Policy every response gets (webapp/errors.py), here for the view answered before Flask too.
-SLOT_HEADERS = {"Cache-Control": "no-store", REFERRER_POLICY[0]: REFERRER_POLICY[1]}
+SLOT_HEADERS = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"), REFERRER_POLICY)
 
 
 @bp.get("/")
@@ -42,13 +42,12 @@ def campaign(campaign_id):
         abort(404, f"There is no campaign {campaign_id[:30]}.")
     cid = int(campaign_id)
     slot = open_slot(cid, request)
-    if slot is None:
-        snapshot = current_app.extensions["plans"].snapshot()
-        if cid in snapshot.campaigns:
-            abort(404, f"Campaign {cid} has no banners in this slot of the hour "
-                       f"({slot_label(quarter_of(utc_now()))} UTC).")
+    if not slot.banners:
+        if cid in slot.snapshot.campaigns:
+            abort(404, f"Campaign {cid} has no banners in this slot of the hour ({slot_label(slot.quarter)} UTC).")
         abort(404, f"There is no campaign {cid}.")
-    return show_slot(slot, request)
+    body, headers = show_slot(slot, request)
+    return current_app.response_class(body, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -63,23 +62,18 @@ class Slot:
     click_href: str
 
 
-def open_slot(campaign_id: int, req, rendered_only=False):
-    """The slot of `campaign_id` now; None when it has no banners this quarter, or (`rendered_only`) when a page of
-    it would have to be rendered from the template first (webapp/direct.py then leaves the view to Flask)."""
+def open_slot(campaign_id: int, req) -> Slot:
+    """The slot of `campaign_id` now (no banners when it has none this quarter)."""
     snapshot = current_app.extensions["plans"].snapshot()
     now = utc_now()
     quarter = quarter_of(now)
-    banners = snapshot.plans.get((quarter, campaign_id))
-    if not banners:
-        return None
-    href = _click_href(req.script_root)
-    if rendered_only and not can_fill(snapshot.pages, banners, href):
-        return None
-    return Slot(campaign_id, snapshot, now, quarter, banners, href)
+    return Slot(campaign_id, snapshot, now, quarter, snapshot.plans.get((quarter, campaign_id)) or (),
+                _click_href(req.script_root))
 
 
-def show_slot(slot, req):
-    """The view: the visitor's next banner of the slot, its impression recorded, its page with a fresh click token."""
+def show_slot(slot, req) -> tuple:
+    """The view: the visitor's next banner of the slot, its impression recorded, its page with a fresh click token;
+    (body, headers)."""
     cid, snapshot, quarter = slot.campaign_id, slot.snapshot, slot.quarter
     visitor = visitors.open_visitor(req)
     banner_id, impression_id = visitors.show(visitor, cid, [b for b, _ in slot.banners], _rng, slot.now, quarter,
@@ -92,10 +86,8 @@ def show_slot(slot, req):
         page = snapshot.pages[key] = slot_page(snapshot.pages, cid, banner_id, dict(slot.banners)[banner_id], quarter,
                                                slot.click_href)
     # Never stored: a stored copy would replay a used click token and show a banner nobody counted.
-    response = current_app.response_class(page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
-                                          headers=SLOT_HEADERS)
-    visitors.set_cookie(response, visitor)
-    return response
+    return (page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
+            SLOT_HEADERS + visitors.cookie_headers(visitor))
 
 
 _click_hrefs = {}
@@ -110,12 +102,15 @@ def _click_href(script_root: str) -> str:
 
 
 def direct(req, rest: str):
-    """webapp/direct.py's view of /campaigns/<rest>: the slot's response, or None for Flask's view to answer."""
+    """webapp/direct.py's view of /campaigns/<rest>: the slot's view to run, or None for Flask's view to answer (a 404,
+    or a page to render from the template first)."""
     # The view's own checks: anything else (a 404, a number past 64 bits) is Flask's.
     if not (rest.isascii() and rest.isdigit() and len(rest.lstrip("0")) <= 19):
         return None
-    slot = open_slot(int(rest), req, rendered_only=True)
-    return None if slot is None else lambda: show_slot(slot, req)
+    slot = open_slot(int(rest), req)
+    if not slot.banners or not can_fill(slot.snapshot.pages, slot.banners, slot.click_href):
+        return None
+    return lambda: show_slot(slot, req)
 
 
 @bp.get("/images/<path:name>")

@@ -173,16 +173,15 @@ def show(visitor, campaign_id: int, banner_ids, rng, now, quarter: int, data_ver
     return banner_id, impression_id
 
 
-def set_cookie(response, visitor) -> None:
-    """Give the vid back in a cookie (renewing its lifetime): partitioned on HTTPS, Lax on plain HTTP.
-
-    Not for a vid the request passed as a parameter (its owner keeps it), nor while nothing is kept."""
+def cookie_headers(visitor) -> tuple:
+    """The header that gives the vid back in a cookie (renewing its lifetime), partitioned on HTTPS, Lax on plain HTTP;
+    none for a vid the request passed as a parameter (its owner keeps it), nor while nothing is kept."""
     if not visitor.kept or not (visitor.minted or visitor.from_cookie):
-        return
+        return ()
     store, settings = current_app.extensions["visitors"], current_app.extensions["settings"]
     secure = visitor.secure or settings.session_cookie_secure
     # A vid is url-safe characters only (is_vid), so it needs no quoting.
-    response.headers.add("Set-Cookie", COOKIE + "=" + visitor.vid + _cookie_attributes(store.lifetime_seconds, secure))
+    return (("Set-Cookie", COOKIE + "=" + visitor.vid + _cookie_attributes(store.lifetime_seconds, secure)),)
 
 
 @functools.lru_cache(maxsize=8)
