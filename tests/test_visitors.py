@@ -1,9 +1,12 @@
 """Visitors' rotations without server-side sessions: a vid (parameter, then cookie), its state in Redis."""
 
 import re
+import string
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import serve_rows, write_source
 
@@ -225,3 +228,25 @@ def test_visitors_returning_view_is_one_redis_call_with_its_state_and_impression
     assert second != first
     assert redis_server.xlen(redis_prefix + "events") == stream_before + 1
     assert int(redis_server.hget(bucket, "1")) == 1 and redis_server.ttl(bucket) > 0
+
+
+cookie_names = st.sampled_from(["bs_vid", "bs_session", "xbs_vid", "bs_vidx", "_ga", "a"])
+vid_like = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=20, max_size=40)
+cookie_values = vid_like | st.text(alphabet=string.ascii_letters + string.digits + "-_=/+. ", max_size=40)
+cookies = st.tuples(cookie_names, st.sampled_from(["=", " = "]), cookie_values, st.booleans(), st.sampled_from(["; ", ";", " ; "]))
+
+
+@given(st.lists(cookies, max_size=6))
+@settings(deadline=None)
+def test_visitors_vid_cookie_reads_what_werkzeug_reads_for_any_vid(cookies):
+    """The serving path reads the vid from the Cookie header itself (not every cookie of the publisher's page): for any
+    header, it finds the vid werkzeug's parser would, whenever that is a vid at all."""
+    from werkzeug.sansio.http import parse_cookie
+
+    from visitor_state import is_vid
+    from webapp.visitors import vid_cookie
+
+    header = "".join(name + equals + (f'"{value}"' if quoted else value) + sep for name, equals, value, quoted, sep in cookies)
+    expected = parse_cookie(header).get("bs_vid")
+    if is_vid(expected) or is_vid(vid_cookie(header)):
+        assert vid_cookie(header) == expected

@@ -6,6 +6,7 @@ behind (visitor_state explains how its next view rebuilds what it was shown).
 """
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,17 +50,27 @@ class VisitorStore:
 def open_visitor(req, site=None) -> Visitor:
     """The visitor of request `req`: its `vid` parameter, else the cookie, else a new vid; its rotations on `site`
     (default: the request's Origin, '' for our own pages)."""
-    store, secret = current_app.extensions["visitors"], current_app.secret_key
-    site = site_of(req.headers.get("Origin")) if site is None else site
+    store, secret, environ = current_app.extensions["visitors"], current_app.secret_key, req.environ
+    site = site_of(environ.get("HTTP_ORIGIN")) if site is None else site
     # A vid parameter is rare (the JS tag's decisions, publishers' servers): a query without one is not parsed.
-    vid = req.args.get("vid") if "vid=" in req.environ.get("QUERY_STRING", "") else None
+    vid = req.args.get("vid") if "vid=" in environ.get("QUERY_STRING", "") else None
     from_cookie = False
     if not is_vid(vid):
-        vid, from_cookie = req.cookies.get(COOKIE), True
+        vid, from_cookie = vid_cookie(environ.get("HTTP_COOKIE")), True
     minted = not is_vid(vid)
     if minted:
         vid, from_cookie = new_vid(secret, site), False
     return Visitor(vid, site, minted, from_cookie, kept=not store.breaker.is_open(), secure=req.is_secure)
+
+
+def vid_cookie(header):
+    """The first `bs_vid` cookie's value in a Cookie header (None without one), as request.cookies.get(COOKIE) reads it
+    for any value a vid can be, without parsing every other cookie of the publisher's page."""
+    found = _VID_COOKIE.search(header) if header else None
+    return found.group(1).strip().strip('"') if found else None
+
+
+_VID_COOKIE = re.compile(r"(?:^|;)\s*" + COOKIE + r"\s*=([^;]*)")
 
 
 def next_banners(visitor, slots, rng, event_of=None) -> list:
