@@ -58,8 +58,8 @@ def guide(r) -> list:
             "2. **PostgreSQL** as soon as there is more than one host (SQLite is one file on one disk), or when a "
             "load's write transaction would block dashboard reads too long.",
             "3. **A dedicated session Redis** when the sessions' memory (the rule above) no longer fits beside the "
-            "queue and the stream, or when Redis's CPU passes about half a core: every page view costs it one GET and "
-            f"one pipeline ({cpu['redis'] if cpu else 55} µs of Redis CPU per view in the load test), so one Redis core "
+            "queue and the stream, or when Redis's CPU passes about half a core: every page view costs it one script call "
+            f"(its rotation step and its event; {cpu['redis'] if cpu else 55} µs of Redis CPU per view in the load test), so one Redis core "
             f"serves about {60e6 / (cpu['redis'] if cpu else 55) / 1e6:.1f} million views per minute.",
             "4. **More RQ workers** when ingests and exports queue behind each other; exports themselves stay one at "
             "a time (the lock), so past one exporter's rate, export more often rather than in parallel.", ""]
