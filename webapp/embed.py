@@ -6,7 +6,6 @@ import hashlib
 import random
 
 from flask import Blueprint, abort, current_app, render_template, request
-from werkzeug.exceptions import HTTPException
 
 from selection import quarter_of
 from webapp import visitors
@@ -94,11 +93,9 @@ def frame_answer(req, campaign_id):
 
 
 def direct(req, rest: str):
-    """webapp/direct.py's view of /embed/<rest>: the frame's view to run, or None for Flask's view to answer."""
-    try:
-        answer = frame_answer(req, rest)
-    except HTTPException:  # a 404: Flask's page says why
-        return None
+    """webapp/direct.py's view of /embed/<rest>: the frame's view to run, or None for Flask's view to answer (a 404
+    raised here is left to Flask too, whose page says why)."""
+    answer = frame_answer(req, rest)
     return answer if callable(answer) else None
 
 
