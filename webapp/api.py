@@ -16,13 +16,12 @@ from webapp.clicks import click_token, new_impression_id
 from webapp.clock import utc_now
 from webapp.outage import REDIS_ERRORS
 from webapp.errors import REFERRER_POLICY
-from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, path_for, publisher_site
+from webapp.publishers import TOKEN_SLOT, banner_alt, banner_size, campaign_id_of, image_path, publisher_site, token_path
 
 bp = Blueprint("api", __name__)
 
 _rng = random.SystemRandom()
 MAX_SLOTS = 20  # campaigns in one decision: a page's slots, not a crawl of the catalogue
-TOKEN_SLOT = "0clicktoken0"  # stands in a URL template where each decision's token goes
 
 
 JSON_HEADERS = (("Content-Type", "application/json"),)
@@ -158,13 +157,6 @@ def _beacon(kind, token):
     return "", 204
 
 
-_paths = {}
-
-
 def _path(endpoint, script_root, token) -> str:
-    """url_for(endpoint, token=token)'s path: built once per endpoint and script root, then the token put in."""
-    key = (endpoint, script_root)
-    template = _paths.get(key)
-    if template is None:
-        template = _paths[key] = path_for(endpoint, script_root, token=TOKEN_SLOT)
-    return template.replace(TOKEN_SLOT, token, 1)
+    """url_for(endpoint, token=token)'s path: a path built once per endpoint and script root, the token put in."""
+    return token_path(endpoint, script_root).replace(TOKEN_SLOT, token, 1)

@@ -13,7 +13,7 @@ from webapp.clicks import click_token
 from webapp.clock import utc_now
 from webapp.formatting import slot_label
 from webapp.errors import REFERRER_POLICY
-from webapp.publishers import banner_alt, banner_size, campaign_id_of, image_path, path_for, publisher_site
+from webapp.publishers import TOKEN_SLOT, banner_alt, banner_size, campaign_id_of, image_path, publisher_site, token_path
 
 bp = Blueprint("embed", __name__)
 
@@ -21,7 +21,6 @@ _rng = random.SystemRandom()
 TARGETS = {"top": "_top", "blank": "_blank"}
 # The snippets' own query strings (and none): their target known without parsing the query.
 SNIPPET_QUERIES = {"": "_top", "target=top": "_top", "target=blank": "_blank"}
-TOKEN_SLOT = "0clicktoken0"  # stands in the cached frame document where each view's click token goes
 # The frame is the banner and nothing else: no margin, no scrollbar, the image scaled into the frame whole.
 FRAME_STYLE = ("html,body{margin:0;padding:0;width:100%;height:100%;overflow:hidden;background:transparent}"
                "a{display:block;width:100%;height:100%}"
@@ -84,7 +83,7 @@ def frame_answer(req, campaign_id):
                 "public/embed.html", policy=DOCUMENT_POLICY, style=FRAME_STYLE, campaign_id=cid, banner_id=banner_id,
                 quarter=quarter, target=target, width=width, height=height, alt=banner_alt(cid, banner_id, image_name),
                 image_src=image_path(snapshot.pages, image_name, req.script_root),
-                click_href=path_for("clicks.click", req.script_root, token=TOKEN_SLOT),
+                click_href=token_path("clicks.click", req.script_root),
             )
         return (page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
                 headers + visitors.cookie_headers(visitor))

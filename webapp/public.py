@@ -13,13 +13,12 @@ from webapp.clock import utc_now
 from webapp.formatting import slot_label
 from webapp.errors import REFERRER_POLICY
 from webapp.serving import Snapshot
-from webapp.publishers import path_for
+from webapp.publishers import TOKEN_SLOT, token_path
 from webapp.slots import can_fill, slot_page
 
 bp = Blueprint("public", __name__)
 
 _rng = random.SystemRandom()
-TOKEN_SLOT = "0clicktoken0"  # stands in the cached page where each view's click token goes
 # Never stored; the Referrer-Policy every response gets (webapp/errors.py), here for the view answered before Flask too.
 SLOT_HEADERS = (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"), REFERRER_POLICY)
 
@@ -68,7 +67,7 @@ def open_slot(campaign_id: int, req) -> Slot:
     now = utc_now()
     quarter = quarter_of(now)
     return Slot(campaign_id, snapshot, now, quarter, snapshot.plans.get((quarter, campaign_id)) or (),
-                _click_href(req.script_root))
+                token_path("clicks.click", req.script_root))
 
 
 def show_slot(slot, req) -> tuple:
@@ -88,17 +87,6 @@ def show_slot(slot, req) -> tuple:
     # Never stored: a stored copy would replay a used click token and show a banner nobody counted.
     return (page.replace(TOKEN_SLOT, click_token(cid, banner_id, quarter, impression_id), 1),
             SLOT_HEADERS + visitors.cookie_headers(visitor))
-
-
-_click_hrefs = {}
-
-
-def _click_href(script_root: str) -> str:
-    """The click link with the token's stand-in, for requests under `script_root` (built once per root)."""
-    href = _click_hrefs.get(script_root)
-    if href is None:
-        href = _click_hrefs[script_root] = path_for("clicks.click", script_root, token=TOKEN_SLOT)
-    return href
 
 
 def direct(req, rest: str):

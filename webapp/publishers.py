@@ -12,6 +12,7 @@ from flask import current_app, request
 from visitor_state import site_of
 
 DEFAULT_SIZE = (300, 250)  # the banner's size when its image's is not known
+TOKEN_SLOT = "0clicktoken0"  # stands in a cached page or path where each view's token goes
 
 
 def publisher_site(allowed: frozenset, req=None):
@@ -59,6 +60,12 @@ def image_path(cache, image_name, script_root: str) -> str:
         path = cache[key] = (path_for("public.image", script_root, name=image_name) if image_name
                              else path_for("static", script_root, filename="placeholder.svg"))
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def token_path(endpoint, script_root: str) -> str:
+    """path_for(endpoint, script_root, token=TOKEN_SLOT): a path to put each view's token in, built once."""
+    return path_for(endpoint, script_root, token=TOKEN_SLOT)
 
 
 def path_for(endpoint, script_root: str, **values) -> str:
