@@ -1,5 +1,7 @@
 """CPU per WSGI call, in-process (no nginx, no HTTP): our /ping, our page for a returning visitor, the no-state
-baseline's page. Needs the database a load test left (scripts/loadtest.sh) and a Redis at REDIS_URL.
+baseline's page; then the floor under the page's Redis call: a bare PING through the app's Redis client, the rotation
+step's script call alone (no event) and a PING on a raw socket. Needs the database a load test left
+(scripts/loadtest.sh) and a Redis at REDIS_URL.
 
 Usage: .venv/bin/python bench/wsgi_cost.py [--profile NAME]     NAME: ping, page or baseline (cProfile, by own time)
 """
@@ -36,6 +38,46 @@ def call(wsgi, env) -> str:
     return status[0]
 
 
+def cpu_per_call(fn) -> float:
+    """The median CPU (µs, this process: user + system) of one call of `fn`, over REPEATS batches of CALLS."""
+    runs = []
+    for _ in range(REPEATS):
+        started = time.process_time()
+        for _ in range(CALLS):
+            fn()
+        runs.append((time.process_time() - started) / CALLS * 1e6)
+    return statistics.median(runs)
+
+
+def redis_floor(app, campaign) -> dict:
+    """What the page's one Redis round trip costs this process before any of the view's own work."""
+    import random
+    import socket
+    from urllib.parse import urlsplit
+
+    from webapp import visitors
+
+    client, plans = app.extensions["visitor_redis"], app.extensions["plans"]
+    banner_ids = [b for b, _ in plans.snapshot().plans[next(k for k in plans.snapshot().plans if k[1] == campaign)]]
+    visitor = visitors.Visitor("wsgi-cost-floor-0123456789", "", minted=False, from_cookie=True, kept=True,
+                               secure=False)
+    rng = random.Random(1)
+    url = urlsplit(os.environ["REDIS_URL"])
+    raw = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reply = bytearray(64)
+
+    def raw_ping():
+        raw.sendall(b"*1\r\n$4\r\nPING\r\n")
+        raw.recv_into(reply)
+
+    with app.app_context():
+        return {"PING through the app's Redis client (redis-py)": cpu_per_call(client.ping),
+                "the rotation step's script call alone (visitors._step, no event)":
+                    cpu_per_call(lambda: visitors._step(visitor, [(campaign, banner_ids)], rng, [])),
+                "PING on a raw socket (the syscalls' floor)": cpu_per_call(raw_ping)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=("ping", "page", "baseline"))
@@ -53,13 +95,9 @@ def main():
              "baseline": (baseline_app.application, environ(f"/campaigns/{campaign}"))}
     for name, (wsgi, env) in cases.items():
         assert call(wsgi, env).startswith("200"), name
-        runs = []
-        for _ in range(REPEATS):
-            started = time.process_time()
-            for _ in range(CALLS):
-                call(wsgi, env)
-            runs.append((time.process_time() - started) / CALLS * 1e6)
-        print(f"{name}: {statistics.median(runs):.0f} µs of CPU per call (median of {REPEATS} x {CALLS})")
+        print(f"{name}: {cpu_per_call(lambda: call(wsgi, env)):.0f} µs of CPU per call (median of {REPEATS} x {CALLS})")
+    for name, cost in redis_floor(app, campaign).items():
+        print(f"{name}: {cost:.0f} µs of CPU per call")
     redis = app.extensions["visitor_redis"]
     stale = list(redis.scan_iter(os.environ["REDIS_PREFIX"] + "*"))
     if stale:
