@@ -250,3 +250,27 @@ def test_visitors_vid_cookie_reads_what_werkzeug_reads_for_any_vid(cookies):
     expected = parse_cookie(header).get("bs_vid")
     if is_vid(expected) or is_vid(vid_cookie(header)):
         assert vid_cookie(header) == expected
+
+
+def test_visitors_step_connection_is_each_processs_own(loaded):
+    """The step's single connection is made in the process that uses it: a worker forked from a process that had
+    served views opens its own, never writing to its parent's socket."""
+    import multiprocessing
+
+    store = loaded.extensions["visitors"]
+    client = loaded.test_client(use_cookies=False)
+    banner_of(client.get("/campaigns/1", headers={"Cookie": "bs_vid=parent-visitor-0123456789abcdef"}))
+    parent_socket = store.step_client().connection._sock.getsockname()
+
+    def child(answers):
+        banner_of(client.get("/campaigns/1", headers={"Cookie": "bs_vid=child-visitor-0123456789abcdef"}))
+        answers.send(store.step_client().connection._sock.getsockname())
+
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    worker = multiprocessing.get_context("fork").Process(target=child, args=(sending,))
+    worker.start()
+    child_socket = receiving.recv() if receiving.poll(30) else None
+    worker.join(30)
+    assert worker.exitcode == 0 and child_socket is not None
+    assert child_socket != parent_socket
+    assert store.step_client().connection._sock.getsockname() == parent_socket  # the parent keeps its own
