@@ -252,9 +252,10 @@ def test_visitors_vid_cookie_reads_what_werkzeug_reads_for_any_vid(cookies):
         assert vid_cookie(header) == expected
 
 
-def test_visitors_step_connection_is_each_processs_own(loaded):
-    """The step's single connection is made in the process that uses it: a worker forked from a process that had
-    served views opens its own, never writing to its parent's socket."""
+def test_visitors_step_connection_is_each_threads_and_processs_own(loaded):
+    """The step's single connection is made in the thread and the process that use it: a worker forked from a process
+    that had served views opens its own, never writing to its parent's socket, and a second thread never waits for the
+    first one's round trip."""
     import multiprocessing
 
     store = loaded.extensions["visitors"]
@@ -274,3 +275,8 @@ def test_visitors_step_connection_is_each_processs_own(loaded):
     assert worker.exitcode == 0 and child_socket is not None
     assert child_socket != parent_socket
     assert store.step_client().connection._sock.getsockname() == parent_socket  # the parent keeps its own
+    other_thread = []
+    thread = threading.Thread(target=lambda: other_thread.append(store.step_client().connection))
+    thread.start()
+    thread.join()
+    assert other_thread[0] is not store.step_client().connection
