@@ -1,6 +1,6 @@
 """CPU per WSGI call, in-process (no nginx, no HTTP): our /ping, our page for a returning visitor, the no-state
-baseline's page; then the floor under the page's Redis call: a bare PING through the app's Redis client, the rotation
-step's script call alone (no event) and a PING on a raw socket. Needs the database a load test left
+baseline's page; then the floor under the page's Redis call: a bare PING on the step's own connection (redis-py), the
+rotation step's script call alone (no event) and a PING on a raw socket. Needs the database a load test left
 (scripts/loadtest.sh) and a Redis at REDIS_URL.
 
 Usage: .venv/bin/python bench/wsgi_cost.py [--profile NAME]     NAME: ping, page or baseline (cProfile, by own time)
@@ -57,8 +57,8 @@ def redis_floor(app, campaign) -> dict:
 
     from webapp import visitors
 
-    client, plans = app.extensions["visitor_redis"], app.extensions["plans"]
-    banner_ids = [b for b, _ in plans.snapshot().plans[next(k for k in plans.snapshot().plans if k[1] == campaign)]]
+    store, plans = app.extensions["visitors"], app.extensions["plans"].snapshot().plans
+    banner_ids = [b for b, _ in plans[next(key for key in plans if key[1] == campaign)]]
     visitor = visitors.Visitor("wsgi-cost-floor-0123456789", "", minted=False, from_cookie=True, kept=True,
                                secure=False)
     rng = random.Random(1)
@@ -71,8 +71,8 @@ def redis_floor(app, campaign) -> dict:
         raw.sendall(b"*1\r\n$4\r\nPING\r\n")
         raw.recv_into(reply)
 
-    with app.app_context():
-        return {"PING through the app's Redis client (redis-py)": cpu_per_call(client.ping),
+    with app.app_context(), raw:
+        return {"PING on the step's own connection (redis-py)": cpu_per_call(store.step_client().ping),
                 "the rotation step's script call alone (visitors._step, no event)":
                     cpu_per_call(lambda: visitors._step(visitor, [(campaign, banner_ids)], rng, [])),
                 "PING on a raw socket (the syscalls' floor)": cpu_per_call(raw_ping)}
