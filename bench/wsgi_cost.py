@@ -1,6 +1,7 @@
 """CPU per WSGI call, in-process (no nginx, no HTTP): our /ping, our page for a returning visitor, the no-state
-baseline's page; then the floor under the page's Redis call: a bare PING on the step's own connection (redis-py), the
-rotation step's script call alone (no event) and a PING on a raw socket. Needs the database a load test left
+baseline's page; then the floor under the page's Redis call, in alternating batches: a bare PING on the step's own
+connection (redis-py), the step's script call (no event) on that connection and through the pool, and a PING on a raw
+socket. Needs the database a load test left
 (scripts/loadtest.sh) and a Redis at REDIS_URL.
 
 Usage: .venv/bin/python bench/wsgi_cost.py [--profile NAME]     NAME: ping, page or baseline (cProfile, by own time)
@@ -40,28 +41,36 @@ def call(wsgi, env) -> str:
 
 def cpu_per_call(fn) -> float:
     """The median CPU (µs, this process: user + system) of one call of `fn`, over REPEATS batches of CALLS."""
-    runs = []
+    return alternating({"": fn})[""]
+
+
+def alternating(fns: dict) -> dict:
+    """Each named function's median CPU per call (µs), their batches of CALLS taking turns REPEATS times, so that a
+    drift of the machine's speed falls on all of them alike."""
+    runs = {name: [] for name in fns}
     for _ in range(REPEATS):
-        started = time.process_time()
-        for _ in range(CALLS):
-            fn()
-        runs.append((time.process_time() - started) / CALLS * 1e6)
-    return statistics.median(runs)
+        for name, fn in fns.items():
+            started = time.process_time()
+            for _ in range(CALLS):
+                fn()
+            runs[name].append((time.process_time() - started) / CALLS * 1e6)
+    return {name: statistics.median(costs) for name, costs in runs.items()}
 
 
 def redis_floor(app, campaign) -> dict:
-    """What the page's one Redis round trip costs this process before any of the view's own work."""
-    import random
+    """What the page's one Redis round trip costs this process before any of the view's own work; the step's script
+    call on its own connection against one checked out of the pool per call (as before 2026-12-05)."""
     import socket
     from urllib.parse import urlsplit
 
-    from webapp import visitors
+    from rotation import MAX_ROTATIONS
+    from webapp.visitors import rotation_set
 
     store, plans = app.extensions["visitors"], app.extensions["plans"].snapshot().plans
-    banner_ids = [b for b, _ in plans[next(key for key in plans if key[1] == campaign)]]
-    visitor = visitors.Visitor("wsgi-cost-floor-0123456789", "", minted=False, from_cookie=True, kept=True,
-                               secure=False)
-    rng = random.Random(1)
+    set_key, banners = rotation_set(tuple(b for b, _ in plans[next(key for key in plans if key[1] == campaign)]))
+    state = os.environ["REDIS_PREFIX"] + "floor-visitor"
+    args = [store.lifetime_seconds, MAX_ROTATIONS, 1, campaign, set_key, 12345, "", *banners]
+    own = store.step_client()
     url = urlsplit(os.environ["REDIS_URL"])
     raw = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379))
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -71,11 +80,13 @@ def redis_floor(app, campaign) -> dict:
         raw.sendall(b"*1\r\n$4\r\nPING\r\n")
         raw.recv_into(reply)
 
-    with app.app_context(), raw:
-        return {"PING on the step's own connection (redis-py)": cpu_per_call(store.step_client().ping),
-                "the rotation step's script call alone (visitors._step, no event)":
-                    cpu_per_call(lambda: visitors._step(visitor, [(campaign, banner_ids)], rng, [])),
-                "PING on a raw socket (the syscalls' floor)": cpu_per_call(raw_ping)}
+    with raw:
+        return alternating({
+            "PING on the step's own connection (redis-py)": own.ping,
+            "the step's script call on its own connection": lambda: store.step(keys=[state], args=args, client=own),
+            "the step's script call through the pool (a checkout per call)":
+                lambda: store.step(keys=[state], args=args, client=store.client),
+            "PING on a raw socket (the syscalls' floor)": raw_ping})
 
 
 def main():
@@ -97,7 +108,7 @@ def main():
         assert call(wsgi, env).startswith("200"), name
         print(f"{name}: {cpu_per_call(lambda: call(wsgi, env)):.0f} µs of CPU per call (median of {REPEATS} x {CALLS})")
     for name, cost in redis_floor(app, campaign).items():
-        print(f"{name}: {cost:.0f} µs of CPU per call")
+        print(f"{name}: {cost:.0f} µs of CPU per call (median of {REPEATS} x {CALLS}, alternating)")
     redis = app.extensions["visitor_redis"]
     stale = list(redis.scan_iter(os.environ["REDIS_PREFIX"] + "*"))
     if stale:
