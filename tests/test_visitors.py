@@ -252,7 +252,7 @@ def test_visitors_vid_cookie_reads_what_werkzeug_reads_for_any_vid(cookies):
         assert vid_cookie(header) == expected
 
 
-def test_visitors_step_connection_is_each_threads_and_processs_own(loaded):
+def test_visitors_step_connection_belongs_to_its_thread_and_process(loaded):
     """The step's single connection is made in the thread and the process that use it: a worker forked from a process
     that had served views opens its own, never writing to its parent's socket, and a second thread never waits for the
     first one's round trip."""
