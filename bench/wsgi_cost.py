@@ -1,8 +1,7 @@
 """CPU per WSGI call, in-process (no nginx, no HTTP): our /ping, our page for a returning visitor, the no-state
 baseline's page; then the floor under the page's Redis call, in alternating batches: a bare PING on the step's own
 connection (redis-py), the step's script call (no event) on that connection and through the pool, and a PING on a raw
-socket. Needs the database a load test left
-(scripts/loadtest.sh) and a Redis at REDIS_URL.
+socket. Needs the database a load test left (scripts/loadtest.sh) and a Redis at REDIS_URL.
 
 Usage: .venv/bin/python bench/wsgi_cost.py [--profile NAME]     NAME: ping, page or baseline (cProfile, by own time)
 """
@@ -60,16 +59,18 @@ def alternating(fns: dict) -> dict:
 def redis_floor(app, campaign) -> dict:
     """What the page's one Redis round trip costs this process before any of the view's own work; the step's script
     call on its own connection against one checked out of the pool per call (as before 2026-12-05)."""
+    import random
     import socket
     from urllib.parse import urlsplit
 
-    from rotation import MAX_ROTATIONS
-    from webapp.visitors import rotation_set
+    from webapp import visitors
 
     store, plans = app.extensions["visitors"], app.extensions["plans"].snapshot().plans
-    set_key, banners = rotation_set(tuple(b for b, _ in plans[next(key for key in plans if key[1] == campaign)]))
-    state = os.environ["REDIS_PREFIX"] + "floor-visitor"
-    args = [store.lifetime_seconds, MAX_ROTATIONS, 1, campaign, set_key, 12345, "", *banners]
+    banner_ids = [b for b, _ in plans[next(key for key in plans if key[1] == campaign)]]
+    visitor = visitors.Visitor("wsgi-cost-floor-0123456789", "", minted=False, from_cookie=True, kept=True,
+                               secure=False)
+    with app.app_context():  # the call the page makes, built as the page builds it (one random draw for all calls)
+        keys, args = visitors.step_call(visitor, [(campaign, banner_ids)], random.Random(1), [])
     own = store.step_client()
     url = urlsplit(os.environ["REDIS_URL"])
     raw = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379))
@@ -83,9 +84,9 @@ def redis_floor(app, campaign) -> dict:
     with raw:
         return alternating({
             "PING on the step's own connection (redis-py)": own.ping,
-            "the step's script call on its own connection": lambda: store.step(keys=[state], args=args, client=own),
+            "the step's script call on its own connection": lambda: store.step(keys=keys, args=args, client=own),
             "the step's script call through the pool (a checkout per call)":
-                lambda: store.step(keys=[state], args=args, client=store.client),
+                lambda: store.step(keys=keys, args=args, client=store.client),
             "PING on a raw socket (the syscalls' floor)": raw_ping})
 
 

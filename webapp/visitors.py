@@ -116,6 +116,21 @@ def next_banners(visitor, slots, rng, event_of=None) -> list:
 
 def _step(visitor, slots, rng, commands):
     """The script call: each slot's banner (ints), or None when the state's Redis failed (nothing is kept then)."""
+    store = current_app.extensions["visitors"]
+    keys, args = step_call(visitor, slots, rng, commands)
+    try:
+        reply = store.step(keys=keys, args=args, client=store.step_client())
+    except REDIS_ERRORS as exc:
+        store.breaker.record(exc)
+        current_app.logger.debug("a visitor's rotation or events were not kept: %s", exc)
+        visitor.kept = False  # the state's Redis is away: no cookie promises a rotation either
+        return None
+    return [int(banner) for banner in reply]
+
+
+def step_call(visitor, slots, rng, commands) -> tuple:
+    """The keys and arguments of the script call (rotation_step.lua) that steps the visitor's rotations of `slots`
+    and runs the event `commands`."""
     store, secret = current_app.extensions["visitors"], current_app.secret_key
     minted = is_minted(secret, visitor.vid, visitor.site)
     args = [store.lifetime_seconds, MAX_ROTATIONS, len(slots)]
@@ -125,15 +140,7 @@ def _step(visitor, slots, rng, commands):
                  cycle_seed(secret, visitor.site, visitor.vid, campaign_id) if minted else "", *banners]
     for name, _, *rest in commands:
         args += [len(rest), name, *rest]
-    try:
-        reply = store.step(keys=[store.prefix + state_key(secret, visitor.site, visitor.vid),
-                                 *(command[1] for command in commands)], args=args, client=store.step_client())
-    except REDIS_ERRORS as exc:
-        store.breaker.record(exc)
-        current_app.logger.debug("a visitor's rotation or events were not kept: %s", exc)
-        visitor.kept = False  # the state's Redis is away: no cookie promises a rotation either
-        return None
-    return [int(banner) for banner in reply]
+    return [store.prefix + state_key(secret, visitor.site, visitor.vid), *(command[1] for command in commands)], args
 
 
 @functools.lru_cache(maxsize=20_000)
